@@ -1,0 +1,91 @@
+-- Core tables: models, token fixed-point scans and their results.
+
+CREATE TABLE models (
+    name            VARCHAR PRIMARY KEY,   -- alias (gemma3-270m) or the spec given (hub id, path)
+    source_kind     VARCHAR NOT NULL,      -- 'hub' | 'hub-cache' | 'directory' | 'gguf' | 'gguf-package'
+    location        VARCHAR,               -- hub id, directory or .gguf path actually loaded
+    hub_id          VARCHAR,               -- the model's hub id when known
+    family          VARCHAR,               -- olmo2 | qwen3 | gemma3 | ... (config model_type otherwise)
+    variant         VARCHAR,               -- 'base' | 'inst' | NULL when unknown
+    tokenizer_family VARCHAR,              -- tokenizer lineage from the alias file, else NULL
+    quantization    VARCHAR,               -- e.g. 'Q4_K_M GGUF dequantized to float32'; NULL for none
+    architecture    VARCHAR,               -- transformers class, e.g. Gemma3ForCausalLM
+    vocab_size      INTEGER,               -- len(tokenizer), added tokens included
+    embedding_rows  INTEGER,               -- rows of the input embedding matrix
+    hidden_size     INTEGER,
+    num_layers      INTEGER,
+    tied_head       BOOLEAN,               -- output embedding shares the input embedding's weight
+    rotary          BOOLEAN,               -- rotary position embeddings (the RoPE reduction holds)
+    updated_at      TIMESTAMP NOT NULL DEFAULT current_timestamp
+);
+
+CREATE SEQUENCE scan_id_seq START 1;
+
+CREATE TABLE scans (
+    scan_id         INTEGER PRIMARY KEY DEFAULT nextval('scan_id_seq'),
+    model           VARCHAR NOT NULL,      -- models.name
+    dtype           VARCHAR NOT NULL,      -- float32 | float64 | bfloat16 | float16
+    device          VARCHAR NOT NULL,      -- cpu | cuda:0 ...
+    bos             BOOLEAN NOT NULL,      -- a BOS token was prepended: input [bos, t]
+    id_start        INTEGER NOT NULL,      -- first token id of the scanned range
+    id_stop         INTEGER NOT NULL,      -- one past the last token id of the range
+    batch_size      INTEGER NOT NULL,
+    tolerance       DOUBLE NOT NULL,       -- relative margin under which a verdict is re-checked in float64
+    check_length    INTEGER,               -- --check-length L, else NULL
+    method          VARCHAR NOT NULL,      -- 'length1-pruned' (fast exact path) | 'forward-pruned' (generic)
+    torch_version   VARCHAR,
+    transformers_version VARCHAR,
+    tokenizers_version VARCHAR,
+    fpprov_version  VARCHAR,
+    started_at      TIMESTAMP NOT NULL DEFAULT current_timestamp,
+    finished_at     TIMESTAMP,             -- NULL until complete
+    tokens_scanned  INTEGER NOT NULL DEFAULT 0,  -- ids whose verdict is stored
+    tokens_skipped  INTEGER NOT NULL DEFAULT 0,  -- ids without an embedding row (padding) and so not scanned
+    fp_count        INTEGER NOT NULL DEFAULT 0,
+    rechecked       INTEGER NOT NULL DEFAULT 0,  -- verdicts re-checked in float64
+    flipped         INTEGER NOT NULL DEFAULT 0,  -- re-checks whose float64 verdict differs from the screen
+    complete        BOOLEAN NOT NULL DEFAULT false,
+    seconds         DOUBLE                 -- wall time spent scanning, summed over resumed runs
+);
+
+-- Chunks of the id range whose results are committed; a resumed scan skips them.
+CREATE TABLE scan_chunks (
+    scan_id         INTEGER NOT NULL,
+    chunk_start     INTEGER NOT NULL,
+    chunk_stop      INTEGER NOT NULL,
+    tokens_scanned  INTEGER NOT NULL,
+    tokens_skipped  INTEGER NOT NULL,
+    fp_count        INTEGER NOT NULL,
+    committed_at    TIMESTAMP NOT NULL DEFAULT current_timestamp,
+    PRIMARY KEY (scan_id, chunk_start)
+);
+
+CREATE TABLE token_fps (
+    scan_id         INTEGER NOT NULL,
+    model           VARCHAR NOT NULL,
+    token_id        INTEGER NOT NULL,
+    raw_token       VARCHAR,               -- the vocabulary string (e.g. 'Ġblah', '▁blah', '<0xC3>')
+    text            VARCHAR,               -- decoded text of the single token
+    category        VARCHAR NOT NULL,      -- normal | special | byte_fragment | unreachable
+    prob            DOUBLE NOT NULL,       -- softmax probability of the token itself
+    logit           DOUBLE NOT NULL,       -- its own logit
+    runner_up_id    INTEGER,               -- best competitor
+    runner_up_logit DOUBLE,
+    margin          DOUBLE NOT NULL,       -- logit - runner_up_logit, in the scan dtype (> 0)
+    verified_float64 BOOLEAN NOT NULL,     -- re-checked one token at a time in float64 and still an FP
+    margin_float64  DOUBLE,                -- the float64 margin, NULL when not re-checked
+    length_check    BOOLEAN,               -- [t]*L -> t at the last position (with --check-length), else NULL
+    PRIMARY KEY (scan_id, token_id)
+);
+
+-- Every verdict re-checked in float64: all FPs and the near-ties among non-FPs.
+CREATE TABLE scan_rechecks (
+    scan_id         INTEGER NOT NULL,
+    token_id        INTEGER NOT NULL,
+    screen_is_fp    BOOLEAN NOT NULL,      -- verdict of the batched screen in the scan dtype
+    screen_margin   DOUBLE,                -- own logit minus best competitor, scan dtype (approximate for pruned rows)
+    float64_is_fp   BOOLEAN NOT NULL,      -- the verdict that counts
+    float64_margin  DOUBLE NOT NULL,
+    float64_runner_up_id INTEGER,
+    PRIMARY KEY (scan_id, token_id)
+);

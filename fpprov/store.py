@@ -1,0 +1,170 @@
+"""The DuckDB store: opening the file, ordered schema migrations, bulk writes.
+
+Migrations are the files ``fpprov/schema/NNN_name.sql``, applied in order of NNN and recorded in
+``schema_version``; a migration never changes once released (add a new file instead).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import duckdb
+import pyarrow as pa
+
+from .errors import FpprovError
+
+DEFAULT_DB = "fpprov.duckdb"
+_MIGRATION_NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
+
+
+def default_db_path() -> Path:
+    """``FPPROV_DB`` when set, else ``./fpprov.duckdb``."""
+    return Path(os.environ.get("FPPROV_DB") or DEFAULT_DB)
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def list_migrations() -> list[Migration]:
+    migrations = []
+    for entry in resources.files("fpprov.schema").iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match:
+            migrations.append(Migration(int(match.group(1)), match.group(2), entry.read_text("utf-8")))
+    migrations.sort(key=lambda m: m.version)
+    versions = [m.version for m in migrations]
+    if len(set(versions)) != len(versions):
+        raise RuntimeError(f"duplicate schema migration versions: {versions}")
+    return migrations
+
+
+def _connect_error(path: Path, exc: Exception) -> FpprovError:
+    text = str(exc)
+    if "lock" in text.lower() or "Conflicting lock" in text:
+        return FpprovError(f"database {path} is locked by another process; wait for it or use --db OTHER.duckdb")
+    return FpprovError(f"cannot open database {path}: {text.splitlines()[0]}")
+
+
+class Store:
+    """One open DuckDB database with the fpprov schema applied."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path, read_only: bool):
+        self.con = con
+        self.path = path
+        self.read_only = read_only
+
+    # -- writes ---------------------------------------------------------------------------------
+    def insert_rows(self, table: str, rows: Sequence[dict[str, Any]], *, or_ignore: bool = False) -> int:
+        """Insert a batch of dict rows in one statement (by column name, via Arrow)."""
+        if not rows:
+            return 0
+        arrow_rows = pa.Table.from_pylist(list(rows))  # noqa: F841  (read by DuckDB's replacement scan)
+        verb = "INSERT OR IGNORE" if or_ignore else "INSERT"
+        self.con.execute(f"{verb} INTO {table} BY NAME SELECT * FROM arrow_rows")
+        return len(rows)
+
+    def insert_arrow(self, table: str, arrow_table: pa.Table, *, or_ignore: bool = False) -> int:
+        if arrow_table.num_rows == 0:
+            return 0
+        verb = "INSERT OR IGNORE" if or_ignore else "INSERT"
+        self.con.execute(f"{verb} INTO {table} BY NAME SELECT * FROM arrow_table")
+        return arrow_table.num_rows
+
+    def transaction(self) -> "_Transaction":
+        return _Transaction(self.con)
+
+    # -- reads ----------------------------------------------------------------------------------
+    def query(self, sql: str, params: Iterable[Any] | None = None) -> list[tuple]:
+        return self.con.execute(sql, list(params) if params is not None else None).fetchall()
+
+    def query_dicts(self, sql: str, params: Iterable[Any] | None = None) -> list[dict[str, Any]]:
+        cur = self.con.execute(sql, list(params) if params is not None else None)
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row)) for row in cur.fetchall()]
+
+    def schema_version(self) -> int:
+        return self.con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Transaction:
+    def __init__(self, con: duckdb.DuckDBPyConnection):
+        self.con = con
+
+    def __enter__(self) -> duckdb.DuckDBPyConnection:
+        self.con.execute("BEGIN TRANSACTION")
+        return self.con
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.con.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> int:
+    """Apply every migration newer than the database's version; return the new version."""
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS schema_version ("
+        " version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,"
+        " applied_at TIMESTAMP NOT NULL DEFAULT current_timestamp)"
+    )
+    current = con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+    for migration in list_migrations():
+        if migration.version <= current:
+            continue
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(migration.sql)
+            con.execute("INSERT INTO schema_version (version, name) VALUES (?, ?)", [migration.version, migration.name])
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+        current = migration.version
+    return current
+
+
+def open_store(path: str | os.PathLike | None = None, *, read_only: bool = False) -> Store:
+    """Open (creating if needed) the database and bring its schema up to date.
+
+    Read-only opens do not migrate; they work while another process writes only if DuckDB allows it
+    (it allows several read-only processes, not a reader beside a writer), so callers show the error.
+    """
+    db_path = Path(path) if path is not None else default_db_path()
+    db_path = db_path.expanduser()
+    if read_only and not db_path.exists():
+        raise FpprovError(f"database {db_path} does not exist; run `fpprov scan` first or pass --db")
+    if not read_only:
+        parent = db_path.parent if str(db_path.parent) else Path(".")
+        if not parent.exists():
+            raise FpprovError(f"cannot create database {db_path}: folder {parent} does not exist")
+        if not os.access(parent, os.W_OK) or (db_path.exists() and not os.access(db_path, os.W_OK)):
+            raise FpprovError(f"cannot write database {db_path}: permission denied")
+    try:
+        con = duckdb.connect(str(db_path), read_only=read_only)
+    except duckdb.Error as exc:
+        raise _connect_error(db_path, exc) from None
+    if not read_only:
+        migrate(con)
+    return Store(con, db_path, read_only)
+
+
+def upsert_model(store: Store, info: dict[str, Any]) -> None:
+    """Insert or refresh one `models` row (keyed by name)."""
+    store.con.execute("DELETE FROM models WHERE name = ?", [info["name"]])
+    store.insert_rows("models", [info])
