@@ -66,6 +66,7 @@ CREATE TABLE token_fps (
     token_id        INTEGER NOT NULL,
     raw_token       VARCHAR,               -- the vocabulary string (e.g. 'Ġblah', '▁blah', '<0xC3>')
     text            VARCHAR,               -- decoded text of the single token
+    norm_text       VARCHAR,               -- text for cross-model matching: leading-space markers -> ' ', NFC
     category        VARCHAR NOT NULL,      -- normal | special | byte_fragment | unreachable
     prob            DOUBLE NOT NULL,       -- softmax probability of the token itself
     logit           DOUBLE NOT NULL,       -- its own logit

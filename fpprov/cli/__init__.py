@@ -1,0 +1,27 @@
+"""The `fpprov` command line: argument parsing only; the work lives in the library modules."""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+
+import typer
+
+app = typer.Typer(
+    name="fpprov",
+    help="Find the fixed points of pretrained LLMs and trace them back to training data.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Each module defines register(app) and owns its commands.
+COMMAND_MODULES = ("scan",)
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(f"{__name__}.{_name}").register(app)
+
+
+def main() -> None:
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    app()
