@@ -1,0 +1,148 @@
+"""Semantics of the cross-model views (004_views.sql) on small hand-built databases."""
+
+from __future__ import annotations
+
+import pytest
+
+from fpprov.store import open_store
+
+SCAN_DEFAULTS = dict(dtype="float32", device="cpu", batch_size=256, tolerance=1e-4, method="length1-pruned")
+
+
+def add_model(store, name, family, variant):
+    store.insert_rows("models", [{"name": name, "source_kind": "hub", "family": family, "variant": variant}])
+
+
+def add_scan(store, scan_id, model, fps, *, bos=False, complete=True, id_range=(0, 1000), started="2026-01-01"):
+    """Insert one scan of `model` whose FPs are (token_id, raw_token, norm_text, prob) tuples."""
+    store.insert_rows("scans", [{
+        **SCAN_DEFAULTS, "scan_id": scan_id, "model": model, "bos": bos, "complete": complete,
+        "id_start": id_range[0], "id_stop": id_range[1], "fp_count": len(fps),
+        "tokens_scanned": id_range[1] - id_range[0], "started_at": started,
+    }])
+    store.insert_rows("token_fps", [{
+        "scan_id": scan_id, "model": model, "token_id": tid, "raw_token": raw, "text": norm, "norm_text": norm,
+        "category": "normal", "prob": prob, "logit": 10.0, "margin": 1.0, "verified_float64": True,
+    } for tid, raw, norm, prob in fps])
+
+
+@pytest.fixture
+def store(tmp_path):
+    with open_store(tmp_path / "views.duckdb") as s:
+        yield s
+
+
+def test_primary_scan_prefers_complete_then_no_bos_then_widest(store):
+    add_model(store, "m", "fam", "base")
+    add_scan(store, 1, "m", [(1, "a", "a", 0.5)], complete=False, id_range=(0, 5000))
+    add_scan(store, 2, "m", [(1, "a", "a", 0.5)], bos=True, id_range=(0, 5000))
+    add_scan(store, 3, "m", [(1, "a", "a", 0.5)], id_range=(0, 100))
+    add_scan(store, 4, "m", [(1, "a", "a", 0.5)], id_range=(0, 200), started="2025-01-01")
+    assert store.query("SELECT scan_id, n_scans FROM primary_scans") == [(4, 4)]
+    # Without any complete no-BOS scan, the complete BOS scan beats the interrupted one.
+    store.con.execute("UPDATE scans SET complete = false WHERE scan_id IN (3, 4)")
+    assert store.query("SELECT scan_id FROM primary_scans") == [(2,)]
+
+
+def test_shared_fps_matches_text_across_tokenizers_and_families(store):
+    add_model(store, "olmo2-1b", "olmo2", "base")
+    add_model(store, "olmo2-1b-inst", "olmo2", "inst")
+    add_model(store, "qwen3-0.6b", "qwen3", "base")
+    # ' blah' has a different id and vocabulary spelling in each tokenizer; it must still match.
+    add_scan(store, 1, "olmo2-1b", [(10, "Ġblah", " blah", 0.9), (11, "Á", "Á", 0.99), (12, "<0xC3>", "\ufffd", 0.2),
+                                    (13, "solo", "solo", 0.3)])
+    add_scan(store, 2, "olmo2-1b-inst", [(10, "Ġblah", " blah", 0.7), (11, "Á", "Á", 0.98), (12, "<0xC3>", "\ufffd", 0.2)])
+    add_scan(store, 3, "qwen3-0.6b", [(500, "▁blah", " blah", 0.5), (501, "<0xC3>", "\ufffd", 0.1)])
+    # A text found only in a non-primary scan (with BOS) does not count.
+    add_scan(store, 4, "qwen3-0.6b", [(777, "Á", "Á", 0.4)], bos=True)
+    rows = store.query_dicts("SELECT * FROM shared_fps ORDER BY norm_text")
+    assert [r["norm_text"] for r in rows] == [" blah", "Á"]       # no U+FFFD, no single-model 'solo'
+    blah, a_acute = rows
+    assert (blah["n_models"], blah["n_families"]) == (3, 2)
+    assert blah["models"] == ["olmo2-1b", "olmo2-1b-inst", "qwen3-0.6b"]
+    assert blah["families"] == ["olmo2", "qwen3"]
+    assert blah["raw_tokens"] == ["Ġblah", "▁blah"]
+    assert blah["min_prob"] == pytest.approx(0.5) and blah["max_prob"] == pytest.approx(0.9)
+    assert (a_acute["n_models"], a_acute["n_families"]) == (2, 1)
+
+
+def test_model_overlap_counts_and_jaccard_in_both_orders(store):
+    for name, family in [("a", "f1"), ("b", "f2"), ("c", "f3")]:
+        add_model(store, name, family, "base")
+    add_scan(store, 1, "a", [(1, "x", "x", 0.5), (2, "y", "y", 0.5), (3, "z", "z", 0.5)])
+    add_scan(store, 2, "b", [(7, "y", "y", 0.5), (8, "z", "z", 0.5), (9, "w", "w", 0.5), (10, "v", "v", 0.5)])
+    add_scan(store, 3, "c", [(1, "q", "q", 0.5)])
+    rows = {(r["model_a"], r["model_b"]): r for r in store.query_dicts("SELECT * FROM model_overlap")}
+    assert len(rows) == 6                                   # every ordered pair, none with itself
+    ab, ba = rows[("a", "b")], rows[("b", "a")]
+    assert (ab["fps_a"], ab["fps_b"], ab["shared"]) == (3, 4, 2)
+    assert ab["jaccard"] == pytest.approx(2 / 5)              # {y, z} / {x, y, z, w, v}
+    assert (ba["fps_a"], ba["shared"], ba["jaccard"]) == (4, 2, ab["jaccard"])
+    assert rows[("a", "c")]["shared"] == 0 and rows[("a", "c")]["jaccard"] == 0
+
+
+def test_base_vs_inst_kept_lost_gained_within_common_range(store):
+    add_model(store, "olmo2-7b", "olmo2", "base")
+    add_model(store, "olmo2-7b-inst", "olmo2", "inst")
+    add_model(store, "qwen3-8b", "qwen3", "base")           # no instruct partner: no row
+    add_scan(store, 1, "olmo2-7b", [(1, "a", "a", 0.9), (2, "b", "b", 0.8), (3, "c", "c", 0.7),
+                                    (900, "far", "far", 0.5)], id_range=(0, 1000))
+    # The instruct scan is a slice of ids [0, 100): id 900 was not looked at, so it is not 'lost'.
+    add_scan(store, 2, "olmo2-7b-inst", [(1, "a", "a", 0.6), (4, "d", "d", 0.4)], id_range=(0, 100))
+    add_scan(store, 3, "qwen3-8b", [(1, "a", "a", 0.5)])
+    summary = store.query_dicts("FROM base_vs_inst")
+    assert len(summary) == 1
+    row = summary[0]
+    assert (row["family"], row["pair_name"], row["base_model"], row["inst_model"]) == (
+        "olmo2", "olmo2-7b", "olmo2-7b", "olmo2-7b-inst")
+    assert (row["id_start"], row["id_stop"]) == (0, 100)
+    assert (row["kept"], row["lost"], row["gained"], row["base_fps"], row["inst_fps"]) == (1, 2, 1, 3, 2)
+    assert row["kept_share"] == pytest.approx(1 / 3)
+    changes = store.query("SELECT token_id, change, base_prob, inst_prob FROM base_vs_inst_tokens ORDER BY token_id")
+    assert changes == [(1, "kept", 0.9, 0.6), (2, "lost", 0.8, None), (3, "lost", 0.7, None), (4, "gained", None, 0.4)]
+
+
+def test_views_answer_on_an_empty_database(store):
+    for view in ("model_pairs", "primary_scans", "primary_fps", "shared_fps", "model_overlap",
+                 "base_vs_inst_tokens", "base_vs_inst", "seed_counts"):
+        assert store.query(f"SELECT count(*) FROM {view}") == [(0,)]
+
+
+def add_vector_fp(store, vector_id, model, methods):
+    store.insert_rows("vector_fps", [{
+        "vector_id": vector_id, "model": model, "embedding": "raw", "dtype": "float32", "dim": 2,
+        "vector": [0.1, 0.2], "vector_norm": 0.22, "residual": 1e-7, "dedup_distance": 1e-4,
+        "methods": methods, "seeds": [0], "run_ids": [vector_id], "n_runs": 1, "rollout_feed": "output",
+        "rollout_steps": 3, "rollout_dist_by_l": [1e-7, 2e-7, 3e-7], "rollout_dist_max": 3e-7,
+        "stable_threshold": 1e-3, "stable": True, "top_k": 1, "entropy": 0.1, "top_token_id": 1,
+        "top_token_text": "<", "top_weight": 0.97, "top_token_is_fp": True,
+    }])
+
+
+def test_seed_counts_pairs_base_and_inst_with_token_and_vector_fps(store):
+    add_model(store, "olmo2-1b", "olmo2", "base")
+    add_model(store, "olmo2-1b-inst", "olmo2", "inst")
+    add_model(store, "gemma3-270m", "gemma3", "base")
+    add_model(store, "never-scanned", "x", "base")
+    add_scan(store, 1, "olmo2-1b", [(1, "a", "a", 0.9), (2, "b", "b", 0.8), (3, "c", "c", 0.7)])
+    add_scan(store, 2, "olmo2-1b-inst", [(1, "a", "a", 0.6)], id_range=(0, 50))
+    add_scan(store, 3, "gemma3-270m", [(1, "a", "a", 0.6), (2, "b", "b", 0.6)], bos=True)
+    add_vector_fp(store, 1, "olmo2-1b-inst", ["gradient", "iterate"])
+    add_vector_fp(store, 2, "olmo2-1b-inst", ["gradient"])
+    # The base model's vector search ran and found nothing: 0, not NULL (which means never searched).
+    store.insert_rows("vector_runs", [{
+        "model": "olmo2-1b", "method": "iterate", "seed": 0, "settings": "", "embedding": "raw",
+        "dtype": "float32", "device": "cpu", "init_std": 0.02, "tolerance": 1e-6, "max_steps": 10,
+        "batch_size": 1, "converged": False, "stop_reason": "max_steps", "steps": 10, "residual": 1.0,
+        "best_residual": 1.0, "vector": [0.0, 0.0], "vector_norm": 0.0, "seconds": 0.1}])
+    rows = {r["model"]: r for r in store.query_dicts("FROM seed_counts")}
+    assert set(rows) == {"olmo2-1b", "gemma3-270m"}
+    olmo = rows["olmo2-1b"]
+    assert (olmo["base_model"], olmo["inst_model"]) == ("olmo2-1b", "olmo2-1b-inst")
+    assert (olmo["base_token_fps"], olmo["inst_token_fps"]) == (3, 1)
+    assert (olmo["base_tokens_scanned"], olmo["inst_tokens_scanned"]) == (1000, 50)
+    assert (olmo["base_vector_fps"], olmo["inst_vector_fps"]) == (0, 2)
+    assert (olmo["inst_vector_fps_iterate"], olmo["inst_vector_fps_gradient"]) == (1, 2)
+    gemma = rows["gemma3-270m"]
+    assert (gemma["base_token_fps"], gemma["inst_token_fps"], gemma["base_bos"]) == (2, None, True)
+    assert gemma["base_vector_fps"] is None
