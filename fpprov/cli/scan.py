@@ -1,0 +1,112 @@
+"""`fpprov models` and `fpprov scan`."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from ..models import DTYPES, load_aliases, load_model, resolve_model
+from ..scan import ScanOptions, scan_vocabulary
+from ..store import open_store
+from .common import DbOption, console, db_path, err_console, fail, user_errors
+
+
+def list_models() -> None:
+    """The alias table: name, hub id, family, variant, default corpus index."""
+    table = Table(title="fpprov model aliases")
+    for col in ("alias", "hub id", "family", "variant", "tokenizer", "default index"):
+        table.add_column(col)
+    for name, entry in load_aliases().items():
+        index = entry.get("default_index", "")
+        if entry.get("index_is_proxy"):
+            index += " (proxy)"
+        table.add_row(name, entry["hub_id"], entry["family"], entry["variant"], entry.get("tokenizer_family", ""), index)
+    console.print(table)
+    console.print("Also accepted: any hub id (org/name), a save_pretrained directory, or a .gguf file.")
+
+
+def scan(
+    model: str = typer.Argument(..., help="Alias (see `fpprov models`), hub id, model directory or .gguf file."),
+    db: Optional[Path] = DbOption,
+    dtype: str = typer.Option("float32", help="float32 | float64 | bfloat16 | float16 (the last two warn)."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda[:N]."),
+    bos: bool = typer.Option(False, "--bos/--no-bos", help="Prepend the tokenizer's BOS: input [bos, t]."),
+    start: int = typer.Option(0, help="First token id to scan."),
+    limit: Optional[int] = typer.Option(None, help="Scan at most this many ids from --start (default: all)."),
+    batch_size: int = typer.Option(256, min=1, help="Token ids per forward batch."),
+    tolerance: float = typer.Option(1e-4, min=0.0, help="Relative margin under which a verdict is re-checked in float64."),
+    check_length: Optional[int] = typer.Option(None, min=2, help="Also check [t]*L -> t for every FP."),
+    commit_every: int = typer.Option(4096, min=1, help="Ids per committed chunk (the resume granularity)."),
+    force: bool = typer.Option(False, "--force", help="Redo a finished scan with the same settings."),
+) -> None:
+    """Find the token fixed points of MODEL: ids t whose single-token input [t] decodes greedily to t."""
+    if limit is not None and limit <= 0:
+        fail("--limit must be a positive number of tokens")
+    if dtype not in DTYPES:
+        fail(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")
+    spec = resolve_model(model)
+    store = open_store(db_path(db))  # before the slow load: a locked or unwritable DB fails at once
+    try:
+        with err_console.status(f"loading {spec.name} ({spec.source_kind}: {spec.location}) ..."):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", UserWarning)
+                loaded = load_model(spec, dtype=dtype, device=device)
+        for w in caught:
+            if "precision" in str(w.message):
+                err_console.print(f"[yellow]warning:[/] {w.message}")
+        if not loaded.rotary:
+            err_console.print("[yellow]warning:[/] this model has no rotary position embeddings: [t] -> t no longer "
+                              "implies [t, ..., t] -> t; use --check-length L to test repeated inputs")
+        opts = ScanOptions(bos=bos, batch_size=batch_size, tolerance=tolerance, check_length=check_length,
+                           start=start, limit=limit, commit_every=commit_every, force=force)
+        t0 = time.perf_counter()
+        with Progress(TextColumn("[bold]scan[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("{task.fields[rate]} tok/s  FPs {task.fields[fps]}"), TimeElapsedColumn(),
+                      TimeRemainingColumn(), console=err_console, transient=False) as bar:
+            task = bar.add_task(loaded.name, total=None, rate="-", fps=0)
+            counters = {"done": 0, "fps": 0}
+
+            def started(total: int, resumed: int) -> None:
+                bar.update(task, total=total, completed=resumed)
+                if resumed:
+                    err_console.print(f"resuming: {resumed} ids already committed")
+
+            def advance(n: int, n_fp: int) -> None:
+                counters["done"] += n
+                counters["fps"] += n_fp
+                rate = counters["done"] / max(time.perf_counter() - t0, 1e-9)
+                bar.update(task, advance=n, rate=f"{rate:,.0f}", fps=counters["fps"])
+
+            result = scan_vocabulary(loaded, store, opts, dtype_name=dtype, progress=advance, on_start=started)
+        print_summary(result, store.path, time.perf_counter() - t0)
+    finally:
+        store.close()
+
+
+def print_summary(result, db: Path, wall: float) -> None:
+    if result.already_complete:
+        console.print(f"scan {result.scan_id} of {result.model} is already complete (use --force to redo it)")
+    console.print(f"[bold]{result.model}[/]: {result.fp_count:,} token FPs among {result.tokens_scanned:,} ids "
+                  f"({result.tokens_skipped:,} skipped); {result.rechecked:,} verdicts re-checked in float64, "
+                  f"{result.flipped} flipped; {wall:,.1f} s this run")
+    if result.top:
+        table = Table(title="top FPs by probability")
+        for col in ("id", "raw", "text", "prob", "margin"):
+            table.add_column(col)
+        for row in result.top:
+            table.add_row(str(row["token_id"]), repr(row["raw_token"]), repr(row["text"]), f"{row['prob']:.4f}",
+                          f"{row['margin']:.4g}")
+        console.print(table)
+    console.print(f"results: {db} (scan_id {result.scan_id}); e.g. "
+                  f"duckdb {db} -c \"FROM token_fps WHERE scan_id = {result.scan_id} ORDER BY prob DESC LIMIT 20\"")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("models")(user_errors(list_models))
+    app.command("scan")(user_errors(scan))

@@ -1,0 +1,136 @@
+"""The LM head for fixed-point verdicts, in vocabulary chunks, without a vocab x vocab matrix.
+
+A token t is an FP when its own logit beats every other logit (ties are not FPs). The screen computes the
+own logit first, then the head over a chunk of likely winners (the ids that most often won so far) and
+drops a row as soon as any competitor reaches its own logit; rows still alive go through the whole
+vocabulary in natural order, which also gives their log-sum-exp, runner-up and margin. Dropping only
+removes rows that can no longer be FPs, so the verdicts equal the dense argmax test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+NEG_INF = float("-inf")
+
+
+@dataclass
+class HeadRows:
+    """Per-row results of the screen (all tensors (B,), on CPU)."""
+
+    is_fp: torch.Tensor           # bool
+    own_logit: torch.Tensor       # float64 copy of the scan-dtype value
+    best_other: torch.Tensor      # best competitor logit seen (the exact runner-up for FPs)
+    best_other_id: torch.Tensor   # int64
+    lse: torch.Tensor             # log-sum-exp of the whole row for FPs, NaN for dropped rows
+
+
+class LMHead:
+    """The output layer of one model: weight (V_rows, D), optional bias and final soft-capping."""
+
+    def __init__(self, model: Any, chunk: int = 8192):
+        out = model.get_output_embeddings()
+        self.weight = out.weight                                   # (V, D)
+        self.bias = getattr(out, "bias", None)                     # (V,) or None
+        self.softcap = getattr(model.config, "final_logit_softcapping", None) or None
+        self.n_rows = self.weight.shape[0]
+        self.chunk = chunk
+        self.wins = torch.zeros(self.n_rows, dtype=torch.int64)   # how often each id beat a row
+
+    def _cap(self, logits: torch.Tensor) -> torch.Tensor:
+        # tanh soft-capping is monotonic: it changes probabilities, never the order of logits.
+        return logits if self.softcap is None else torch.tanh(logits / self.softcap) * self.softcap
+
+    def _logits(self, h: torch.Tensor, rows: slice | torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+        w = self.weight[rows]                                      # (C, D)
+        if dtype is not None:
+            w = w.to(dtype)
+        logits = h @ w.T                                           # (B, C)
+        if self.bias is not None:
+            b = self.bias[rows]
+            logits = logits + (b.to(dtype) if dtype is not None else b)
+        return self._cap(logits)
+
+    def own_logits(self, h: torch.Tensor, ids: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+        w = self.weight[ids]                                       # (B, D)
+        if dtype is not None:
+            w = w.to(dtype)
+        own = (h * w).sum(-1)                                      # (B,)
+        if self.bias is not None:
+            own = own + self.bias[ids].to(own.dtype)
+        return self._cap(own)
+
+    @torch.no_grad()
+    def screen(self, h: torch.Tensor, ids: torch.Tensor) -> HeadRows:
+        """Exact FP verdicts for hidden states ``h`` (B, D) of single tokens ``ids`` (B,)."""
+        n = h.shape[0]
+        own = self.own_logits(h, ids)                              # (B,)
+        best = torch.full((n,), NEG_INF, dtype=h.dtype, device=h.device)
+        best_id = torch.full((n,), -1, dtype=torch.int64, device=h.device)
+        alive = torch.arange(n, device=h.device)
+
+        # 1. likely winners: drop most rows after a small slice of the head.
+        if self.wins.any() and self.n_rows > 2 * self.chunk:
+            hot = torch.topk(self.wins, self.chunk).indices.to(h.device)      # (C,)
+            logits = self._logits(h, hot)                                       # (B, C)
+            logits[hot[None, :] == ids[:, None]] = NEG_INF
+            cmax, carg = logits.max(-1)
+            beaten = cmax >= own
+            best, best_id = torch.where(beaten, cmax, best), torch.where(beaten, hot[carg], best_id)
+            alive = alive[~beaten]
+
+        # 2. the whole vocabulary in order for rows still alive; rows drop as soon as they are beaten.
+        lse = torch.full((n,), NEG_INF, dtype=h.dtype, device=h.device)
+        run_best = torch.full((n,), NEG_INF, dtype=h.dtype, device=h.device)
+        run_id = torch.full((n,), -1, dtype=torch.int64, device=h.device)
+        for start in range(0, self.n_rows, self.chunk):
+            if alive.numel() == 0:
+                break
+            stop = min(start + self.chunk, self.n_rows)
+            logits = self._logits(h[alive], slice(start, stop))                 # (A, C)
+            lse[alive] = torch.logaddexp(lse[alive], torch.logsumexp(logits, -1))
+            own_col = ids[alive] - start
+            inside = (own_col >= 0) & (own_col < stop - start)
+            rows_inside = torch.nonzero(inside).squeeze(-1)
+            logits[rows_inside, own_col[rows_inside]] = NEG_INF
+            cmax, carg = logits.max(-1)
+            better = cmax > run_best[alive]
+            run_best[alive] = torch.where(better, cmax, run_best[alive])
+            run_id[alive] = torch.where(better, carg + start, run_id[alive])
+            beaten = run_best[alive] >= own[alive]
+            dropped = alive[beaten]
+            best[dropped], best_id[dropped] = run_best[dropped], run_id[dropped]
+            alive = alive[~beaten]
+
+        is_fp = torch.zeros(n, dtype=torch.bool, device=h.device)
+        is_fp[alive] = True
+        best[alive], best_id[alive] = run_best[alive], run_id[alive]
+        lse[~is_fp] = float("nan")
+        winners = torch.where(is_fp, ids, best_id).cpu()
+        self.wins.index_add_(0, winners[winners >= 0], torch.ones_like(winners[winners >= 0]))
+        return HeadRows(is_fp.cpu(), own.double().cpu(), best.double().cpu(), best_id.cpu(), lse.double().cpu())
+
+    @torch.no_grad()
+    def full_rows(self, h: torch.Tensor, ids: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+        """Dense verdict in ``dtype`` (e.g. float64): (is_fp, own, runner-up logit, runner-up id, lse)."""
+        h = h.to(dtype)
+        own = self.own_logits(h, ids, dtype)                       # (B,)
+        n = h.shape[0]
+        best = torch.full((n,), NEG_INF, dtype=dtype, device=h.device)
+        best_id = torch.full((n,), -1, dtype=torch.int64, device=h.device)
+        lse = torch.full((n,), NEG_INF, dtype=dtype, device=h.device)
+        rows = torch.arange(n, device=h.device)
+        for start in range(0, self.n_rows, self.chunk):
+            stop = min(start + self.chunk, self.n_rows)
+            logits = self._logits(h, slice(start, stop), dtype)    # (B, C)
+            lse = torch.logaddexp(lse, torch.logsumexp(logits, -1))
+            own_col = ids - start
+            inside = (own_col >= 0) & (own_col < stop - start)
+            logits[rows[inside], own_col[inside]] = NEG_INF
+            cmax, carg = logits.max(-1)
+            better = cmax > best
+            best, best_id = torch.where(better, cmax, best), torch.where(better, carg + start, best_id)
+        return (own > best).cpu(), own.cpu(), best.cpu(), best_id.cpu(), lse.cpu()
