@@ -104,7 +104,7 @@ def test_base_vs_inst_kept_lost_gained_within_common_range(store):
 
 def test_views_answer_on_an_empty_database(store):
     for view in ("model_pairs", "primary_scans", "primary_fps", "shared_fps", "model_overlap",
-                 "base_vs_inst_tokens", "base_vs_inst", "seed_counts"):
+                 "base_vs_inst_tokens", "base_vs_inst", "seed_counts", "suspicious_tokens", "token_suspicion"):
         assert store.query(f"SELECT count(*) FROM {view}") == [(0,)]
 
 
@@ -146,3 +146,86 @@ def test_seed_counts_pairs_base_and_inst_with_token_and_vector_fps(store):
     gemma = rows["gemma3-270m"]
     assert (gemma["base_token_fps"], gemma["inst_token_fps"], gemma["base_bos"]) == (2, None, True)
     assert gemma["base_vector_fps"] is None
+
+
+def add_counts(store, model, token_id, text, counts, *, index="v4_olmo-mix-1124_llama", proxy=False):
+    """Provenance entries of one token: {n: count} measured on `index` with the 'as_is' spelling."""
+    for n, count in counts.items():
+        query = text * n
+        store.insert_rows("provenance", [{
+            "model": model, "token_id": token_id, "backend": "api", "index_name": index, "n": n,
+            "variant": "as_is", "token_text": text, "category": "normal", "queryable": True, "query": query,
+            "index_is_proxy": proxy}])
+        store.insert_rows("ngram_counts", [{"backend": "api", "index_name": index, "query": query,
+                                            "status": "ok", "count": count}])
+
+
+def add_documents(store, text, n, sources, *, index="v4_olmo-mix-1124_llama"):
+    store.insert_rows("documents", [{
+        "backend": "api", "index_name": index, "query": text * n, "seed": 0, "sample_no": i, "shard": 0,
+        "rank": i, "status": "ok", "snippet": f"... {text * n} ...", "source": source,
+    } for i, source in enumerate(sources)])
+
+
+@pytest.fixture
+def flagged_store(store):
+    add_model(store, "olmo2-13b", "olmo2", "base")
+    add_model(store, "qwen3-8b", "qwen3", "base")
+    add_scan(store, 1, "olmo2-13b", [(1, "blah", "blah", 0.5), (2, "Á", "Á", 0.995), (3, "the", "the", 0.3)])
+    add_scan(store, 2, "qwen3-8b", [(9, "blah", "blah", 0.4)])
+    add_counts(store, "olmo2-13b", 1, "blah", {1: 5_000_000, 5: 200_000, 10: 66_000})
+    add_counts(store, "olmo2-13b", 3, "the", {1: 10**9, 10: 500})
+    add_counts(store, "olmo2-13b", 2, "Á", {10: 25_000})
+    add_documents(store, "Á", 10, ["flan"] * 5 + [None])       # 5 of 6 from one source
+    add_documents(store, "the", 10, ["web"] * 3)                # all one source, but under min_support
+    return store
+
+
+def test_suspicious_tokens_raise_each_rule_with_threshold_and_reason(flagged_store):
+    rows = flagged_store.query_dicts(
+        "SELECT model, text, rule, threshold, value, reason, strength, contribution, score, n_rules "
+        "FROM suspicious_tokens ORDER BY model, text, rule")
+    fired = {(r["model"], r["text"], r["rule"]) for r in rows}
+    assert fired == {
+        ("olmo2-13b", "blah", "repetition_count"), ("olmo2-13b", "blah", "repetition_ratio"),
+        ("olmo2-13b", "blah", "shared_across_families"), ("qwen3-8b", "blah", "shared_across_families"),
+        ("olmo2-13b", "Á", "repetition_count"), ("olmo2-13b", "Á", "source_concentration"),
+        ("olmo2-13b", "Á", "prob_near_one"),
+    }
+    by_key = {(r["model"], r["text"], r["rule"]): r for r in rows}
+    count = by_key[("olmo2-13b", "blah", "repetition_count")]
+    assert count["value"] == 66_000 and count["threshold"] == 1000        # the largest n measured, n = 10
+    assert "x10 occurs 66,000 times in v4_olmo-mix-1124_llama" in count["reason"]
+    ratio = by_key[("olmo2-13b", "blah", "repetition_ratio")]
+    assert ratio["value"] == pytest.approx(66_000 / 5_000_000)
+    assert "66,000 / 5,000,000" in ratio["reason"]
+    share = by_key[("olmo2-13b", "Á", "source_concentration")]
+    assert share["value"] == pytest.approx(5 / 6)                         # unknown-source docs stay counted
+    assert '83% of 6 sampled documents' in share["reason"] and '"flan"' in share["reason"]
+    prob = by_key[("olmo2-13b", "Á", "prob_near_one")]
+    assert prob["strength"] == pytest.approx(0.5) and prob["contribution"] == pytest.approx(1.5)
+    shared = by_key[("qwen3-8b", "blah", "shared_across_families")]
+    assert "2 families: olmo2, qwen3" in shared["reason"] and shared["strength"] == 0
+    # The score is the sum of contributions of the token's flags.
+    a_acute = [r for r in rows if r["text"] == "Á"]
+    assert a_acute[0]["score"] == pytest.approx(sum(r["contribution"] for r in a_acute))
+    assert a_acute[0]["n_rules"] == 3
+    ranked = flagged_store.query("SELECT model, text, n_rules FROM token_suspicion ORDER BY score DESC")
+    assert ranked[0][1] in ("Á", "blah") and ranked[-1] == ("qwen3-8b", "blah", 1)
+
+
+def test_suspicion_thresholds_are_configurable(flagged_store):
+    con = flagged_store.con
+    con.execute("UPDATE suspicion_thresholds SET threshold = 100000 WHERE rule = 'repetition_count'")
+    con.execute("UPDATE suspicion_thresholds SET min_support = 3 WHERE rule = 'source_concentration'")
+    rules = set(flagged_store.query("SELECT text, rule FROM suspicious_tokens WHERE model = 'olmo2-13b'"))
+    assert ("blah", "repetition_count") not in rules and ("Á", "repetition_count") not in rules
+    assert ("the", "source_concentration") in rules              # 3 documents now suffice
+    # A TEMP table of the same name overrides the stored thresholds for one read-only session.
+    path = flagged_store.path
+    flagged_store.close()
+    with open_store(path, read_only=True) as ro:
+        ro.con.execute("CREATE TEMP TABLE suspicion_thresholds AS FROM main.suspicion_thresholds")
+        ro.con.execute("UPDATE suspicion_thresholds SET threshold = 0.2 WHERE rule = 'prob_near_one'")
+        texts = {t for (t,) in ro.query("SELECT text FROM suspicious_tokens WHERE rule = 'prob_near_one'")}
+        assert texts == {"blah", "Á", "the"}
