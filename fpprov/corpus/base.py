@@ -1,0 +1,111 @@
+"""The small interface every corpus backend implements: count a string, find its matches, fetch a document.
+
+Backends: ``api`` (public infini-gram API, tokenized indexes), ``mini`` (infini-gram-mini, character level)
+and ``local`` (the infini-gram package's engine over byte-level index directories).
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import FpprovError
+
+
+class QueryFailed(Exception):
+    """One query could not be answered; ``reason`` is the one line stored in the database."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class UnknownIndex(FpprovError):
+    """The backend does not know the index: the whole run stops with the known ones named."""
+
+
+@dataclass
+class CountResult:
+    count: int
+    approx: bool = False
+    token_ids: list[int] | None = None      # the query as the backend tokenized it (None: byte/char level)
+    tokens: list[str] | None = None
+    latency_ms: float | None = None
+
+
+@dataclass
+class FindResult:
+    count: int
+    segments: list[tuple[int, int]]         # [lo, hi) match ranks per shard
+
+
+@dataclass
+class DocResult:
+    doc_ix: int
+    doc_len: int
+    disp_len: int
+    needle_offset: int
+    snippet: str                            # text around the match
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class CorpusBackend(ABC):
+    """One index of one backend. Methods raise QueryFailed for a query that failed (stored, retried later)."""
+
+    backend: str = ""          # 'api' | 'mini' | 'local'
+    index_name: str = ""
+    tokenized: bool = False    # queries are tokenized server-side (word-start semantics)
+
+    def __init__(self) -> None:
+        self.calls = 0         # queries handed to the backend (HTTP requests or engine calls), retries excluded
+
+    def unqueryable_reason(self, query: str) -> str | None:
+        """Why this query string cannot be sent to this backend, or None when it can."""
+        if not query:
+            return "empty query"
+        return None
+
+    @abstractmethod
+    def count(self, query: str) -> CountResult: ...
+
+    @abstractmethod
+    def find(self, query: str) -> FindResult: ...
+
+    @abstractmethod
+    def get_doc(self, query: str, shard: int, rank: int, context_chars: int) -> DocResult: ...
+
+    def close(self) -> None:
+        """Release sessions or engines."""
+
+
+def parse_metadata(raw: Any) -> dict[str, Any]:
+    """Document metadata arrives as a JSON string (api, local) or an object (mini): always return a dict."""
+    if raw is None or raw == "":
+        return {}
+    if isinstance(raw, dict):
+        return raw
+    try:
+        value = json.loads(raw)
+    except (TypeError, ValueError):
+        return {"raw": str(raw)}
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def source_of(metadata: dict[str, Any], source_field: str) -> str | None:
+    """The document's source: ``source_field`` in the corpus fields (nested under 'metadata' by the indexer),
+    then at the top level, else the file path the document came from."""
+    inner = metadata.get("metadata")
+    for holder in (inner if isinstance(inner, dict) else {}, metadata):
+        value = holder.get(source_field)
+        if value not in (None, ""):
+            return str(value)
+    path = metadata.get("path")
+    return str(path) if path else None
+
+
+def window(text: str, needle_offset: int, needle_len: int, context_chars: int) -> str:
+    """``context_chars`` characters each side of the match at ``needle_offset`` (characters)."""
+    start = max(0, needle_offset - context_chars)
+    return text[start:needle_offset + needle_len + context_chars]
