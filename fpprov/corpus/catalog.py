@@ -46,17 +46,27 @@ def unknown_index_error(backend: str, index: str, known: list[str]) -> FpprovErr
     return UnknownIndex(f"unknown index {index!r} for backend {backend}; known: {listed}")
 
 
-def default_index_for(model: str, backend: str, alias: dict[str, Any] | None) -> tuple[str, bool | None]:
-    """(index, is_proxy) for a model: the alias's index on the api backend, the backend's default otherwise.
+def default_index_for(model: str, backend: str, alias: dict[str, Any] | None) -> str:
+    """A model's index: its alias's ``default_index`` on the api backend, the backend's default otherwise.
 
-    A model without an alias has no default: the caller must pass --index.
+    A model without an alias has no default on the api backend: the caller must pass --index.
     """
     config = backend_config(backend)
     if backend == "api":
         if not alias or not alias.get("default_index"):
             raise FpprovError(f"model {model!r} has no default index (it has no alias); pass --index")
-        return alias["default_index"], alias.get("index_is_proxy")
+        return alias["default_index"]
     if config.get("default_index"):
-        # A general web corpus stands in for every model's data: always a proxy.
-        return config["default_index"], True
+        return config["default_index"]
     raise FpprovError(f"backend {backend} has no default index; pass --index")
+
+
+def index_is_proxy(backend: str, index: str, alias: dict[str, Any] | None) -> bool | None:
+    """True when the index does not hold the model's training data but stands in for it; None when unknown
+    (a model without an alias, or a local corpus only its owner can judge)."""
+    if backend == "local" or not alias:
+        return None
+    if backend == "api" and index == alias.get("default_index") and alias.get("index_is_proxy") is not None:
+        return bool(alias["index_is_proxy"])
+    covers = known_indexes(backend).get(index, {}).get("covers_families", [])
+    return alias.get("family") not in covers
