@@ -1,0 +1,127 @@
+"""`fpprov vectors`: argument parsing, progress bars and the summary; the work is in fpprov.vector_study."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ..models import DTYPES, load_model, resolve_model
+from ..rollout import ROLLOUT_FEEDS
+from ..store import open_store
+from ..vector_study import StudySummary, VectorOptions, run_study
+from ..vectors import EMBEDDINGS, METHODS, StepReport
+from .common import DbOption, console, db_path, err_console, fail, user_errors
+
+
+def vectors(
+    model: str = typer.Argument(..., help="Alias (see `fpprov models`), hub id, model directory or .gguf file."),
+    db: Optional[Path] = DbOption,
+    method: str = typer.Option("both", help="iterate | gradient | both."),
+    seeds: int = typer.Option(10, help="Number of random starts x0 (seeds seed-start .. seed-start+N-1)."),
+    seed_start: int = typer.Option(0, help="First seed."),
+    embedding: str = typer.Option("effective", help="effective: E = the embedding module's output (Gemma's "
+                                  "sqrt(hidden) scale included); raw: the weight matrix (the seed's convention)."),
+    tol: float = typer.Option(1e-6, help="Converged when ||T(x) - x||_2 < tol."),
+    max_steps: int = typer.Option(10_000, help="Step budget per seed and method."),
+    stall_window: int = typer.Option(200, help="iterate: give up when the residual has not halved over the "
+                                     "last half of this many steps (0: never)."),
+    lr: float = typer.Option(1e-2, help="gradient: initial AdamW learning rate."),
+    lr_floor: float = typer.Option(1e-9, help="gradient: stop once ReduceLROnPlateau takes lr below this."),
+    weight_decay: float = typer.Option(0.01, help="gradient: AdamW weight decay (torch's default)."),
+    detach: bool = typer.Option(True, "--detach/--no-detach", help="gradient: loss ||x - detach(T(x))|| "
+                                "(default) or backpropagate through T."),
+    init_std: Optional[float] = typer.Option(None, help="Std of x0 (default: the config's initializer_range)."),
+    dedup: float = typer.Option(1e-4, help="FPs closer than this (L2) are one FP."),
+    rollout_steps: int = typer.Option(100, help="Decode l = 1..N to judge stability."),
+    rollout_feed: str = typer.Option("output", help="output: feed back each output (autoregressive decoding); "
+                                     "x: feed x at every position."),
+    stable_threshold: float = typer.Option(1e-3, help="Stable when every rollout distance stays below this."),
+    top_k: int = typer.Option(20, help="Tokens of each FP's mixture to store."),
+    dtype: str = typer.Option("float32", help="float32 | float64 | bfloat16 | float16 (the last two warn)."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda[:N]."),
+    force: bool = typer.Option(False, "--force", help="Redo seeds already stored with the same settings."),
+) -> None:
+    """Find vector fixed points x = softmax(logits(x)) @ E of MODEL in its embedding space."""
+    methods = METHODS if method == "both" else (method,)
+    if method != "both" and method not in METHODS:
+        fail(f"unknown method {method!r}: use iterate, gradient or both")
+    if embedding not in EMBEDDINGS:
+        fail(f"unknown embedding convention {embedding!r}: use effective or raw")
+    if rollout_feed not in ROLLOUT_FEEDS:
+        fail(f"unknown rollout feed {rollout_feed!r}: use output or x")
+    if seeds < 1:
+        fail("--seeds must be at least 1")
+    if dtype not in DTYPES:
+        fail(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")
+    options = VectorOptions(
+        methods=methods, seeds=tuple(range(seed_start, seed_start + seeds)), embedding=embedding, tol=tol,
+        max_steps=max_steps, stall_window=stall_window, lr=lr, lr_floor=lr_floor, weight_decay=weight_decay,
+        detach=detach, init_std=init_std, dedup_distance=dedup, rollout_steps=rollout_steps,
+        rollout_feed=rollout_feed, stable_threshold=stable_threshold, top_k=top_k, force=force)
+    options.check()
+    spec = resolve_model(model)
+    store = open_store(db_path(db))  # before the slow load: a locked or unwritable DB fails at once
+    try:
+        with err_console.status(f"loading {spec.name} ({spec.source_kind}: {spec.location}) ..."):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", UserWarning)
+                loaded = load_model(spec, dtype=dtype, device=device)
+        for w in caught:
+            if "precision" in str(w.message):
+                err_console.print(f"[yellow]warning:[/] {w.message}")
+        t0 = time.perf_counter()
+        with Progress(TextColumn("[bold]{task.description}[/]"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("step {task.fields[step]}  residual {task.fields[best]} .. {task.fields[worst]}"),
+                      TimeElapsedColumn(), console=err_console, transient=False) as bar:
+            tasks: dict[str, int] = {}
+
+            def method_started(name: str, to_run: int, skipped: int) -> None:
+                if skipped:
+                    err_console.print(f"{name}: {skipped} seeds already stored (--force redoes them)")
+                tasks[name] = bar.add_task(name, total=to_run, step=0, best="-", worst="-")
+
+            def step_done(report: StepReport) -> None:
+                bar.update(tasks[report.method], completed=report.total - report.active, step=report.step,
+                           best=f"{report.best_residual:.2e}", worst=f"{report.worst_residual:.2e}")
+
+            summary = run_study(store, loaded, options, progress=step_done, on_method=method_started)
+            for task in tasks.values():
+                bar.update(task, completed=bar.tasks[task].total)
+        print_summary(summary, options, store.path, time.perf_counter() - t0)
+    finally:
+        store.close()
+
+
+def print_summary(summary: StudySummary, options: VectorOptions, db: Path, wall: float) -> None:
+    for name, runs in summary.runs.items():
+        reasons: dict[str, int] = {}
+        for run in runs:
+            reasons[run["stop_reason"]] = reasons.get(run["stop_reason"], 0) + 1
+        told = ", ".join(f"{n} {reason}" for reason, n in sorted(reasons.items()))
+        console.print(f"{name}: {sum(r['converged'] for r in runs)}/{len(runs)} seeds converged ({told})")
+    stable = sum(fp["stable"] for fp in summary.fps)
+    console.print(f"[bold]{summary.model}[/]: {len(summary.fps)} vector FPs ({stable} stable) in the "
+                  f"{options.embedding} embedding space; {wall:,.1f} s this run")
+    if summary.fps:
+        table = Table(title="vector FPs")
+        for col in ("id", "methods", "seeds", "residual", "rollout max", "stable", "entropy", "top tokens"):
+            table.add_column(col)
+        for fp in summary.fps:
+            tokens = summary.tokens.get(fp["vector_id"], [])[:3]
+            top = ", ".join(f"{t['text']!r} {t['weight']:.3f}{' (FP)' if t['is_token_fp'] else ''}" for t in tokens)
+            table.add_row(str(fp["vector_id"]), "+".join(fp["methods"]), ",".join(map(str, fp["seeds"])),
+                          f"{fp['residual']:.2e}", f"{fp['rollout_dist_max']:.2e}", "yes" if fp["stable"] else "NO",
+                          f"{fp['entropy']:.3f}", top)
+        console.print(table)
+    console.print(f"results: {db}; e.g. duckdb {db} -c \"FROM vector_fps SELECT vector_id, methods, stable, "
+                  f"top_token_text, top_weight WHERE model = '{summary.model}'\"")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("vectors")(user_errors(vectors))
