@@ -32,3 +32,24 @@ def open_backend(backend: str, index: str | None = None, *, index_dirs: list[str
     from .mini import MiniBackend
 
     return MiniBackend(index, base_url("mini", api_url), settings, check_index=check_index)
+
+
+def list_indexes(backend: str, api_url: str | None = None, timeout: float = 5.0) -> tuple[list[dict], str]:
+    """The indexes of an HTTP backend: the server's own list (GET /) when it answers, else the data file.
+
+    Returns (rows with index, tokenizer, description) and where the list came from ('server' | 'data file').
+    """
+    from .api import _index_list
+    from .catalog import known_indexes
+    from .http import JsonClient
+
+    known = known_indexes(backend)
+    client = JsonClient(base_url(backend, api_url), HttpSettings(retries=0, rate=0, read_timeout=timeout))
+    try:
+        live = _index_list(client.get_json(timeout=timeout))
+    finally:
+        client.close()
+    names, origin = (live, "server") if live is not None else (list(known), "data file")
+    rows = [{"backend": backend, "index": name, "tokenizer": known.get(name, {}).get("tokenizer", ""),
+             "description": known.get(name, {}).get("description", "")} for name in names]
+    return rows, origin

@@ -1,0 +1,164 @@
+"""`fpprov provenance`, `fpprov indexes` and `fpprov index build`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from .. import provenance as prov
+from ..corpus.catalog import BACKENDS
+from ..corpus.factory import list_indexes
+from ..corpus.http import HttpSettings
+from ..corpus.index_build import build_index
+from ..errors import FpprovError
+from ..store import open_store
+from .common import DbOption, console, db_path, err_console, user_errors
+
+
+def parse_ladder(ngram: int, ladder: Optional[str]) -> tuple[int, ...]:
+    if not ladder:
+        return (ngram,)
+    try:
+        values = tuple(sorted({int(v) for v in ladder.split(",") if v.strip()}))
+    except ValueError:
+        raise FpprovError(f"--ladder takes comma-separated integers, e.g. 1,2,5,10 (got {ladder!r})") from None
+    if not values or values[0] < 1:
+        raise FpprovError("--ladder values must be positive integers")
+    return values
+
+
+class _RateColumn(ProgressColumn):
+    def render(self, task) -> Text:
+        return Text(f"{task.speed or 0:,.0f}/s  {task.fields.get('cached', 0):,} cached")
+
+
+class RichProgress(prov.Progress):
+    """Shows each phase (counts, documents) with queries/s and cache hits."""
+
+    def __init__(self, progress: Progress):
+        self.progress, self.task = progress, None
+
+    def phase(self, name: str, total: int, cached: int = 0) -> None:
+        self.task = self.progress.add_task(name, total=total, completed=cached, cached=cached)
+
+    def advance(self, n: int = 1) -> None:
+        if self.task is not None:
+            self.progress.advance(self.task, n)
+
+
+def provenance(
+    model: Optional[List[str]] = typer.Option(None, "--model", "-m", help="Model(s) to trace (default: every scanned model)."),
+    db: Optional[Path] = DbOption,
+    backend: str = typer.Option("api", help="api (infini-gram API) | mini (infini-gram-mini) | local (--index-dir)."),
+    index: Optional[str] = typer.Option(None, help="Index name (default: the model's alias default; local: a label)."),
+    index_dir: Optional[List[Path]] = typer.Option(None, "--index-dir", help="Local index folder(s), several allowed."),
+    ngram: int = typer.Option(10, min=1, help="Repetitions of the token text in the query."),
+    ladder: Optional[str] = typer.Option(None, help="Several n at once, e.g. 1,2,5,10,20 (overrides --ngram)."),
+    docs: int = typer.Option(0, min=0, help="Documents to sample per query with count >= --min-count."),
+    min_count: int = typer.Option(1, min=1, help="Only sample documents for counts at least this large."),
+    seed: int = typer.Option(0, help="Sampling seed: the same seed picks the same documents."),
+    source_field: str = typer.Option("source", help="Metadata field naming a document's source (else its path)."),
+    context: int = typer.Option(100, min=0, help="Snippet characters each side of the match."),
+    concurrency: int = typer.Option(2, min=1, max=8, help="Requests in flight (HTTP backends)."),
+    rate: float = typer.Option(2.0, min=0.0, help="Requests per second at most (0: no limit)."),
+    timeout: float = typer.Option(60.0, min=0.1, help="Seconds to wait for an answer."),
+    retries: int = typer.Option(5, min=0, help="Retries with exponential backoff on 403/429/5xx/connection errors."),
+    api_url: Optional[str] = typer.Option(None, "--api-url", envvar="FPPROV_API_URL",
+                                          help="Base URL of the backend's server (mirrors, tests)."),
+) -> None:
+    """Count each FP token's text repeated n times in a training corpus; sample documents and sources."""
+    if backend not in BACKENDS:
+        raise FpprovError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
+    options = prov.ProvenanceOptions(ladder=parse_ladder(ngram, ladder), docs=docs, min_count=min_count, seed=seed,
+                                     source_field=source_field, context_chars=context, concurrency=concurrency)
+    http = HttpSettings(rate=rate, concurrency=concurrency, read_timeout=timeout, retries=retries)
+    store = open_store(db_path(db))
+    try:
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), _RateColumn(),
+                      TimeElapsedColumn(), console=err_console, transient=False) as bar:
+            summary = prov.run_provenance(store, backend=backend, models=model or None, index=index,
+                                          index_dirs=index_dir or None, api_url=api_url, http=http,
+                                          options=options, progress=RichProgress(bar))
+        print_summary(store, summary)
+    finally:
+        store.close()
+    if summary.failed_total:
+        err_console.print(f"[bold red]{summary.failed_total} queries failed[/] (stored as failed with the reason; "
+                          "rerun the same command to retry them)")
+        raise typer.Exit(1)
+
+
+def print_summary(store, summary: prov.RunSummary) -> None:
+    table = Table(title=f"top provenance counts ({summary.backend}: {', '.join(summary.indexes)})")
+    for col in ("model", "token id", "token", "n", "variant", "count", "proxy"):
+        table.add_column(col, justify="right" if col in ("token id", "n", "count") else "left")
+    for row in prov.top_rows(store, summary):
+        proxy = {True: "proxy", False: "", None: "?"}[row["index_is_proxy"]]
+        table.add_row(row["model"], str(row["token_id"]), repr(row["token_text"]), str(row["n"]), row["variant"],
+                      f"{row['count']:,}", proxy)
+    console.print(table)
+    rate = summary.sent / summary.seconds if summary.seconds else 0.0
+    console.print(
+        f"{len(summary.models)} model(s), {summary.entries:,} entries ({summary.not_queryable:,} not queryable), "
+        f"{summary.queries:,} queries: {summary.cached:,} cached, {summary.sent:,} sent ({summary.ok:,} ok, "
+        f"{summary.failed:,} failed), {rate:,.0f} queries/s; documents: {summary.docs_fetched:,} fetched, "
+        f"{summary.docs_cached:,} cached, {summary.docs_failed:,} failed; {summary.requests:,} backend calls "
+        f"in {summary.seconds:.1f}s")
+    if summary.failures:
+        failures = Table(title="failures (first few)")
+        failures.add_column("query")
+        failures.add_column("reason")
+        for query, reason in summary.failures[:10]:
+            failures.add_row(repr(query[:60]), reason)
+        console.print(failures)
+
+
+def indexes(
+    backend: str = typer.Option("all", help="api | mini | all"),
+    api_url: Optional[str] = typer.Option(None, "--api-url", envvar="FPPROV_API_URL", help="Server base URL."),
+    timeout: float = typer.Option(5.0, min=0.1, help="Seconds to wait for the server's own list."),
+) -> None:
+    """List the known indexes: the server's own list (GET /) when it answers, else the data file."""
+    chosen = [b for b in BACKENDS if b != "local"] if backend == "all" else [backend]
+    for name in chosen:
+        if name not in BACKENDS or name == "local":
+            raise FpprovError(f"--backend takes api, mini or all (local indexes are folders: --index-dir)")
+        rows, origin = list_indexes(name, api_url if name == "api" or backend != "all" else None, timeout)
+        table = Table(title=f"{name} indexes (from the {origin})")
+        for col in ("index", "tokenizer", "description"):
+            table.add_column(col)
+        for row in rows:
+            table.add_row(row["index"], row["tokenizer"], row["description"])
+        console.print(table)
+
+
+def index_build(
+    corpus: Path = typer.Argument(..., help="Folder of *.jsonl / *.jsonl.gz files (field 'text' plus metadata)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Index folder to create."),
+    shards: int = typer.Option(1, min=1, help="Shards to split the index into."),
+    mem: int = typer.Option(2, min=1, help="GiB of memory the indexer may use."),
+    source_field: str = typer.Option("source", help="Metadata field naming the source (counted in the summary)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing index folder."),
+) -> None:
+    """Build a local byte-level infini-gram index from your own corpus, offline."""
+    with err_console.status(f"indexing {corpus} ..."):
+        result = build_index(corpus, out, shards=shards, mem_gb=mem, force=force, source_field=source_field)
+    console.print(f"built {result.out_dir}: {result.documents:,} documents from {result.files} file(s), "
+                  f"{result.text_bytes:,} bytes, {result.shards} shard(s), {result.seconds:.1f}s")
+    if result.sources:
+        shares = ", ".join(f"{k} {v}" for k, v in sorted(result.sources.items(), key=lambda kv: -kv[1]))
+        console.print(f"documents per {source_field}: {shares}")
+    console.print(f"next: fpprov provenance --backend local --index-dir {result.out_dir}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("provenance")(user_errors(provenance))
+    app.command("indexes")(user_errors(indexes))
+    index_app = typer.Typer(help="Local infini-gram indexes.", no_args_is_help=True)
+    index_app.command("build")(user_errors(index_build))
+    app.add_typer(index_app, name="index")
