@@ -1,0 +1,229 @@
+"""The map T, both searches, batching and dedup on tiny and hand-constructed models (issue 3).
+
+Constructed models (shared with the other test_vectors_* files) are Llama configs whose decoder layers
+are silenced (zero attention values and MLP outputs), so the final hidden state is the input x plus an
+optional constant, and the head alone decides T. That makes the FPs known in closed form.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from tiny import build_tiny_model, build_tokenizer
+from transformers import AutoModelForCausalLM, LlamaConfig
+
+from fpprov.models import load_model
+from fpprov.vector_study import VectorOptions, cluster_vectors, run_method
+from fpprov.vectors import EmbeddingMap, effective_embedding_matrix, gradient_descent, iterate
+
+HIDDEN = 64
+TOKEN_K = 7          # the constant-head model's favourite token
+TOKEN_A, TOKEN_B = 5, 6   # the two-token model's pair
+
+
+def _silenced_llama(out: Path, *, constant: torch.Tensor | None = None) -> tuple[Path, torch.nn.Module]:
+    """A 2-layer Llama whose layers add only ``constant`` (via o_proj's bias) to the residual stream."""
+    tokenizer = build_tokenizer()
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=HIDDEN, intermediate_size=128,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=256, tie_word_embeddings=False, attention_bias=True,
+                         initializer_range=0.02, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.v_proj.weight.zero_()
+            layer.self_attn.v_proj.bias.zero_()
+            layer.self_attn.o_proj.weight.zero_()
+            layer.self_attn.o_proj.bias.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        if constant is not None:
+            model.model.layers[0].self_attn.o_proj.bias.copy_(constant)
+    return out, model, tokenizer
+
+
+def _save(out: Path, model, tokenizer) -> Path:
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def build_constant_head_model(out: Path) -> Path:
+    """T(x) ~= E_k for every x: a huge constant c swamps x before the final RMSNorm, and the head row of
+    token k points along c (logit ~16 against ~0), so nearly all mass is on k and the FP is E_k."""
+    direction = torch.randn(HIDDEN, generator=torch.Generator().manual_seed(1))
+    direction /= direction.norm()                                           # (D,)
+    out, model, tokenizer = _silenced_llama(out, constant=1e4 * direction)
+    with torch.no_grad():
+        head = model.lm_head.weight                                         # (V, D)
+        head.normal_(0.0, 0.02, generator=torch.Generator().manual_seed(2))
+        head[TOKEN_K] = 2.0 * direction  # rmsnorm(c) = sqrt(D) * direction: logit 2 * 8 = 16
+    return _save(out, model, tokenizer)
+
+
+def build_two_token_model(out: Path, slope: float) -> Path:
+    """Mass only on tokens a, b with E_a = e1 + e2, E_b = -e1 + e2. For x = s e1 + e2 the map is
+    s -> tanh(slope * s / sqrt(1 + s^2)): x = e2 is an FP with derivative ``slope`` (repelling when > 1,
+    a 2-cycle generator when < -1), and for slope > 1 two attracting FPs sit at s = +-s*."""
+    out, model, tokenizer = _silenced_llama(out)
+    e1, e2 = torch.eye(HIDDEN)[0], torch.eye(HIDDEN)[1]
+    # rmsnorm(x) = sqrt(D) x / |x|, so p_a - p_b = tanh((logit_a - logit_b) / 2) = tanh(beta sqrt(D) s / |x|)
+    beta = slope / math.sqrt(HIDDEN)
+    with torch.no_grad():
+        emb = model.model.embed_tokens.weight                               # (V, D)
+        emb.normal_(0.0, 0.02, generator=torch.Generator().manual_seed(3))
+        emb[TOKEN_A], emb[TOKEN_B] = e1 + e2, -e1 + e2
+        head = model.lm_head.weight                                         # (V, D)
+        head.copy_(-5.0 * e2.expand_as(head))   # every other token: logit -40 / sqrt(1 + s^2)
+        head[TOKEN_A], head[TOKEN_B] = beta * e1, -beta * e1
+    return _save(out, model, tokenizer)
+
+
+@pytest.fixture(scope="session")
+def constant_model(tmp_path_factory):
+    return load_model(str(build_constant_head_model(tmp_path_factory.mktemp("constant"))), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def qwen_model(tmp_path_factory):
+    return load_model(str(build_tiny_model("qwen3", tmp_path_factory.mktemp("qwen3"))), device="cpu")
+
+
+def test_map_is_mixture_of_embedding_rows(qwen_model):
+    fmap = EmbeddingMap(qwen_model)
+    x = fmap.initial_vectors([0, 1], 0.03)                                  # (2, D)
+    y = torch.softmax(qwen_model.model(inputs_embeds=x[:, None]).logits[:, -1].float(), -1)
+    expected = y @ qwen_model.input_embeddings().weight                     # (2, D)
+    torch.testing.assert_close(fmap(x), expected, rtol=0, atol=1e-6)
+    assert fmap.matrix.data_ptr() == qwen_model.input_embeddings().weight.data_ptr()  # plain module: no copy
+
+
+def test_initial_vectors_reproducible_and_scaled(qwen_model):
+    fmap = EmbeddingMap(qwen_model)
+    a, b = fmap.initial_vectors([3, 4], 0.5), fmap.initial_vectors([3], 0.5)
+    torch.testing.assert_close(a[0], b[0], rtol=0, atol=0)
+    assert not torch.equal(a[0], a[1])
+    assert 0.4 < float(a.std()) < 0.6
+
+
+@pytest.mark.parametrize("method", ["iterate", "gradient"])
+def test_constant_head_fp_is_found_by_both_methods(constant_model, method):
+    fmap = EmbeddingMap(constant_model)
+    e_k = constant_model.input_embeddings().weight[TOKEN_K]                 # (D,)
+    y = fmap.mixture(fmap.initial_vectors([0], 0.02))[0]                    # (V,)
+    assert 0.999 < float(y[TOKEN_K]) < 1.0  # almost all mass, not all of it
+    options = VectorOptions(max_steps=3000)
+    outcomes = run_method(fmap, method, [0, 1, 2], options, init_std=0.02)
+    for outcome in outcomes:
+        assert outcome.converged and outcome.stop_reason == "converged", outcome.stop_detail
+        assert outcome.residual < 1e-6
+        assert float((outcome.vector - e_k).norm()) < 1e-4
+        residual = float((fmap(outcome.vector[None]) - outcome.vector[None]).norm())
+        assert residual < 1e-6  # the stored residual is the stored vector's
+
+
+def test_iterate_batched_equals_seed_by_seed(qwen_model):
+    fmap = EmbeddingMap(qwen_model)
+    seeds = [0, 1, 2, 3]
+    batched = iterate(fmap, seeds, fmap.initial_vectors(seeds, 0.03), tol=1e-6, max_steps=200)
+    for seed, together in zip(seeds, batched):
+        (alone,) = iterate(fmap, [seed], fmap.initial_vectors([seed], 0.03), tol=1e-6, max_steps=200)
+        assert together.converged and alone.converged
+        assert together.steps == alone.steps
+        torch.testing.assert_close(together.vector, alone.vector, rtol=0, atol=1e-6)
+
+
+def test_gradient_batched_equals_seed_by_seed_with_own_schedules(qwen_model):
+    fmap = EmbeddingMap(qwen_model)
+    seeds = [0, 1, 2]
+    kwargs = dict(tol=1e-6, max_steps=150, lr=1e-2)
+    batched = gradient_descent(fmap, seeds, fmap.initial_vectors(seeds, 0.03), **kwargs)
+    for seed, together in zip(seeds, batched):
+        (alone,) = gradient_descent(fmap, [seed], fmap.initial_vectors([seed], 0.03), **kwargs)
+        assert (together.steps, together.stop_reason) == (alone.steps, alone.stop_reason)
+        assert together.lr_final == alone.lr_final
+        torch.testing.assert_close(together.vector, alone.vector, rtol=0, atol=1e-6)
+    # Each seed ran its own plateau schedule: they do not all end at one learning rate.
+    assert len({o.lr_final for o in batched}) > 1
+
+
+def test_gradient_matches_plain_torch_loop(constant_model):
+    """One seed against the seed's own sketch: AdamW + ReduceLROnPlateau on ||x - detach(T(x))||."""
+    fmap = EmbeddingMap(constant_model)
+    x0 = fmap.initial_vectors([5], 0.02)                                    # (1, D)
+    (ours,) = gradient_descent(fmap, [5], x0, tol=1e-12, max_steps=40)
+    x = torch.nn.Parameter(x0[0].clone())
+    opt = torch.optim.AdamW([x], lr=1e-2)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt)
+    for _ in range(39):
+        with torch.no_grad():
+            t = fmap(x[None])[0]
+        loss = torch.norm(x - t)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        sched.step(loss.item())
+    torch.testing.assert_close(ours.vector, x.detach(), rtol=0, atol=1e-7)
+
+
+def test_no_detach_backpropagates_through_t(tmp_path):
+    """Near the repelling FP e2 (slope 2 along e1), x - T(x) along e1 is -s but its gradient through T is
+    (1 - 2)(-s) = +s: the two losses push the e1 coordinate in opposite directions."""
+    model = load_model(str(build_two_token_model(tmp_path / "m", slope=2.0)), device="cpu")
+    fmap = EmbeddingMap(model)
+    x0 = torch.eye(HIDDEN)[1][None] + 0.01 * torch.eye(HIDDEN)[0][None]     # (1, D): s = 0.01
+    (detached,) = gradient_descent(fmap, [0], x0, max_steps=3, detach=True)
+    (through,) = gradient_descent(fmap, [0], x0, max_steps=3, detach=False)
+    assert float(detached.vector[0]) > 0.01 > float(through.vector[0])
+
+
+def test_iterate_gives_up_on_a_cycle_and_says_why(tmp_path):
+    model = load_model(str(build_two_token_model(tmp_path / "m", slope=-3.0)), device="cpu")
+    fmap = EmbeddingMap(model)
+    (outcome,) = iterate(fmap, [0], fmap.initial_vectors([0], 0.3), max_steps=10_000, stall_window=20)
+    assert outcome.stop_reason == "not_converging" and not outcome.converged
+    assert outcome.steps == 20 and "not halved" in outcome.stop_detail
+    (capped,) = iterate(fmap, [0], fmap.initial_vectors([0], 0.3), max_steps=7, stall_window=0)
+    assert capped.stop_reason == "max_steps" and capped.steps == 7
+
+
+def test_gradient_stops_at_lr_floor(qwen_model):
+    fmap = EmbeddingMap(qwen_model)
+    (outcome,) = gradient_descent(fmap, [0], fmap.initial_vectors([0], 0.03), tol=1e-12, lr_floor=1e-3,
+                                  max_steps=5000)
+    assert outcome.stop_reason == "lr_floor" and outcome.lr_final < 1e-3 and not outcome.converged
+
+
+def test_cluster_vectors_dedups_within_distance():
+    base = torch.zeros(3, 4)
+    base[1, 0] = 5e-5      # within 1e-4 of vector 0
+    base[2, 0] = 1.0       # far away
+    assert cluster_vectors(base, 1e-4) == [0, 0, 2]
+    anchors = torch.ones(1, 4)
+    assert cluster_vectors(torch.ones(2, 4) + 1e-6, 1e-4, anchors) == [0, 0]
+
+
+def test_gemma_effective_embedding_includes_scale(tmp_path):
+    gemma = load_model(str(build_tiny_model("gemma3", tmp_path / "g")), device="cpu")
+    module = gemma.input_embeddings()
+    effective = effective_embedding_matrix(module)                          # (V, D)
+    torch.testing.assert_close(effective, module.weight * math.sqrt(HIDDEN), rtol=1e-6, atol=0)
+    token = torch.tensor([[11]])
+    by_ids = gemma.model(input_ids=token).logits[0, -1]                     # (V,)
+    eff = EmbeddingMap(gemma, "effective")
+    raw = EmbeddingMap(gemma, "raw")
+    # The effective convention feeds a token's own input vector: same logits as input_ids.
+    torch.testing.assert_close(eff.logits(eff.matrix[11][None])[0], by_ids, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(raw.logits(raw.matrix[11][None])[0], by_ids, atol=1e-3)
+    torch.testing.assert_close(raw.matrix, module.weight, rtol=0, atol=0)
+
+
+def test_untied_head_map(tmp_path):
+    llama = load_model(str(build_tiny_model("llama", tmp_path / "l", tied=False)), device="cpu")
+    assert not llama.info["tied_head"]
+    (outcome,) = iterate(EmbeddingMap(llama), [0], EmbeddingMap(llama).initial_vectors([0], 0.03), max_steps=300)
+    assert outcome.converged, outcome.stop_detail
