@@ -26,16 +26,14 @@ def _index_list(answer: Any) -> list[str] | None:
 class HttpBackend(CorpusBackend):
     """What the api and mini backends share: the client, the index check, the error mapping."""
 
-    def __init__(self, index: str, url: str, settings: HttpSettings | None = None, *, check_index: bool = True):
+    def __init__(self, index: str, url: str, settings: HttpSettings | None = None):
+        # The index is not checked here: that would cost a request on runs that find everything cached, and
+        # the data file may lag behind the server. The server's 400 on the first query is the check.
         super().__init__()
         self.index_name = index
         self.client = JsonClient(url, settings)
         self.config = backend_config(self.backend)
         self.max_chars = int(self.config.get("max_query_chars", 0)) or None
-        if check_index:
-            known = self.list_indexes()
-            if index not in known:
-                raise unknown_index_error(self.backend, index, known)
 
     def list_indexes(self) -> list[str]:
         """The server's own list (GET /) when it gives one, else the data file's."""

@@ -11,8 +11,7 @@ from .http import HttpSettings
 
 
 def open_backend(backend: str, index: str | None = None, *, index_dirs: list[str | Path] | None = None,
-                 api_url: str | None = None, settings: HttpSettings | None = None,
-                 check_index: bool = True) -> CorpusBackend:
+                 api_url: str | None = None, settings: HttpSettings | None = None) -> CorpusBackend:
     if backend == "local":
         from .local import LocalBackend
 
@@ -28,10 +27,10 @@ def open_backend(backend: str, index: str | None = None, *, index_dirs: list[str
     if backend == "api":
         from .api import ApiBackend
 
-        return ApiBackend(index, base_url("api", api_url), settings, check_index=check_index)
+        return ApiBackend(index, base_url("api", api_url), settings)
     from .mini import MiniBackend
 
-    return MiniBackend(index, base_url("mini", api_url), settings, check_index=check_index)
+    return MiniBackend(index, base_url("mini", api_url), settings)
 
 
 def list_indexes(backend: str, api_url: str | None = None, timeout: float = 5.0) -> tuple[list[dict], str]:
