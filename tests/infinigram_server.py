@@ -47,6 +47,7 @@ class FakeInfiniGram(ThreadingHTTPServer):
         self.max_in_flight = 0
         self.post_times: list[float] = []
         self.queries: list[tuple[str, str]] = []   # (query_type, query) of every POST
+        self.payloads: list[dict[str, Any]] = []   # every POST body as received
 
     @property
     def url(self) -> str:
@@ -142,6 +143,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             with srv.lock:
                 srv.queries.append((payload.get("query_type"), payload.get("query")))
+                srv.payloads.append(payload)
             fault = srv.next_fault(payload.get("query"))
             if fault in STATUS_FAULTS:
                 self._send(STATUS_FAULTS[fault], json.dumps({"error": f"injected {fault}"}).encode())
