@@ -1,0 +1,102 @@
+"""Rollout stability and token mixtures of vector FPs (issue 3, items 6 and 7)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from test_vectors import HIDDEN, TOKEN_A, TOKEN_B, TOKEN_K, build_constant_head_model, build_two_token_model
+from tiny import build_tiny_model
+
+from fpprov.models import load_model
+from fpprov.rollout import judge_rollout, rollout_distances, token_fp_flags, token_mixtures
+from fpprov.vectors import EmbeddingMap, iterate
+
+
+@pytest.fixture(scope="module")
+def two_token(tmp_path_factory):
+    return load_model(str(build_two_token_model(tmp_path_factory.mktemp("two"), slope=2.0)), device="cpu")
+
+
+def _e(i: int) -> torch.Tensor:
+    return torch.eye(HIDDEN)[i]
+
+
+def test_repelling_fp_is_unstable_and_attracting_fp_is_stable(two_token):
+    fmap = EmbeddingMap(two_token)
+    # x = e2 is an exact FP with slope 2; a found FP carries an error up to tol, here 1e-7 along e1.
+    repelling = _e(1) + 1e-7 * _e(0)                                        # (D,)
+    assert float((fmap(repelling[None])[0] - repelling).norm()) < 1e-6     # an FP by the tolerance
+    (attracting,) = iterate(fmap, [0], (_e(1) + 0.5 * _e(0))[None], max_steps=500)
+    assert attracting.converged and float(attracting.vector[0]) > 0.5       # s* of s = tanh(2 s / |x|)
+    distances = rollout_distances(fmap, torch.stack([repelling, attracting.vector]), steps=100)  # (2, 100)
+    unstable, stable = judge_rollout(distances, threshold=1e-3)
+    assert distances[0, 0] < 1e-6 and unstable.dist_max > 0.5 and not unstable.stable  # the error compounds
+    assert stable.dist_max < 1e-5 and stable.stable
+    assert len(stable.dist_by_l) == 100
+
+
+def test_feeding_x_does_not_compound(two_token):
+    """With x at every position (and positions that do not matter here) the error stays at the residual."""
+    fmap = EmbeddingMap(two_token)
+    repelling = _e(1) + 1e-7 * _e(0)
+    distances = rollout_distances(fmap, repelling[None], steps=30, feed="x")  # (1, 30)
+    assert float(distances.max()) < 1e-6
+
+
+def test_rollout_with_cache_matches_full_sequences(tmp_path):
+    """The cached rollout at step l equals a fresh forward over the whole l-long sequence (real positions)."""
+    llama = load_model(str(build_tiny_model("llama", tmp_path / "l")), device="cpu")
+    fmap = EmbeddingMap(llama)
+    x = fmap.initial_vectors([0, 1], 0.03)                                  # (2, D)
+    distances = rollout_distances(fmap, x, steps=6, feed="output")          # (2, 6)
+    inputs = [x]
+    for l in range(6):
+        with torch.no_grad():
+            seq = torch.stack(inputs, dim=1)                                 # (2, l+1, D)
+            y = torch.softmax(llama.model(inputs_embeds=seq).logits[:, -1].float(), -1)  # (2, V)
+            t = fmap.weights_to_vectors(y)                                  # (2, D)
+        torch.testing.assert_close(distances[:, l], (t - x).norm(dim=-1).double(), rtol=1e-4, atol=1e-6)
+        inputs.append(t)
+    # Positions matter in this model: the same vector fed at position 1 gives a different output than at 0.
+    assert not torch.allclose(distances[:, 1], distances[:, 0], atol=1e-6)
+
+
+def test_judge_rollout_treats_non_finite_as_unbounded():
+    verdicts = judge_rollout(torch.tensor([[1e-7, float("nan")], [1e-7, 2e-7]]), threshold=1e-3)
+    assert verdicts[0].dist_max == math.inf and not verdicts[0].stable
+    assert verdicts[1].stable and verdicts[1].dist_max == pytest.approx(2e-7)
+
+
+def test_mixture_of_constant_head_fp(tmp_path):
+    model = load_model(str(build_constant_head_model(tmp_path / "c")), device="cpu")
+    fmap = EmbeddingMap(model)
+    e_k = model.input_embeddings().weight[TOKEN_K]
+    (mixture,) = token_mixtures(fmap, e_k[None], top_k=5)
+    weights = [t.weight for t in mixture.tokens]
+    assert [t.rank for t in mixture.tokens] == [1, 2, 3, 4, 5]
+    assert mixture.tokens[0].token_id == TOKEN_K and 0.999 < weights[0] < 1.0
+    assert weights == sorted(weights, reverse=True)
+    assert 0 < mixture.entropy < 0.05
+    assert mixture.tokens[0].text == model.tokenizer.decode([TOKEN_K])
+    assert mixture.tokens[0].raw_token == model.tokenizer.convert_ids_to_tokens(TOKEN_K)
+    # Every input maps to k, so k is the only token FP: [k] -> k, [t] -> k for the others.
+    assert [t.is_token_fp for t in mixture.tokens] == [True, False, False, False, False]
+
+
+def test_token_fp_flags_match_greedy_decoding(two_token):
+    """Tokens a, b: [a] -> x = e1 + e2, s = 1, favours a; [b] favours b; others (e2 ~ 0) are not FPs."""
+    ids = [TOKEN_A, TOKEN_B, 0, 42]
+    with torch.no_grad():
+        argmax = two_token.model(input_ids=torch.tensor(ids)[:, None]).logits[:, -1].argmax(-1).tolist()
+    assert token_fp_flags(two_token.model, ids) == [a == t for a, t in zip(argmax, ids)]
+    assert token_fp_flags(two_token.model, ids)[:2] == [True, True]
+
+
+def test_mixture_entropy_of_even_split(two_token):
+    """x = e2 splits the mass evenly between a and b: entropy ln 2."""
+    (mixture,) = token_mixtures(EmbeddingMap(two_token), _e(1)[None], top_k=3)
+    assert mixture.entropy == pytest.approx(math.log(2), abs=1e-6)
+    assert {mixture.tokens[0].token_id, mixture.tokens[1].token_id} == {TOKEN_A, TOKEN_B}
+    assert mixture.tokens[0].weight == pytest.approx(0.5, abs=1e-6)
