@@ -41,6 +41,7 @@ class FakeInfiniGram(ThreadingHTTPServer):
         self.query_faults: dict[str, str] = {}
         self.hang_seconds = 1.0
         self.slow_seconds = 0.3
+        self.delay_seconds = 0.0       # added to every POST (to kill a client mid-run)
         self.lock = threading.Lock()
         self.posts = 0                 # POST requests received (every retry counts)
         self.in_flight = 0
@@ -144,6 +145,8 @@ class _Handler(BaseHTTPRequestHandler):
             with srv.lock:
                 srv.queries.append((payload.get("query_type"), payload.get("query")))
                 srv.payloads.append(payload)
+            if srv.delay_seconds:
+                time.sleep(srv.delay_seconds)
             fault = srv.next_fault(payload.get("query"))
             if fault in STATUS_FAULTS:
                 self._send(STATUS_FAULTS[fault], json.dumps({"error": f"injected {fault}"}).encode())
@@ -261,3 +264,16 @@ def independent_count(records: list[dict[str, Any]], query: str) -> int:
             total += 1
             at = hay.find(needle, at + 1)
     return total
+
+
+def add_fp_scan(store, model: str, tokens: list[tuple[int, str | None, str]], *, complete: bool = True) -> int:
+    """A scan of ``model`` whose fixed points are ``tokens`` = [(token_id, text, category)], as `fpprov scan`
+    would store them (the provenance code reads nothing else)."""
+    scan_id = store.query("SELECT coalesce(max(scan_id), 0) + 1 FROM scans")[0][0]
+    store.insert_rows("scans", [dict(scan_id=scan_id, model=model, dtype="float32", device="cpu", bos=False,
+                                     id_start=0, id_stop=1000, batch_size=256, tolerance=1e-4,
+                                     method="length1-pruned", complete=complete, fp_count=len(tokens))])
+    store.insert_rows("token_fps", [dict(scan_id=scan_id, model=model, token_id=t, raw_token=text, text=text,
+                                         norm_text=text, category=category, prob=0.9, logit=10.0, margin=1.0,
+                                         verified_float64=True) for t, text, category in tokens])
+    return scan_id

@@ -1,0 +1,197 @@
+"""Provenance runs end to end over a real local index and the test HTTP server: queries and variants, counts
+checked against an independent count, the cache, failures, documents, sources and default indexes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fpprov.corpus.http import HttpSettings
+from fpprov.corpus.index_build import build_index
+from fpprov.errors import FpprovError
+from fpprov.provenance import FpToken, ProvenanceOptions, no_text_reason, run_provenance, token_variants, top_rows
+from fpprov.provenance_docs import sample_positions
+from fpprov.store import open_store
+from infinigram_server import add_fp_scan, independent_count, make_records, serve, write_corpus
+
+TOKENS = [(1, "blah", "normal"), (2, "Á", "normal"), (3, "ffi", "normal"), (4, " Justine", "normal"),
+          (5, "лье", "normal"), (6, "<0xC3>", "byte_fragment"), (7, "<bos>", "special"), (8, "\n", "normal"),
+          (9, "qqqq", "normal"), (10, "\ufffd", "normal")]
+FAST = HttpSettings(rate=0, concurrency=2, backoff=0.01, backoff_max=0.05, read_timeout=2.0, retries=2, body_retries=1)
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory):
+    base = tmp_path_factory.mktemp("prov")
+    records = make_records(seed=5)
+    write_corpus(base / "corpus", records)
+    build_index(base / "corpus", base / "index", shards=2)
+    return base / "index", records
+
+
+@pytest.fixture()
+def store(tmp_path):
+    s = open_store(tmp_path / "prov.duckdb")
+    add_fp_scan(s, "tiny-a", TOKENS)
+    add_fp_scan(s, "tiny-b", TOKENS[:3])
+    add_fp_scan(s, "tiny-c", [(99, "blah", "normal")], complete=False)  # unfinished scans are not traced
+    yield s
+    s.close()
+
+
+def test_variants_cover_both_word_boundary_spellings():
+    assert token_variants(" Justine") == [("as_is", " Justine"), ("space_stripped", "Justine")]
+    assert token_variants("blah") == [("as_is", "blah"), ("space_added", " blah")]
+    assert token_variants("\n") == [("as_is", "\n")]
+    assert token_variants(" ") == [("as_is", " ")]
+
+
+def test_tokens_without_text_are_not_queryable_with_a_reason():
+    def tok(text, category="normal"):
+        return FpToken("m", 1, text, category)
+    assert "byte fragment" in no_text_reason(tok("<0xC3>", "byte_fragment"))
+    assert "special" in no_text_reason(tok("<bos>", "special"))
+    assert "empty" in no_text_reason(tok(""))
+    assert "U+FFFD" in no_text_reason(tok("a\ufffd"))
+    assert no_text_reason(tok(" Tiber")) is None
+
+
+def test_local_counts_equal_an_independent_count_and_nothing_is_a_false_zero(store, index):
+    summary = run_provenance(store, backend="local", index_dirs=[index[0]],
+                             options=ProvenanceOptions(ladder=(1, 2, 10)))
+    assert summary.failed == 0 and summary.models == ["tiny-a", "tiny-b"]
+    rows = store.query_dicts("SELECT * FROM provenance_counts")
+    assert {r["model"] for r in rows} == {"tiny-a", "tiny-b"}
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert ok and all(r["count"] == independent_count(index[1], r["query"]) for r in ok)
+    assert any(r["count"] > 0 for r in ok if r["n"] == 10)
+    unqueryable = {r["token_id"]: r for r in rows if r["status"] == "not_queryable"}
+    assert set(unqueryable) == {6, 7, 10}
+    assert all(r["count"] is None and r["reason"] for r in unqueryable.values())
+    justine = {(r["n"], r["variant"]): r["query"] for r in rows if r["token_id"] == 4 and r["model"] == "tiny-a"}
+    assert justine[(2, "as_is")] == " Justine Justine" and justine[(2, "space_stripped")] == "JustineJustine"
+    # The counts cache is shared: tiny-b's tokens are tiny-a's, asked once.
+    assert summary.sent == store.query("SELECT count(*) FROM ngram_counts")[0][0] == summary.queries
+
+
+def test_rerun_sends_zero_queries_and_extends_the_ladder_only(store, index):
+    run_provenance(store, backend="local", index_dirs=[index[0]], options=ProvenanceOptions(ladder=(2,)))
+    again = run_provenance(store, backend="local", index_dirs=[index[0]], options=ProvenanceOptions(ladder=(2,)))
+    assert again.sent == 0 and again.requests == 0 and again.cached == again.queries > 0
+    wider = run_provenance(store, backend="local", index_dirs=[index[0]], options=ProvenanceOptions(ladder=(2, 3)))
+    assert 0 < wider.sent == wider.queries - again.queries
+
+
+def test_sample_positions_are_seeded_distinct_and_prefix_stable():
+    first = sample_positions(1000, 10, seed=1, query="blah")
+    assert len(set(first)) == 10 and all(0 <= p < 1000 for p in first)
+    assert sample_positions(1000, 25, seed=1, query="blah")[:10] == first
+    assert sample_positions(1000, 10, seed=2, query="blah") != first
+    assert sorted(sample_positions(7, 50, seed=1, query="x")) == list(range(7))
+
+
+def test_documents_are_reproducible_and_sources_add_up(tmp_path, store, index):
+    options = ProvenanceOptions(ladder=(2,), docs=4, seed=7, source_field="source")
+    summary = run_provenance(store, backend="local", index_dirs=[index[0]], options=options)
+    assert summary.docs_fetched > 0 and summary.docs_failed == 0
+    docs = store.query_dicts("SELECT * FROM documents ORDER BY query, sample_no")
+    by_id = {r["id"]: r for r in index[1]}
+    for doc in docs:
+        assert doc["status"] == "ok" and doc["query"] in doc["snippet"]
+        record = by_id[json.loads(doc["metadata"])["metadata"]["id"]]
+        assert doc["source"] == record["source"] and doc["query"] in record["text"]
+    # Same seed in a fresh database: the same matches; a larger --docs keeps the first ones.
+    other = open_store(tmp_path / "other.duckdb")
+    add_fp_scan(other, "tiny-a", TOKENS)
+    run_provenance(other, backend="local", index_dirs=[index[0]],
+                   options=ProvenanceOptions(ladder=(2,), docs=6, seed=7))
+    picks = lambda s, k: {(d["query"], d["sample_no"]): (d["shard"], d["rank"])  # noqa: E731
+                          for d in s.query_dicts(f"SELECT * FROM documents WHERE sample_no < {k}")}
+    assert picks(other, 4) == picks(store, 4)
+    other.close()
+    # Shares per token: every Á run comes from the flan documents; shares sum to one.
+    shares = store.query_dicts("SELECT * FROM source_shares WHERE model = 'tiny-a'")
+    assert {(r["source"], r["share"]) for r in shares if r["query"] == "ÁÁ"} == {("flan", 1.0)}
+    totals = {}
+    for r in shares:
+        totals[(r["token_id"], r["n"], r["variant"])] = totals.get((r["token_id"], r["n"], r["variant"]), 0) + r["share"]
+    assert all(abs(t - 1.0) < 1e-9 for t in totals.values())
+    # A rerun fetches nothing; another --source-field re-derives sources from the stored metadata.
+    again = run_provenance(store, backend="local", index_dirs=[index[0]],
+                           options=ProvenanceOptions(ladder=(2,), docs=4, seed=7, source_field="id"))
+    assert again.requests == 0 and again.docs_fetched == 0
+    assert all(s.startswith("doc") for (s,) in store.query("SELECT source FROM documents"))
+
+
+def test_min_count_limits_documents(store, index):
+    high = run_provenance(store, backend="local", index_dirs=[index[0]],
+                          options=ProvenanceOptions(ladder=(1,), docs=2, min_count=10 ** 6))
+    assert high.docs_wanted == 0 and store.query("SELECT count(*) FROM documents")[0][0] == 0
+
+
+def test_api_failures_are_stored_retried_and_counted(store, index):
+    with serve([index[0]]) as srv:
+        srv.query_faults["ffi"] = "503"
+        summary = run_provenance(store, backend="api", index="test_index", api_url=srv.url, http=FAST,
+                                 options=ProvenanceOptions(ladder=(1,)))
+        assert summary.failed == 1 and summary.failed_total == 1
+        row = store.query_dicts("SELECT * FROM ngram_counts WHERE query = 'ffi'")[0]
+        assert row["status"] == "failed" and "HTTP 503" in row["error"] and row["count"] is None
+        ok = store.query_dicts("SELECT * FROM ngram_counts WHERE status = 'ok' AND query = 'blah'")[0]
+        assert ok["token_ids"] == list(b"blah") and ok["tokens"] == list("blah") and ok["latency_ms"] is not None
+        del srv.query_faults["ffi"]
+        before = srv.posts
+        retry = run_provenance(store, backend="api", index="test_index", api_url=srv.url, http=FAST,
+                               options=ProvenanceOptions(ladder=(1,)))
+        assert srv.posts - before == 1 and retry.sent == 1 and retry.failed == 0
+        row = store.query_dicts("SELECT * FROM ngram_counts WHERE query = 'ffi'")[0]
+        assert row["status"] == "ok" and row["attempts"] == 2 and row["error"] is None
+        assert row["count"] == independent_count(index[1], "ffi")
+        before = srv.posts
+        run_provenance(store, backend="api", index="test_index", api_url=srv.url, http=FAST,
+                       options=ProvenanceOptions(ladder=(1,), docs=2))
+        docs_posts = srv.posts - before
+        run_provenance(store, backend="api", index="test_index", api_url=srv.url, http=FAST,
+                       options=ProvenanceOptions(ladder=(1,), docs=2))
+        assert docs_posts > 0 and srv.posts - before == docs_posts  # the rerun sent nothing
+
+
+def test_boolean_words_are_not_queryable_on_the_api(tmp_path, index):
+    s = open_store(tmp_path / "b.duckdb")
+    add_fp_scan(s, "tiny", [(1, " AND", "normal"), (2, "OR", "normal")])
+    with serve([index[0]]) as srv:
+        run_provenance(s, backend="api", index="test_index", api_url=srv.url, http=FAST,
+                       options=ProvenanceOptions(ladder=(1, 3)))
+        sent = {q for _, q in srv.queries}
+    rows = {(r["token_id"], r["n"], r["variant"]): r for r in s.query_dicts("SELECT * FROM provenance_counts")}
+    assert rows[(1, 3, "as_is")]["status"] == "not_queryable" and "boolean" in rows[(1, 3, "as_is")]["reason"]
+    assert rows[(1, 1, "as_is")]["status"] == "ok"  # ' AND' alone is a phrase, not a boolean query
+    assert " AND AND AND" not in sent and " OR OR OR" not in sent
+    s.close()
+
+
+def test_default_index_per_model_and_proxy_labels(tmp_path, index):
+    s = open_store(tmp_path / "d.duckdb")
+    add_fp_scan(s, "gemma3-270m", [(1, "blah", "normal")])
+    add_fp_scan(s, "olmo2-13b", [(1, "blah", "normal")])
+    with serve([index[0]], indexes=("v4_dclm-baseline_llama", "v4_olmo-mix-1124_llama")) as srv:
+        summary = run_provenance(s, backend="api", api_url=srv.url, http=FAST, options=ProvenanceOptions(ladder=(1,)))
+    assert sorted(summary.indexes) == ["v4_dclm-baseline_llama", "v4_olmo-mix-1124_llama"]
+    labels = dict(s.query("SELECT DISTINCT model || ' ' || index_name, index_is_proxy FROM provenance"))
+    assert labels == {"gemma3-270m v4_dclm-baseline_llama": True, "olmo2-13b v4_olmo-mix-1124_llama": False}
+    assert [r["model"] for r in top_rows(s, summary)] == ["gemma3-270m", "olmo2-13b"]
+    add_fp_scan(s, "my-own-model", [(1, "blah", "normal")])
+    with pytest.raises(FpprovError, match="'my-own-model' has no default index .*pass --index"):
+        run_provenance(s, backend="api", api_url="http://127.0.0.1:9/", options=ProvenanceOptions(ladder=(1,)))
+    s.close()
+
+
+def test_unknown_index_and_missing_scans_are_one_line_errors(store, index):
+    with serve([index[0]]) as srv:
+        with pytest.raises(FpprovError, match="unknown index 'v4_typo' for backend api; known: "):
+            run_provenance(store, backend="api", index="v4_typo", api_url=srv.url, http=FAST)
+    with pytest.raises(FpprovError, match="no complete scan with fixed points for tiny-c"):
+        run_provenance(store, backend="local", models=["tiny-c"], index_dirs=[index[0]])
+    with pytest.raises(FpprovError, match="needs --index-dir"):
+        run_provenance(store, backend="local")
