@@ -1,0 +1,114 @@
+"""Inline SVG charts for the reports: no JS library, no network, labels escaped like any other text.
+
+Each function returns markupsafe.Markup built only from numbers and escaped strings, so templates can
+place it as is.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+from markupsafe import Markup, escape
+
+from .report_text import flat, number
+
+_PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#be185d", "#4d7c0f")
+
+
+def _svg(width: int, height: int, body: list[str], label: str) -> Markup:
+    return Markup(
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
+        f'height="{height}" role="img" aria-label="{escape(label)}">' + "".join(body) + "</svg>")
+
+
+def histogram(bins: Sequence[tuple[float, float, int]], *, label: str, x_label: str) -> Markup:
+    """Vertical bars, one per [lo, hi) bin, with the count in each bar's tooltip."""
+    width, height, left, bottom, top = 640, 220, 56, 36, 12
+    plot_w, plot_h = width - left - 12, height - bottom - top
+    peak = max((count for _, _, count in bins), default=0) or 1
+    body = [f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="#888"/>']
+    bar_w = plot_w / max(len(bins), 1)
+    for i, (lo, hi, count) in enumerate(bins):
+        h = plot_h * count / peak
+        x = left + i * bar_w
+        body.append(
+            f'<rect x="{x + 1:.1f}" y="{top + plot_h - h:.1f}" width="{max(bar_w - 2, 1):.1f}" height="{h:.1f}" '
+            f'fill="#2563eb"><title>{escape(f"{number(lo)} to {number(hi)}: {count:,}")}</title></rect>')
+    for tick in (0, len(bins) // 2, len(bins)):
+        if bins:
+            value = bins[0][0] if tick == 0 else bins[tick - 1][1]
+            body.append(f'<text x="{left + tick * bar_w:.1f}" y="{top + plot_h + 16}" font-size="11" '
+                        f'text-anchor="middle">{escape(number(value))}</text>')
+    body.append(f'<text x="{left + plot_w / 2:.1f}" y="{height - 4}" font-size="11" text-anchor="middle">'
+                f'{escape(x_label)}</text>')
+    body.append(f'<text x="{left - 6}" y="{top + 10}" font-size="11" text-anchor="end">{peak:,}</text>')
+    body.append(f'<text x="{left - 6}" y="{top + plot_h}" font-size="11" text-anchor="end">0</text>')
+    return _svg(width, height, body, label)
+
+
+def bars(items: Sequence[tuple[str, float]], *, label: str, value_format=number, token_labels: bool = False,
+         width: int = 520) -> Markup:
+    """Horizontal bars with a text label (shown visibly escaped) and the value."""
+    row_h, left = 20, 170
+    height = row_h * len(items) + 8
+    peak = max((v for _, v in items), default=0) or 1
+    body = []
+    for i, (name, value) in enumerate(items):
+        y = 4 + i * row_h
+        shown = flat(name, show_spaces=token_labels)
+        shown = shown if len(shown) <= 24 else shown[:23] + "\u2026"
+        w = (width - left - 80) * max(value, 0) / peak
+        body.append(f'<text x="{left - 6}" y="{y + 14}" font-size="12" text-anchor="end" '
+                    f'font-family="monospace">{escape(shown)}</text>')
+        body.append(f'<rect x="{left}" y="{y + 3}" width="{w:.1f}" height="{row_h - 6}" fill="#16a34a">'
+                    f'<title>{escape(flat(name, show_spaces=token_labels))}: {escape(value_format(value))}</title></rect>')
+        body.append(f'<text x="{left + w + 4:.1f}" y="{y + 14}" font-size="11">{escape(value_format(value))}</text>')
+    return _svg(width, height, body, label)
+
+
+def log_lines(series: Sequence[tuple[str, Sequence[float]]], *, label: str, x_label: str, y_label: str) -> Markup:
+    """Lines on a log10 y axis (e.g. rollout distance by sequence length); x runs 1..len."""
+    width, height, left, bottom, top, right = 640, 260, 64, 40, 12, 150
+    plot_w, plot_h = width - left - right, height - bottom - top
+    values = [v for _, ys in series for v in ys if v is not None and v > 0 and math.isfinite(v)]
+    if not values:
+        return _svg(width, 40, [f'<text x="8" y="24" font-size="12">{escape(label)}: no finite distances</text>'], label)
+    lo, hi = math.floor(math.log10(min(values))), math.ceil(math.log10(max(values)))
+    hi = hi if hi > lo else lo + 1
+    x_max = max(len(ys) for _, ys in series)
+
+    def xy(i: int, v: float) -> tuple[float, float]:
+        x = left + plot_w * (i / max(x_max - 1, 1))
+        y = top + plot_h * (1 - (math.log10(v) - lo) / (hi - lo))
+        return x, y
+
+    body = [f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#888"/>']
+    for exp in range(lo, hi + 1):
+        y = top + plot_h * (1 - (exp - lo) / (hi - lo))
+        body.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" stroke="#eee"/>')
+        body.append(f'<text x="{left - 4}" y="{y + 4:.1f}" font-size="10" text-anchor="end">1e{exp}</text>')
+    for i, (name, ys) in enumerate(series):
+        colour = _PALETTE[i % len(_PALETTE)]
+        points = " ".join(f"{x:.1f},{y:.1f}" for x, y in
+                          (xy(j, v) for j, v in enumerate(ys) if v is not None and v > 0 and math.isfinite(v)))
+        body.append(f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="1.5">'
+                    f'<title>{escape(flat(name))}</title></polyline>')
+        body.append(f'<text x="{left + plot_w + 8}" y="{top + 14 + 16 * i}" font-size="11" fill="{colour}">'
+                    f'{escape(flat(name)[:22])}</text>')
+    body.append(f'<text x="{left + plot_w / 2:.1f}" y="{height - 6}" font-size="11" text-anchor="middle">'
+                f'{escape(x_label)} (1 to {x_max})</text>')
+    body.append(f'<text x="12" y="{top + plot_h / 2:.1f}" font-size="11" text-anchor="middle" '
+                f'transform="rotate(-90 12 {top + plot_h / 2:.1f})">{escape(y_label)}</text>')
+    return _svg(width, height, body, label)
+
+
+def share_bar(shares: Sequence[tuple[str, float]], *, width: int = 160) -> Markup:
+    """One stacked bar of source shares (adding to 1), each part titled with its source and percent."""
+    body, x = [], 0.0
+    for i, (source, share) in enumerate(shares):
+        w = width * share
+        body.append(f'<rect x="{x:.1f}" y="0" width="{w:.1f}" height="12" fill="{_PALETTE[i % len(_PALETTE)]}">'
+                    f'<title>{escape(flat(source))}: {100 * share:.0f}%</title></rect>')
+        x += w
+    return _svg(width, 12, body, "source shares")

@@ -1,0 +1,205 @@
+"""What the report pages show, fetched with SQL: DuckDB does every aggregation (bins, counts, pivots,
+shares); Python only shapes rows for display.
+
+All functions take an open read-only Store. Flags are read from ``report_flags``, a TEMP table filled once
+per report from the ``token_suspicion`` view (it is the costliest view, and every page needs it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import FpprovError
+from .store import Store
+
+HISTOGRAM_BINS = 20
+TOP_N = 20
+SNIPPETS_PER_TOKEN = 3
+MIXTURE_TOKENS = 10
+
+
+def apply_threshold_overrides(store: Store, overrides: dict[str, float]) -> None:
+    """Shadow suspicion_thresholds with a TEMP copy holding the overrides: nothing is written to the file."""
+    if not overrides:
+        return
+    rules = {r for (r,) in store.query("SELECT rule FROM main.suspicion_thresholds")}
+    unknown = sorted(set(overrides) - rules)
+    if unknown:
+        raise FpprovError(f"unknown suspicion rule {', '.join(unknown)}; rules: {', '.join(sorted(rules))}")
+    store.con.execute("CREATE OR REPLACE TEMP TABLE suspicion_thresholds AS FROM main.suspicion_thresholds")
+    for rule, value in overrides.items():
+        store.con.execute("UPDATE temp.suspicion_thresholds SET threshold = ? WHERE rule = ?", [value, rule])
+
+
+def prepare_flags(store: Store) -> None:
+    store.con.execute("CREATE OR REPLACE TEMP TABLE report_flags AS FROM token_suspicion")
+
+
+def thresholds(store: Store) -> list[dict[str, Any]]:
+    return store.query_dicts("SELECT rule, threshold, min_support, weight, description FROM suspicion_thresholds "
+                             "ORDER BY rule")
+
+
+# -- index ----------------------------------------------------------------------------------------------
+def model_rows(store: Store) -> list[dict[str, Any]]:
+    """Every model with results: settings of its primary scan and how many FPs and flags it has."""
+    return store.query_dicts("""
+        WITH results AS (
+            SELECT model FROM scans UNION SELECT model FROM vector_runs UNION SELECT model FROM vector_fps
+        ), fps AS (
+            SELECT model, count(*) AS token_fps, count(*) FILTER (WHERE verified_float64) AS verified
+            FROM primary_fps GROUP BY model
+        ), vectors AS (
+            SELECT model, count(*) AS vector_fps, count(*) FILTER (WHERE stable) AS stable_vector_fps
+            FROM vector_fps GROUP BY model
+        ), flags AS (
+            SELECT model, count(*) AS flagged FROM report_flags GROUP BY model
+        ), prov AS (
+            SELECT model, count(DISTINCT token_id) FILTER (WHERE status = 'ok') AS traced
+            FROM provenance_counts GROUP BY model
+        )
+        SELECT r.model, m.family, m.variant, m.quantization, m.hub_id, m.source_kind, m.vocab_size,
+               ps.scan_id, ps.dtype, ps.bos, ps.method, ps.complete, ps.id_start, ps.id_stop,
+               ps.tokens_scanned, ps.n_scans,
+               coalesce(fps.token_fps, 0) AS token_fps, coalesce(fps.verified, 0) AS verified,
+               vectors.vector_fps, vectors.stable_vector_fps,
+               coalesce(flags.flagged, 0) AS flagged, coalesce(prov.traced, 0) AS traced
+        FROM results r
+        LEFT JOIN models m ON m.name = r.model
+        LEFT JOIN primary_scans ps ON ps.model = r.model
+        LEFT JOIN fps ON fps.model = r.model
+        LEFT JOIN vectors ON vectors.model = r.model
+        LEFT JOIN flags ON flags.model = r.model
+        LEFT JOIN prov ON prov.model = r.model
+        ORDER BY m.family NULLS LAST, r.model
+    """)
+
+
+def scan_rows(store: Store) -> list[dict[str, Any]]:
+    return store.query_dicts("""
+        SELECT s.scan_id, s.model, s.dtype, s.bos, s.device, s.method, s.id_start, s.id_stop, s.tokens_scanned,
+               s.fp_count, s.rechecked, s.flipped, s.complete, s.seconds, s.started_at,
+               ps.scan_id IS NOT NULL AS is_primary
+        FROM scans s LEFT JOIN primary_scans ps ON ps.scan_id = s.scan_id
+        ORDER BY s.model, s.scan_id
+    """)
+
+
+def seed_rows(store: Store) -> list[dict[str, Any]]:
+    # Order like the seed: by family, then by model size read from the name ('270m' < '1b' < '13b').
+    return store.query_dicts("""
+        SELECT *, try_cast(regexp_extract(model, '([0-9]+(\\.[0-9]+)?)([mb])', 1) AS DOUBLE)
+                  * CASE regexp_extract(model, '([0-9]+(\\.[0-9]+)?)([mb])', 3) WHEN 'm' THEN 1e-3 ELSE 1 END AS size_b
+        FROM seed_counts ORDER BY family, size_b NULLS LAST, model
+    """)
+
+
+# -- model page -----------------------------------------------------------------------------------------
+def probability_histogram(store: Store, model: str) -> list[tuple[float, float, int]]:
+    counts = dict(store.query(
+        f"SELECT least(floor(prob * {HISTOGRAM_BINS}), {HISTOGRAM_BINS - 1})::INTEGER AS bin, count(*) "
+        "FROM primary_fps WHERE model = ? GROUP BY bin", [model]))
+    return [(i / HISTOGRAM_BINS, (i + 1) / HISTOGRAM_BINS, counts.get(i, 0)) for i in range(HISTOGRAM_BINS)]
+
+
+def category_counts(store: Store, model: str) -> list[tuple[str, int]]:
+    return store.query("SELECT category, count(*) AS n FROM primary_fps WHERE model = ? GROUP BY category "
+                       "ORDER BY n DESC, category", [model])
+
+
+_FP_COLUMNS = """f.token_id, f.text, f.raw_token, f.category, f.prob, f.margin, f.verified_float64,
+                 fl.score, fl.rules"""
+
+
+def extreme_fps(store: Store, model: str, *, top: bool) -> list[dict[str, Any]]:
+    order = "DESC" if top else "ASC"
+    return store.query_dicts(
+        f"SELECT {_FP_COLUMNS} FROM primary_fps f LEFT JOIN report_flags fl USING (model, token_id) "
+        f"WHERE f.model = ? ORDER BY f.prob {order}, f.token_id LIMIT {TOP_N}", [model])
+
+
+def all_fps(store: Store, model: str) -> list[tuple]:
+    """Every FP of the primary scan, most probable first, as tuples (the big table; no dict per row)."""
+    return store.query(
+        f"SELECT {_FP_COLUMNS} FROM primary_fps f LEFT JOIN report_flags fl USING (model, token_id) "
+        "WHERE f.model = ? ORDER BY f.prob DESC, f.token_id", [model])
+
+
+def flagged_tokens(store: Store, model: str) -> list[tuple]:
+    return store.query("SELECT token_id, text, score, n_rules, rules, reasons FROM report_flags "
+                       "WHERE model = ? ORDER BY score DESC, token_id", [model])
+
+
+def vector_fps(store: Store, model: str) -> list[dict[str, Any]]:
+    return store.query_dicts(f"""
+        SELECT v.vector_id, v.embedding, v.dtype, v.dim, v.methods, v.seeds, v.n_runs, v.residual,
+               v.stable, v.rollout_dist_max, v.rollout_dist_by_l, v.rollout_feed, v.entropy,
+               v.top_token_id, v.top_token_text, v.top_weight, v.top_token_is_fp,
+               (SELECT list({{'text': t.text, 'weight': t.weight, 'is_fp': t.is_token_fp, 'token_id': t.token_id}}
+                            ORDER BY t.rank)
+                FROM vector_fp_tokens t WHERE t.vector_id = v.vector_id AND t.rank <= {MIXTURE_TOKENS}) AS mixture
+        FROM vector_fps v WHERE v.model = ? ORDER BY v.vector_id
+    """, [model])
+
+
+def vector_run_summary(store: Store, model: str) -> list[dict[str, Any]]:
+    return store.query_dicts("""
+        SELECT method, embedding, dtype, count(*) AS runs, count(*) FILTER (WHERE converged) AS converged,
+               list(DISTINCT stop_reason ORDER BY stop_reason) AS stop_reasons, median(steps) AS median_steps
+        FROM vector_runs WHERE model = ? GROUP BY ALL ORDER BY method, embedding, dtype
+    """, [model])
+
+
+def provenance_rows(store: Store, model: str) -> tuple[list[int], list[dict[str, Any]]]:
+    """Counts per n pivoted into one row per (token, index, spelling variant), plus the n values used."""
+    ns = [n for (n,) in store.query("SELECT DISTINCT n FROM provenance_counts WHERE model = ? ORDER BY n", [model])]
+    rows = store.query_dicts("""
+        SELECT c.token_id, any_value(c.token_text) AS token_text, c.backend, c.index_name,
+               any_value(c.index_is_proxy) AS index_is_proxy, c.variant,
+               map_from_entries(list({'k': c.n, 'v': {'count': c.count, 'status': c.status, 'reason': c.reason}})) AS by_n,
+               max(c.count) AS max_count
+        FROM provenance_counts c WHERE c.model = ?
+        GROUP BY c.token_id, c.backend, c.index_name, c.variant
+        ORDER BY max_count DESC NULLS LAST, c.token_id, c.index_name, c.variant
+    """, [model])
+    return ns, rows
+
+
+def source_share_rows(store: Store, model: str) -> list[dict[str, Any]]:
+    return store.query_dicts("""
+        SELECT token_id, any_value(token_text) AS token_text, index_name, any_value(index_is_proxy) AS index_is_proxy,
+               n, variant, any_value(sampled) AS sampled,
+               list({'source': source, 'share': share, 'docs': docs} ORDER BY share DESC, source) AS shares
+        FROM source_shares WHERE model = ?
+        GROUP BY token_id, index_name, n, variant
+        ORDER BY token_id, index_name, n, variant
+    """, [model])
+
+
+def snippet_rows(store: Store, model: str) -> list[dict[str, Any]]:
+    """Up to SNIPPETS_PER_TOKEN sampled documents per token (largest n first), with the query to highlight."""
+    return store.query_dicts(f"""
+        SELECT p.token_id, p.token_text, p.n, p.variant, p.index_name, d.query, d.snippet, d.source, d.doc_ix
+        FROM provenance p
+        JOIN documents d ON d.backend = p.backend AND d.index_name = p.index_name AND d.query = p.query
+        WHERE p.model = ? AND d.status = 'ok'
+        QUALIFY row_number() OVER (PARTITION BY p.token_id ORDER BY p.n DESC, p.variant, d.seed, d.sample_no)
+                <= {SNIPPETS_PER_TOKEN}
+        ORDER BY p.token_id, p.n DESC, p.variant, d.sample_no
+    """, [model])
+
+
+# -- shared page ----------------------------------------------------------------------------------------
+def overlap_rows(store: Store) -> list[dict[str, Any]]:
+    return store.query_dicts("SELECT * FROM model_overlap ORDER BY family_a, model_a, family_b, model_b")
+
+
+def shared_rows(store: Store) -> list[tuple]:
+    return store.query("""
+        SELECT norm_text, n_families, n_models, families, models, raw_tokens, mean_prob
+        FROM shared_fps ORDER BY n_families DESC, n_models DESC, mean_prob DESC, norm_text
+    """)
+
+
+def base_vs_inst_rows(store: Store) -> list[dict[str, Any]]:
+    return store.query_dicts("SELECT * FROM base_vs_inst ORDER BY family, base_model")

@@ -1,0 +1,154 @@
+"""Showing hostile text safely: token texts and document snippets can hold anything a corpus holds.
+
+Every character a reader could not see, or that would change how the page reads (control characters, NUL,
+bidi overrides, zero-width and other format characters, lone surrogates from invalid UTF-8, the U+FFFD
+that replaced invalid bytes, non-ASCII spaces), becomes a visible escape such as ``\\x00`` or ``\\u202e``
+in its own marked span. HTML escaping itself is left to jinja2's autoescape (templates) and to
+``textContent`` (the table script); nothing here produces markup from data except through those.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import math
+import re
+from typing import Any
+
+# A segment is [kind, text]: kind 't' = plain text, 'e' = escape of an invisible character,
+# 's' = a space made visible (token texts only), 'm' = matched needle in a snippet.
+Segment = list
+
+_INVISIBLE_NAMES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\x00": "\\0"}
+_REPLACEMENT = "\ufffd"
+
+
+def _escape_char(ch: str) -> str:
+    if ch in _INVISIBLE_NAMES:
+        return _INVISIBLE_NAMES[ch]
+    if ch == _REPLACEMENT:
+        return "\\ufffd"
+    return ascii(ch)[1:-1]          # '\x1b', '\u202e', '\udcc3', '\U000e0001'
+
+
+def _needs_escape(ch: str) -> bool:
+    return ch == _REPLACEMENT or (not ch.isprintable() and ch != " ")
+
+
+def segments(text: Any, *, show_spaces: bool = False) -> list[Segment]:
+    """Split text into plain runs and visible escapes (see the module doc)."""
+    if text is None:
+        return []
+    text = text if isinstance(text, str) else str(text)
+    out: list[Segment] = []
+    run: list[str] = []
+
+    def flush() -> None:
+        if run:
+            out.append(["t", "".join(run)])
+            run.clear()
+
+    for ch in text:
+        if show_spaces and ch == " ":
+            flush()
+            if out and out[-1][0] == "s":
+                out[-1][1] += "\u2423"
+            else:
+                out.append(["s", "\u2423"])      # OPEN BOX: a space that matters in a token
+        elif _needs_escape(ch):
+            flush()
+            out.append(["e", _escape_char(ch)])
+        else:
+            run.append(ch)
+    flush()
+    return out
+
+
+def flat(text: Any, *, show_spaces: bool = False) -> str:
+    """The visible form as one plain string (SVG labels, titles, attribute values)."""
+    return "".join(seg[1] for seg in segments(text, show_spaces=show_spaces))
+
+
+def token_cell(text: Any) -> list[Segment] | str:
+    """A token text for a table cell: spaces visible; a plain string when nothing needs marking."""
+    segs = segments(text, show_spaces=True)
+    if not segs:
+        return ""
+    return segs[0][1] if len(segs) == 1 and segs[0][0] == "t" else segs
+
+
+def text_cell(text: Any) -> list[Segment] | str:
+    segs = segments(text)
+    if not segs:
+        return ""
+    return segs[0][1] if len(segs) == 1 and segs[0][0] == "t" else segs
+
+
+def snippet_cell(snippet: Any, needle: str | None) -> list[Segment] | str:
+    """A document snippet with the first occurrence of the needle marked 'm' (escapes kept inside)."""
+    if snippet is None:
+        return ""
+    snippet = str(snippet)
+    where = -1
+    for candidate in (needle, needle.strip() if needle else None):
+        if candidate:
+            where = snippet.find(candidate)
+            if where >= 0:
+                needle = candidate
+                break
+    if where < 0:
+        return text_cell(snippet)
+    out = segments(snippet[:where])
+    out.append(["m", segments(needle)])
+    out.extend(segments(snippet[where + len(needle):]))
+    return out
+
+
+def script_json(value: Any) -> str:
+    """JSON safe inside <script type="application/json">: no '<', '>' or '&' that could close the element
+    or open a comment, no U+2028/2029 line separators."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=str)
+    return (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+
+
+def csp_hash(script: str) -> str:
+    """The Content-Security-Policy source that allows exactly this inline script and nothing else."""
+    digest = hashlib.sha256(script.encode("utf-8")).digest()
+    return "'sha256-" + base64.b64encode(digest).decode("ascii") + "'"
+
+
+_SLUG_BAD = re.compile(r"[^A-Za-z0-9._-]+")
+_RESERVED_PAGES = {"index", "shared"}
+
+
+def page_names(models: list[str]) -> dict[str, str]:
+    """model -> file name of its page: a readable slug, made unique with a hash when names collide."""
+    names: dict[str, str] = {}
+    taken: set[str] = set(_RESERVED_PAGES)
+    for model in models:
+        slug = _SLUG_BAD.sub("_", model).strip("._") or "model"
+        slug = slug[:80]
+        if slug.lower() in taken:
+            slug = f"{slug}-{hashlib.sha1(model.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
+        taken.add(slug.lower())
+        names[model] = f"{slug}.html"
+    return names
+
+
+def number(value: Any, digits: int = 4) -> str:
+    """Compact human form of a number for tables: thousands separators, scientific for tiny values."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return str(value)
+        if value != 0 and (abs(value) < 10 ** -digits or abs(value) >= 1e9):
+            return f"{value:.{max(digits - 2, 1)}e}"
+        return f"{value:,.{digits}f}".rstrip("0").rstrip(".")
+    return str(value)

@@ -1,0 +1,109 @@
+"""A small results database for the report tests, full of hostile text (no tests here: a shared builder).
+
+Token texts, model names and document snippets carry markup, quotes, '&', NUL, control characters, an RTL
+override and the U+FFFD left by invalid UTF-8. A script that runs sets data-pwned on <html>.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fpprov.store import open_store
+
+PWN = "document.documentElement.setAttribute('data-pwned','{}')"
+HOSTILE_TEXTS = [
+    f"<script>{PWN.format('script')}</script>",
+    f'<img src=x onerror="{PWN.format("img")}">',
+    f"</script><script>{PWN.format('breakout')}</script>",
+    "\" onmouseover=\"alert(1)\" 'q'",
+    "Tom & Jerry &amp; co",
+    "nul\x00byte",
+    "esc\x1b[31mred\x07bell",
+    "\u202eevil\u202c rtl",
+    b"bad\xc3(utf8".decode("utf-8", errors="replace"),
+]
+HOSTILE_MODEL = "evil/<b>model</b>\"'&"
+SNIPPET = ("before <script>" + PWN.format("snippet") + "</script> \x00 \u202e BLAHBLAHBLAH after & more")
+
+SCAN = dict(dtype="float32", device="cpu", batch_size=256, tolerance=1e-4, method="length1-pruned", complete=True)
+
+
+def _fp(scan_id, model, token_id, text, prob, raw=None, category="normal"):
+    return {"scan_id": scan_id, "model": model, "token_id": token_id, "raw_token": raw if raw is not None else text,
+            "text": text, "norm_text": text, "category": category, "prob": prob, "logit": 20.0 * prob,
+            "margin": 0.5, "verified_float64": True}
+
+
+def build_report_db(path: Path) -> Path:
+    with open_store(path) as store:
+        store.insert_rows("models", [
+            {"name": "gemma3-270m", "source_kind": "gguf-package", "family": "gemma3", "variant": "base",
+             "quantization": "Q4_K_M GGUF dequantized to float32", "vocab_size": 262144, "hub_id": "google/gemma-3-270m"},
+            {"name": "gemma3-270m-inst", "source_kind": "hub", "family": "gemma3", "variant": "inst", "vocab_size": 262144},
+            {"name": "olmo2-1b", "source_kind": "hub", "family": "olmo2", "variant": "base", "vocab_size": 100352},
+            {"name": HOSTILE_MODEL, "source_kind": "directory", "family": "hostile<i>", "variant": None},
+        ])
+        store.insert_rows("scans", [
+            {**SCAN, "scan_id": 1, "model": "gemma3-270m", "bos": False, "id_start": 0, "id_stop": 4096,
+             "tokens_scanned": 4096, "fp_count": 14},
+            {**SCAN, "scan_id": 2, "model": "gemma3-270m-inst", "bos": False, "id_start": 0, "id_stop": 4096,
+             "tokens_scanned": 4096, "fp_count": 3},
+            {**SCAN, "scan_id": 3, "model": "olmo2-1b", "bos": False, "id_start": 0, "id_stop": 100352,
+             "tokens_scanned": 100352, "fp_count": 3},
+            {**SCAN, "scan_id": 4, "model": HOSTILE_MODEL, "bos": True, "id_start": 0, "id_stop": 300,
+             "tokens_scanned": 300, "fp_count": 2, "complete": False},
+        ])
+        gemma = [_fp(1, "gemma3-270m", 10 + i, text, 0.3 + 0.05 * i) for i, text in enumerate(HOSTILE_TEXTS)]
+        gemma += [_fp(1, "gemma3-270m", 100, "BLAH", 0.999, raw="\u2581BLAH"), _fp(1, "gemma3-270m", 101, " Justine", 0.9995),
+                  _fp(1, "gemma3-270m", 102, "\ufffd", 0.2, raw="<0xC3>", category="byte_fragment"),
+                  _fp(1, "gemma3-270m", 103, "<eos>", 0.05, category="special"),
+                  _fp(1, "gemma3-270m", 104, "Á", 0.7)]
+        store.insert_rows("token_fps", gemma + [
+            _fp(2, "gemma3-270m-inst", 100, "BLAH", 0.95, raw="\u2581BLAH"), _fp(2, "gemma3-270m-inst", 10, HOSTILE_TEXTS[0], 0.4),
+            _fp(2, "gemma3-270m-inst", 200, "gained", 0.6),
+            _fp(3, "olmo2-1b", 5000, "BLAH", 0.8, raw="ĠBLAH"), _fp(3, "olmo2-1b", 5001, "Á", 0.99),
+            _fp(3, "olmo2-1b", 5002, HOSTILE_TEXTS[1], 0.5),
+            _fp(4, HOSTILE_MODEL, 7, HOSTILE_TEXTS[2], 0.9), _fp(4, HOSTILE_MODEL, 8, "BLAH", 0.4),
+        ])
+        store.insert_rows("vector_runs", [
+            {"model": "gemma3-270m", "method": method, "seed": seed, "settings": "tol=1e-6", "embedding": "raw",
+             "dtype": "float32", "device": "cpu", "init_std": 0.02, "tolerance": 1e-6, "max_steps": 200,
+             "batch_size": 2, "converged": seed < 2, "stop_reason": "converged" if seed < 2 else "not_converging",
+             "steps": 40 + seed, "residual": 1e-7, "best_residual": 1e-7, "vector": [0.1, 0.2], "vector_norm": 0.22,
+             "vector_id": seed + 1 if seed < 2 else None, "seconds": 1.5}
+            for method in ("iterate", "gradient") for seed in range(3)])
+        store.insert_rows("vector_fps", [
+            {"vector_id": vid, "model": "gemma3-270m", "embedding": "raw", "dtype": "float32", "dim": 2,
+             "vector": [0.1, 0.2], "vector_norm": 0.22, "residual": 1e-7, "dedup_distance": 1e-4,
+             "methods": ["gradient", "iterate"], "seeds": [vid - 1], "run_ids": [vid], "n_runs": 1,
+             "rollout_feed": "output", "rollout_steps": 5, "rollout_dist_by_l": dists,
+             "rollout_dist_max": max(dists), "stable_threshold": 1e-3, "stable": max(dists) < 1e-3, "top_k": 3,
+             "entropy": 0.4, "top_token_id": 10, "top_token_text": HOSTILE_TEXTS[0], "top_weight": 0.97,
+             "top_token_is_fp": True}
+            for vid, dists in ((1, [1e-7, 2e-7, 2e-7, 3e-7, 3e-7]), (2, [2e-6, 1e-4, 1e-2, 0.5, 1.3]))])
+        store.insert_rows("vector_fp_tokens", [
+            {"vector_id": vid, "rank": rank, "token_id": tid, "raw_token": text, "text": text, "weight": w,
+             "is_token_fp": rank == 1}
+            for vid in (1, 2)
+            for rank, (tid, text, w) in enumerate([(10, HOSTILE_TEXTS[0], 0.97), (16, HOSTILE_TEXTS[6], 0.02),
+                                                   (17, HOSTILE_TEXTS[7], 0.01)], start=1)])
+        prov, counts, docs = [], [], []
+        for token_id, text, by_n in ((100, "BLAH", {1: 2_000_000, 10: 45_000}), (10, HOSTILE_TEXTS[0], {1: 900, 10: 3})):
+            for n, count in by_n.items():
+                query = text * n
+                prov.append({"model": "gemma3-270m", "token_id": token_id, "backend": "api",
+                             "index_name": "v4_dclm-baseline_llama", "n": n, "variant": "as_is", "token_text": text,
+                             "category": "normal", "queryable": True, "query": query, "index_is_proxy": True})
+                counts.append({"backend": "api", "index_name": "v4_dclm-baseline_llama", "query": query,
+                               "status": "ok", "count": count})
+        prov.append({"model": "gemma3-270m", "token_id": 102, "backend": "api", "index_name": "v4_dclm-baseline_llama",
+                     "n": 10, "variant": "as_is", "token_text": "\ufffd", "category": "byte_fragment",
+                     "queryable": False, "reason": "byte_fragment: no text form", "index_is_proxy": True})
+        for i, source in enumerate(["<b>pes2o</b>"] * 5 + ["web & co"]):
+            docs.append({"backend": "api", "index_name": "v4_dclm-baseline_llama", "query": "BLAH" * 10, "seed": 0,
+                         "sample_no": i, "shard": 0, "rank": i, "status": "ok", "snippet": SNIPPET.replace("BLAHBLAHBLAH", "BLAH" * 10),
+                         "source": source, "metadata": "{}"})
+        store.insert_rows("provenance", prov)
+        store.insert_rows("ngram_counts", counts)
+        store.insert_rows("documents", docs)
+    return path
