@@ -110,9 +110,10 @@ def run_study(store: Store, loaded: Any, options: VectorOptions, *, progress: Pr
     summary = StudySummary(model=loaded.name)
     for method in options.methods:
         settings = method_settings(method, options, dtype, init_std)
+        wanted = {int(s) for s in options.seeds}
         done = {row[0] for row in store.query(
             "SELECT seed FROM vector_runs WHERE model = ? AND method = ? AND settings = ?",
-            [loaded.name, method, settings])}
+            [loaded.name, method, settings])} & wanted
         if options.force and done:
             store.con.execute("DELETE FROM vector_runs WHERE model = ? AND method = ? AND settings = ? "
                               f"AND seed IN ({', '.join(str(int(s)) for s in done)})",
