@@ -26,18 +26,21 @@ class HeadRows:
     best_other: torch.Tensor      # best competitor logit seen (the exact runner-up for FPs)
     best_other_id: torch.Tensor   # int64
     lse: torch.Tensor             # log-sum-exp of the whole row for FPs, NaN for dropped rows
+    top_vals: torch.Tensor        # (B, K) best competitor logits of FP rows, descending (-inf for dropped rows)
+    top_ids: torch.Tensor         # (B, K)
 
 
 class LMHead:
     """The output layer of one model: weight (V_rows, D), optional bias and final soft-capping."""
 
-    def __init__(self, model: Any, chunk: int = 8192):
+    def __init__(self, model: Any, chunk: int = 8192, keep_top: int = 8):
         out = model.get_output_embeddings()
         self.weight = out.weight                                   # (V, D)
         self.bias = getattr(out, "bias", None)                     # (V,) or None
         self.softcap = getattr(model.config, "final_logit_softcapping", None) or None
         self.n_rows = self.weight.shape[0]
         self.chunk = chunk
+        self.keep_top = min(keep_top, self.n_rows - 1)
         self.wins = torch.zeros(self.n_rows, dtype=torch.int64)   # how often each id beat a row
 
     def _cap(self, logits: torch.Tensor) -> torch.Tensor:
@@ -86,6 +89,9 @@ class LMHead:
         lse = torch.full((n,), NEG_INF, dtype=h.dtype, device=h.device)
         run_best = torch.full((n,), NEG_INF, dtype=h.dtype, device=h.device)
         run_id = torch.full((n,), -1, dtype=torch.int64, device=h.device)
+        k = self.keep_top
+        top_vals = torch.full((n, k), NEG_INF, dtype=h.dtype, device=h.device)
+        top_ids = torch.full((n, k), -1, dtype=torch.int64, device=h.device)
         for start in range(0, self.n_rows, self.chunk):
             if alive.numel() == 0:
                 break
@@ -96,7 +102,11 @@ class LMHead:
             inside = (own_col >= 0) & (own_col < stop - start)
             rows_inside = torch.nonzero(inside).squeeze(-1)
             logits[rows_inside, own_col[rows_inside]] = NEG_INF
-            cmax, carg = logits.max(-1)
+            cvals, cargs = logits.topk(min(k, stop - start), -1)                   # (A, k)
+            merged_vals, order = torch.cat([top_vals[alive], cvals], 1).topk(k, -1)
+            top_ids[alive] = torch.cat([top_ids[alive], cargs + start], 1).gather(1, order)
+            top_vals[alive] = merged_vals
+            cmax, carg = cvals[:, 0], cargs[:, 0]
             better = cmax > run_best[alive]
             run_best[alive] = torch.where(better, cmax, run_best[alive])
             run_id[alive] = torch.where(better, carg + start, run_id[alive])
@@ -109,9 +119,40 @@ class LMHead:
         is_fp[alive] = True
         best[alive], best_id[alive] = run_best[alive], run_id[alive]
         lse[~is_fp] = float("nan")
+        top_vals[~is_fp] = NEG_INF
         winners = torch.where(is_fp, ids, best_id).cpu()
         self.wins.index_add_(0, winners[winners >= 0], torch.ones_like(winners[winners >= 0]))
-        return HeadRows(is_fp.cpu(), own.double().cpu(), best.double().cpu(), best_id.cpu(), lse.double().cpu())
+        return HeadRows(is_fp.cpu(), own.double().cpu(), best.double().cpu(), best_id.cpu(), lse.double().cpu(),
+                        top_vals.double().cpu(), top_ids.cpu())
+
+    def error_bound(self, h32: torch.Tensor, h64: torch.Tensor) -> torch.Tensor:
+        """Per row, a bound on |logit64_j - logit32_j| over every j: (B,) float64.
+
+        logit32 = fl32(h32 . w_j) and logit64 = h64 . w_j, so the difference is at most
+        ||h64 - h32|| ||w_j|| (Cauchy-Schwarz) plus the float32 dot-product rounding, at most
+        gamma_D ||h32|| ||w_j|| with gamma_D = D u / (1 - D u), u = 2^-24, for any summation order.
+        Soft-capping is 1-Lipschitz, so the bound survives it. A factor 2 covers the bias and float64's own
+        rounding.
+        """
+        if not hasattr(self, "_w_norm_max"):
+            self._w_norm_max = float(self.weight.double().norm(dim=1).max())
+        d = h32.shape[-1]
+        u = 2.0 ** -24 if h32.dtype == torch.float32 else float(torch.finfo(h32.dtype).eps) / 2
+        gamma = d * u / (1 - d * u)
+        h32 = h32.double()
+        return 2 * self._w_norm_max * ((h64 - h32).norm(dim=-1) + gamma * h32.norm(dim=-1))
+
+    @torch.no_grad()
+    def candidate_rows(self, h64: torch.Tensor, ids: torch.Tensor, cand_ids: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """float64 own logit and best competitor among ``cand_ids`` (B, K): (own, best, best_id)."""
+        own = self.own_logits(h64, ids, torch.float64)                                     # (B,)
+        w = self.weight[cand_ids.clamp(min=0)].to(torch.float64)                           # (B, K, D)
+        logits = torch.einsum("bd,bkd->bk", h64, w)                                        # (B, K)
+        if self.bias is not None:
+            logits = logits + self.bias[cand_ids.clamp(min=0)].to(torch.float64)
+        logits = self._cap(logits).masked_fill(cand_ids < 0, NEG_INF)
+        best, arg = logits.max(-1)
+        return own.cpu(), best.cpu(), cand_ids.gather(1, arg[:, None]).squeeze(1).cpu()
 
     @torch.no_grad()
     def full_rows(self, h: torch.Tensor, ids: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:

@@ -96,32 +96,55 @@ class TokenJudge:
     @torch.no_grad()
     def judge(self, ids: torch.Tensor) -> dict[str, torch.Tensor]:
         """Screen ``ids`` (B,) in the scan dtype, then re-check FPs and near ties in float64."""
-        rows = self.head.screen(self.hidden(ids), ids.to(self.loaded.device))
+        dev_ids = ids.to(self.loaded.device)
+        h32 = self.hidden(ids)                                               # (B, D)
+        rows = self.head.screen(h32, dev_ids)
         gap = rows.own_logit - rows.best_other                               # > 0 for FPs
         near = gap.abs() < self.opts.tolerance * rows.own_logit.abs().clamp(min=1.0)
         recheck = rows.is_fp | near
         out = {"ids": ids, "screen_is_fp": rows.is_fp.clone(), "own": rows.own_logit, "best": rows.best_other,
-               "best_id": rows.best_other_id, "lse": rows.lse, "gap": gap, "recheck": recheck}
-        out["is_fp"] = rows.is_fp.clone()
-        out["f64_margin"] = torch.full_like(gap, float("nan"))
-        out["f64_best_id"] = torch.full_like(rows.best_other_id, -1)
+               "best_id": rows.best_other_id, "lse": rows.lse, "gap": gap, "recheck": recheck,
+               "is_fp": rows.is_fp.clone(), "f64_margin": torch.full_like(gap, float("nan")),
+               "f64_best_id": torch.full_like(rows.best_other_id, -1)}
         idx = torch.nonzero(recheck).squeeze(-1)
         for part in idx.split(max(1, self.opts.batch_size)) if idx.numel() else ():
-            sub = ids[part]
-            h64 = self.hidden(sub, torch.float64)
-            is_fp64, own64, best64, best_id64, _ = self.head.full_rows(h64, sub.to(self.loaded.device), torch.float64)
-            out["is_fp"][part] = is_fp64
-            out["f64_margin"][part] = (own64 - best64).double()
-            out["f64_best_id"][part] = best_id64
+            self._recheck_float64(part, ids, h32, rows, out)
         flipped_to_fp = out["is_fp"] & ~rows.is_fp
         if flipped_to_fp.any():  # a near tie that float64 calls an FP: its screen row lacks lse/runner-up
             part = torch.nonzero(flipped_to_fp).squeeze(-1)
-            h = self.hidden(ids[part])
-            _, own, best, best_id, lse = self.head.full_rows(h, ids[part].to(self.loaded.device), h.dtype)
+            _, own, best, best_id, lse = self.head.full_rows(h32[part], dev_ids[part], h32.dtype)
             out["own"][part], out["best"][part] = own.double(), best.double()
             out["best_id"][part], out["lse"][part] = best_id, lse.double()
             out["gap"][part] = (own - best).double()
         return out
+
+    def _recheck_float64(self, part: torch.Tensor, ids: torch.Tensor, h32: torch.Tensor, rows: Any,
+                         out: dict[str, torch.Tensor]) -> None:
+        """float64 verdicts for rows ``part``: the body always in float64; the head over a proven candidate set.
+
+        For a screen FP, every competitor whose float64 logit could reach the runner-up's is within
+        2 * error_bound of the float32 runner-up, and the screen kept the top competitors: when all of those
+        fit in the kept set, only they are computed in float64; otherwise (and for dropped rows) the whole row.
+        """
+        dev = self.loaded.device
+        sub = ids[part].to(dev)
+        h64 = self.hidden(ids[part], torch.float64)                          # (P, D)
+        bound = self.head.error_bound(h32[part.to(dev)], h64).cpu()          # (P,)
+        top_vals, top_ids = rows.top_vals[part], rows.top_ids[part]          # (P, K)
+        floor = rows.best_other[part] - 2 * bound                            # (P,)
+        fits = rows.is_fp[part] & (top_vals[:, -1] < floor)
+        is_fp = torch.zeros(len(part), dtype=torch.bool)
+        margin = torch.zeros(len(part), dtype=torch.float64)
+        best_id = torch.full((len(part),), -1, dtype=torch.int64)
+        if fits.any():
+            cands = top_ids[fits].masked_fill(top_vals[fits] < floor[fits, None], -1)
+            own, best, arg = self.head.candidate_rows(h64[fits.to(dev)], sub[fits.to(dev)], cands.to(dev))
+            is_fp[fits], margin[fits], best_id[fits] = own > best, own - best, arg
+        rest = ~fits
+        if rest.any():
+            f, own, best, arg, _ = self.head.full_rows(h64[rest.to(dev)], sub[rest.to(dev)], torch.float64)
+            is_fp[rest], margin[rest], best_id[rest] = f, (own - best).double(), arg
+        out["is_fp"][part], out["f64_margin"][part], out["f64_best_id"][part] = is_fp, margin, best_id
 
     @torch.no_grad()
     def repeats_to_self(self, ids: torch.Tensor, length: int) -> torch.Tensor:
