@@ -91,6 +91,16 @@ def open_read_only(path: str | os.PathLike) -> Iterator[ReadOnlyStore]:
 
 
 # -- queries --------------------------------------------------------------------------------------------
+def query_summary(sql: str) -> str:
+    """The leading comment block of a canned query, as one line."""
+    lines = []
+    for line in sql.splitlines():
+        if not line.startswith("--"):
+            break
+        lines.append(line[2:].strip())
+    return " ".join(lines)
+
+
 def canned_queries() -> dict[str, str]:
     """Name -> SQL text of the queries shipped in ``queries/`` (package ``fpprov.queries``)."""
     found = {}
@@ -161,7 +171,10 @@ def _terminal_cell(value: Any) -> str:
     written as escapes, long values cut."""
     if value is None:
         return "NULL"
-    text = value if isinstance(value, str) else str(value)
+    if isinstance(value, (list, tuple)):
+        text = "[" + ", ".join("NULL" if v is None else str(v) for v in value) + "]"
+    else:
+        text = value if isinstance(value, str) else str(value)
     text = "".join(ch if ch.isprintable() or ch == " " else ascii(ch)[1:-1] for ch in text)
     if len(text) > _TABLE_CELL_MAX:
         text = text[: _TABLE_CELL_MAX - 1] + "…"

@@ -16,7 +16,7 @@ app = typer.Typer(
 )
 
 # Each module defines register(app) and owns its commands.
-COMMAND_MODULES = ("scan", "vectors", "provenance")
+COMMAND_MODULES = ("scan", "vectors", "provenance", "report")
 
 for _name in COMMAND_MODULES:
     importlib.import_module(f"{__name__}.{_name}").register(app)

@@ -99,7 +99,7 @@ WITH th AS (
 SELECT
     f.model, f.token_id, t.raw_token, t.text, t.norm_text, t.prob, t.family,
     f.rule, f.threshold, f.value,
-    f.evidence || format(' (threshold {})', f.threshold) AS reason,
+    f.evidence || format(' (threshold {:g})', f.threshold) AS reason,
     greatest(0, f.strength) AS strength,
     f.weight * (1 + greatest(0, f.strength)) AS contribution,
     sum(f.weight * (1 + greatest(0, f.strength))) OVER (PARTITION BY f.model, f.token_id) AS score,

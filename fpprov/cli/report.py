@@ -1,0 +1,86 @@
+"""`fpprov report`, `fpprov sql` and `fpprov export`: argument parsing only (see fpprov.report, fpprov.sql)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from ..errors import FpprovError
+from ..report import DEFAULT_PAGE_SIZE, build_reports
+from ..sql import FORMATS, canned_queries, export_parquet, format_result, query_database, query_summary
+from .common import DbOption, console, db_path, err_console, user_errors
+
+SNAPSHOT_NOTE = "note: another process is writing the database; read a snapshot taken just now"
+
+
+def parse_thresholds(items: List[str]) -> dict[str, float]:
+    """['rule=value', ...] -> {rule: value}, one-line errors for anything else."""
+    out = {}
+    for item in items:
+        rule, sep, value = item.partition("=")
+        try:
+            if not sep or not rule.strip():
+                raise ValueError
+            out[rule.strip()] = float(value)
+        except ValueError:
+            raise FpprovError(f"--threshold wants RULE=NUMBER, e.g. source_concentration=0.8; got {item!r}") from None
+    return out
+
+
+@user_errors
+def report(
+    db: Optional[Path] = DbOption,
+    out: Path = typer.Option(Path("reports"), "--out", "-o", help="Folder for the HTML files."),
+    model: Optional[List[str]] = typer.Option(None, "--model", "-m", help="Only this model's page (repeatable)."),
+    threshold: Optional[List[str]] = typer.Option(
+        None, "--threshold", "-t", help="RULE=VALUE: override a suspicion threshold for this report only (repeatable)."),
+    page_size: int = typer.Option(DEFAULT_PAGE_SIZE, min=10, help="Rows per table page."),
+) -> None:
+    """Write HTML reports: index.html, one page per model, shared.html."""
+    outcome = build_reports(db_path(db), out, threshold_overrides=parse_thresholds(threshold or []),
+                            models=model or None, page_size=page_size)
+    if outcome.snapshot:
+        err_console.print(SNAPSHOT_NOTE)
+    err_console.print(f"{len(outcome.pages) + 1} pages for {outcome.models} models in {outcome.seconds:.1f} s")
+    console.print(str(outcome.index), soft_wrap=True, markup=False)
+
+
+@user_errors
+def sql(
+    query: Optional[str] = typer.Argument(
+        None, help="SQL text, a .sql file, or a canned query name (see `fpprov sql` with no argument)."),
+    db: Optional[Path] = DbOption,
+    fmt: str = typer.Option("table", "--format", "-f", help=f"Output: {' | '.join(FORMATS)}."),
+) -> None:
+    """Run SQL on the results, read-only (works while a scan writes). Lists canned queries without QUERY."""
+    if query is None:
+        for name, text in canned_queries().items():
+            console.print(f"{name:24} {query_summary(text)}", markup=False, highlight=False, soft_wrap=True)
+        return
+    if fmt not in FORMATS:
+        raise FpprovError(f"unknown format {fmt!r}; use one of: {', '.join(FORMATS)}")
+    result, snapshot = query_database(db_path(db), query)
+    if snapshot:
+        err_console.print(SNAPSHOT_NOTE)
+    # plain write, not rich: data must come out byte for byte (csv/json) and without markup parsing
+    typer.echo(format_result(result, fmt))
+
+
+@user_errors
+def export(
+    parquet: Path = typer.Option(..., "--parquet", help="Folder to write one <name>.parquet per table and view."),
+    db: Optional[Path] = DbOption,
+) -> None:
+    """Export every table and view to parquet files."""
+    written = export_parquet(db_path(db), parquet)
+    for name, kind, rows, path in written:
+        console.print(f"{kind:5} {name:28} {rows:>10,} rows  {path}", markup=False, highlight=False, soft_wrap=True)
+    err_console.print(f"{len(written)} files in {parquet}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("report")(report)
+    app.command("sql")(sql)
+    app.command("export")(export)
