@@ -130,17 +130,19 @@ def sample_documents(store: Store, backend: CorpusBackend, queries: list[str], o
     _store_segments(store, backend, found)
     segments.update(found)
 
-    jobs = []
+    jobs, wanted, cached = [], 0, 0
     for query, count, _, have in needing:
-        summary.docs_wanted += min(options.docs, count)
-        summary.docs_cached += len(have)
+        wanted += min(options.docs, count)
+        cached += len(have)
         if query not in segments:
             continue
         total = sum(hi - lo for lo, hi in segments[query])
         for sample_no, position in enumerate(sample_positions(total, options.docs, options.seed, query)):
             if sample_no not in have:
                 jobs.append((query, sample_no, *locate(position, segments[query])))
-    progress.phase(f"documents {backend.index_name}", summary.docs_wanted, cached=summary.docs_cached)
+    summary.docs_wanted += wanted
+    summary.docs_cached += cached
+    progress.phase(f"documents {backend.index_name}", wanted, cached=cached)
 
     writer = BatchWriter(store, "documents", options.flush_seconds)
 

@@ -51,3 +51,15 @@ def test_mini_error_key_and_missing_fields(index):
             backend.count("blah")
         assert backend.unqueryable_reason("cats AND dogs") is None  # no boolean parsing on mini
         assert "over the mini limit" in backend.unqueryable_reason("x" * 1001)
+
+
+def test_each_backend_reads_its_own_url_variable(monkeypatch):
+    from fpprov.corpus.catalog import base_url
+
+    monkeypatch.setenv("FPPROV_API_URL", "http://127.0.0.1:1/api")
+    monkeypatch.setenv("FPPROV_MINI_URL", "http://127.0.0.1:2/mini/")
+    assert base_url("api") == "http://127.0.0.1:1/api/"
+    assert base_url("mini") == "http://127.0.0.1:2/mini/"
+    assert base_url("mini", "http://127.0.0.1:3") == "http://127.0.0.1:3/"
+    monkeypatch.delenv("FPPROV_MINI_URL")
+    assert base_url("mini") == "https://api.infini-gram-mini.io/"

@@ -132,3 +132,19 @@ def test_kill_9_mid_run_then_rerun_completes_only_what_is_missing(tmp_path, inde
         assert srv.posts - before == 80 - stored == summary.sent
         assert store.query("SELECT count(*) FROM ngram_counts WHERE status = 'ok'")[0][0] == 80
         store.close()
+
+
+def test_mini_backend_end_to_end_with_documents(tmp_path, index, corpus):
+    db = make_db(tmp_path / "m.duckdb")
+    with serve([index], dialect="mini", indexes=("v2_test",)) as srv:
+        result = runner.invoke(app, ["provenance", "--db", db, "--backend", "mini", "--index", "v2_test",
+                                     "--api-url", srv.url, "--ladder", "2", "--docs", "3", "--rate", "0"])
+    assert result.exit_code == 0, result.output
+    store = open_store(db)
+    counts = dict(store.query("SELECT query, count FROM ngram_counts WHERE backend = 'mini'"))
+    assert counts["ÁÁ"] == independent_count(corpus[1], "ÁÁ") > 0
+    shares = store.query("SELECT source, share FROM source_shares WHERE query = 'ÁÁ'")
+    assert shares == [("flan", 1.0)]
+    proxy = store.query("SELECT DISTINCT index_is_proxy FROM provenance")
+    assert proxy == [(None,)]  # 'tiny' has no alias: whether the index is a proxy is unknown
+    store.close()

@@ -68,8 +68,9 @@ def provenance(
     rate: float = typer.Option(2.0, min=0.0, help="Requests per second at most (0: no limit)."),
     timeout: float = typer.Option(60.0, min=0.1, help="Seconds to wait for an answer."),
     retries: int = typer.Option(5, min=0, help="Retries with exponential backoff on 403/429/5xx/connection errors."),
-    api_url: Optional[str] = typer.Option(None, "--api-url", envvar="FPPROV_API_URL",
-                                          help="Base URL of the backend's server (mirrors, tests)."),
+    api_url: Optional[str] = typer.Option(None, "--api-url", show_default=False,
+                                          help="Base URL of the backend's server (mirrors, tests); else "
+                                               "FPPROV_API_URL (api) / FPPROV_MINI_URL (mini), else the public one."),
 ) -> None:
     """Count each FP token's text repeated n times in a training corpus; sample documents and sources."""
     if backend not in BACKENDS:
@@ -98,7 +99,7 @@ def print_summary(store, summary: prov.RunSummary) -> None:
     for col in ("model", "token id", "token", "n", "variant", "count", "proxy"):
         table.add_column(col, justify="right" if col in ("token id", "n", "count") else "left")
     for row in prov.top_rows(store, summary):
-        proxy = {True: "proxy", False: "", None: "?"}[row["index_is_proxy"]]
+        proxy = {True: "proxy", False: "", None: "-"}[row["index_is_proxy"]]
         table.add_row(row["model"], str(row["token_id"]), repr(row["token_text"]), str(row["n"]), row["variant"],
                       f"{row['count']:,}", proxy)
     console.print(table)
@@ -120,7 +121,7 @@ def print_summary(store, summary: prov.RunSummary) -> None:
 
 def indexes(
     backend: str = typer.Option("all", help="api | mini | all"),
-    api_url: Optional[str] = typer.Option(None, "--api-url", envvar="FPPROV_API_URL", help="Server base URL."),
+    api_url: Optional[str] = typer.Option(None, "--api-url", help="Server base URL (else FPPROV_API_URL / FPPROV_MINI_URL)."),
     timeout: float = typer.Option(5.0, min=0.1, help="Seconds to wait for the server's own list."),
 ) -> None:
     """List the known indexes: the server's own list (GET /) when it answers, else the data file."""
