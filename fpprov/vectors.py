@@ -233,24 +233,82 @@ def _iterate_stop(r: float, tol: float, step: int, max_steps: int, history: list
     return None
 
 
+class BatchedAdamW:
+    """torch's AdamW (decoupled weight decay, bias correction) for S independent rows, each with its own lr.
+
+    One seed per row: the update of a row reads only that row's gradient, moments and lr, exactly as if
+    every seed had its own ``torch.optim.AdamW`` (a test checks it against torch), without S Python-level
+    optimizer steps per iteration.
+    """
+
+    def __init__(self, rows: int, dim: int, lr: float, weight_decay: float = 0.01,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, device: Any = None):
+        self.lr = torch.full((rows,), lr, dtype=torch.float64)              # (S,) on the CPU: read every step
+        self.weight_decay, self.betas, self.eps = weight_decay, betas, eps
+        self.exp_avg = torch.zeros(rows, dim, device=device)                # (S, D)
+        self.exp_avg_sq = torch.zeros(rows, dim, device=device)             # (S, D)
+        self.steps = torch.zeros(rows, dtype=torch.int64)                   # (S,)
+
+    def step(self, x: torch.Tensor, grad: torch.Tensor, rows: list[int]) -> torch.Tensor:
+        """The updated x (A, D) for ``rows`` (A of them) given their current x and gradient (A, D)."""
+        beta1, beta2 = self.betas
+        idx = torch.tensor(rows)
+        self.steps[idx] += 1
+        lr = self.lr[idx].to(device=x.device, dtype=x.dtype)[:, None]      # (A, 1)
+        step = self.steps[idx].to(device=x.device, dtype=torch.float64)     # (A,)
+        x = x * (1 - lr * self.weight_decay)                                # (A, D)
+        m = self.exp_avg[idx].lerp_(grad, 1 - beta1)                        # (A, D)
+        v = self.exp_avg_sq[idx].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)  # (A, D)
+        self.exp_avg[idx], self.exp_avg_sq[idx] = m, v
+        step_size = (lr / (1 - beta1 ** step).to(x.dtype)[:, None])         # (A, 1)
+        denom = (v.sqrt() / (1 - beta2 ** step).sqrt().to(x.dtype)[:, None]).add_(self.eps)  # (A, D)
+        return x - step_size * (m / denom)                                  # (A, D)
+
+
+class BatchedPlateau:
+    """torch's ReduceLROnPlateau (mode min, relative threshold, no cooldown) run separately per row."""
+
+    def __init__(self, optimizer: BatchedAdamW, factor: float = 0.1, patience: int = 10,
+                 threshold: float = 1e-4, min_lr: float = 0.0, eps: float = 1e-8):
+        self.optimizer = optimizer
+        self.factor, self.patience, self.threshold, self.min_lr, self.eps = factor, patience, threshold, min_lr, eps
+        rows = optimizer.lr.shape[0]
+        self.best = [math.inf] * rows
+        self.num_bad = [0] * rows
+
+    def step(self, row: int, metric: float) -> None:
+        if metric < self.best[row] * (1.0 - self.threshold):
+            self.best[row], self.num_bad[row] = metric, 0
+        else:
+            self.num_bad[row] += 1
+        if self.num_bad[row] > self.patience:
+            old = float(self.optimizer.lr[row])
+            new = max(old * self.factor, self.min_lr)
+            if old - new > self.eps:
+                self.optimizer.lr[row] = new
+            self.num_bad[row] = 0
+
+
 def gradient_descent(fmap: EmbeddingMap, seeds: Sequence[int], x0: torch.Tensor, *, tol: float = 1e-6,
                      max_steps: int = 10_000, lr: float = 1e-2, lr_floor: float = 1e-9,
                      weight_decay: float = 0.01, detach: bool = True, on_finish: Finished | None = None,
                      progress: Progress | None = None) -> list[SeedOutcome]:
-    """AdamW on ||x - T(x)||_2 (T detached by default) with ReduceLROnPlateau, one optimizer per seed.
+    """AdamW on ||x - T(x)||_2 (T detached by default) with ReduceLROnPlateau, every seed with its own state.
 
-    Each seed is its own leaf tensor with its own torch AdamW and scheduler (the seed's setup), so the
-    batch shares only the forward pass; gradients of the summed loss are per row because rows never mix.
+    The seed's setup (torch AdamW at lr 1e-2 with default betas and weight decay, ReduceLROnPlateau with
+    default patience and factor) per seed; the batch shares only the forward pass. Gradients of the summed
+    loss are per row because rows never mix in the model.
     """
     book = _Bookkeeper("gradient", seeds, max_steps, on_finish, progress)
-    params = [torch.nn.Parameter(x0[i].clone()) for i in range(len(seeds))]   # each (D,)
-    optimizers = [torch.optim.AdamW([p], lr=lr, weight_decay=weight_decay) for p in params]
-    schedulers = [torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min") for opt in optimizers]
+    x = x0.clone()                                                         # (S, D)
+    optimizer = BatchedAdamW(len(seeds), fmap.dim, lr, weight_decay, device=x.device)
+    optimizer.exp_avg, optimizer.exp_avg_sq = optimizer.exp_avg.to(x.dtype), optimizer.exp_avg_sq.to(x.dtype)
+    plateau = BatchedPlateau(optimizer)
     active = list(range(len(seeds)))
     step = 0
     while active:
         step += 1
-        xa = torch.stack([params[i] for i in active])                      # (A, D)
+        xa = x[active].clone().requires_grad_(True)                        # (A, D)
         if detach:
             with torch.no_grad():
                 ta = fmap(xa)                                              # (A, D)
@@ -262,21 +320,20 @@ def gradient_descent(fmap: EmbeddingMap, seeds: Sequence[int], x0: torch.Tensor,
         for row, index in enumerate(active):
             r = float(values[row])
             book.record(index, r)
-            current_lr = optimizers[index].param_groups[0]["lr"]
+            current_lr = float(optimizer.lr[index])
             reason = _gradient_stop(r, tol, step, max_steps, current_lr, lr_floor)
             if reason is None:
                 keep.append(row)
             else:
-                stopped.append(book.stop(index, reason[0], reason[1], params[index], tol, current_lr))
+                stopped.append(book.stop(index, reason[0], reason[1], xa[row], tol, current_lr))
         book.report(step, len(active), values)
         book.finish(stopped)
         if keep:
-            residuals[keep].sum().backward()
+            (grad,) = torch.autograd.grad(residuals[keep].sum(), xa)       # (A, D); rows not kept get 0
+            rows = [active[row] for row in keep]
+            x[rows] = optimizer.step(xa.detach()[keep], grad[keep], rows)
             for row in keep:
-                index = active[row]
-                optimizers[index].step()
-                optimizers[index].zero_grad(set_to_none=True)
-                schedulers[index].step(float(values[row]))
+                plateau.step(active[row], float(values[row]))
         active = [active[row] for row in keep]
     return book.ordered()
 
