@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import List, Optional
 
@@ -64,8 +65,10 @@ def sql(
     result, snapshot = query_database(db_path(db), query)
     if snapshot:
         err_console.print(SNAPSHOT_NOTE)
-    # plain write, not rich: data must come out byte for byte (csv/json) and without markup parsing
-    typer.echo(format_result(result, fmt))
+    # plain write, not rich or click.echo (which strips ANSI escapes off a pipe): csv and json must carry
+    # the data exactly; the table format escapes control characters itself
+    sys.stdout.write(format_result(result, fmt) + "\n")
+    sys.stdout.flush()
 
 
 @user_errors

@@ -1,0 +1,185 @@
+"""The reports in a real browser: headless Chromium (Debian's `chromium`) driven over the DevTools protocol
+on a pipe (no extra Python package). Data full of scripts must stay text: no script from the data runs,
+the text is visible, the tables' own script works, and a screenshot is saved.
+
+Screenshots go to $FPPROV_SCREENSHOT_DIR, else reports/screenshots/ in the repository (ignored by git).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import select
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from fpprov.report import build_reports
+from test_report_db import build_report_db
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)")
+SCREENSHOT_DIR = Path(os.environ.get("FPPROV_SCREENSHOT_DIR") or Path(__file__).resolve().parent.parent / "reports" / "screenshots")
+
+
+class Chromium:
+    """Minimal DevTools client over --remote-debugging-pipe (fd 3: commands in, fd 4: replies out)."""
+
+    def __init__(self, profile: Path):
+        cmd_read, self._cmd_write = os.pipe()
+        self._out_read, out_write = os.pipe()
+        args = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                "--remote-debugging-pipe", f"--user-data-dir={profile}", "--window-size=1280,2000", "about:blank"]
+        self.proc = subprocess.Popen(
+            ["bash", "-c", f'exec "$@" 3<&{cmd_read} 4>&{out_write}', "chromium", *args],
+            pass_fds=(cmd_read, out_write), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.close(cmd_read)
+        os.close(out_write)
+        self._buffer, self._next_id, self.events = b"", 0, []
+
+    def _read_message(self, deadline: float) -> dict:
+        while b"\0" not in self._buffer:
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([self._out_read], [], [], max(left, 0))
+            if not ready:
+                raise TimeoutError("chromium did not answer")
+            chunk = os.read(self._out_read, 1 << 20)
+            if not chunk:
+                raise RuntimeError("chromium closed the pipe")
+            self._buffer += chunk
+        message, self._buffer = self._buffer.split(b"\0", 1)
+        return json.loads(message)
+
+    def call(self, method: str, params: dict | None = None, session: str | None = None, timeout: float = 30) -> dict:
+        self._next_id += 1
+        message = {"id": self._next_id, "method": method, "params": params or {}}
+        if session:
+            message["sessionId"] = session
+        os.write(self._cmd_write, json.dumps(message).encode() + b"\0")
+        deadline = time.monotonic() + timeout
+        while True:
+            reply = self._read_message(deadline)
+            if reply.get("id") == self._next_id:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                return reply["result"]
+            self.events.append(reply)
+
+    def wait_event(self, method: str, timeout: float = 30) -> dict:
+        deadline = time.monotonic() + timeout
+        for event in self.events:
+            if event.get("method") == method:
+                self.events.remove(event)
+                return event
+        while True:
+            event = self._read_message(deadline)
+            if event.get("method") == method:
+                return event
+            self.events.append(event)
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        os.close(self._cmd_write)
+        os.close(self._out_read)
+
+
+class Tab:
+    def __init__(self, browser: Chromium, url: str):
+        self.browser = browser
+        target = browser.call("Target.createTarget", {"url": "about:blank"})["targetId"]
+        self.session = browser.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        for domain in ("Page", "Runtime", "Log"):
+            browser.call(f"{domain}.enable", session=self.session)
+        browser.call("Page.navigate", {"url": url}, session=self.session)
+        browser.wait_event("Page.loadEventFired")
+
+    def eval(self, expression: str):
+        result = self.browser.call("Runtime.evaluate", {"expression": expression, "returnByValue": True},
+                                   session=self.session)
+        assert "exceptionDetails" not in result, result
+        return result["result"].get("value")
+
+    def screenshot(self, path: Path) -> Path:
+        shot = self.browser.call("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True},
+                                 session=self.session, timeout=60)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(base64.b64decode(shot["data"]))
+        return path
+
+    def console_messages(self) -> list[str]:
+        texts = []
+        for event in self.browser.events:
+            if event.get("sessionId") != self.session:
+                continue
+            if event.get("method") == "Log.entryAdded":
+                texts.append(event["params"]["entry"].get("text", ""))
+            elif event.get("method") == "Runtime.consoleAPICalled":
+                texts.append(" ".join(str(a.get("value")) for a in event["params"]["args"]))
+            elif event.get("method") == "Runtime.exceptionThrown":
+                texts.append(json.dumps(event["params"]["exceptionDetails"]))
+        return texts
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    chromium = Chromium(tmp_path_factory.mktemp("chromium-profile"))
+    yield chromium
+    chromium.close()
+
+
+@pytest.fixture(scope="module")
+def report_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("browser")
+    db = build_report_db(folder / "results.duckdb")
+    return build_reports(db, folder / "reports", page_size=10).index.parent
+
+
+@pytest.mark.parametrize("page", ["gemma3-270m.html", "index.html", "shared.html"])
+def test_no_script_from_the_data_runs_and_the_text_is_visible(browser, report_dir, page):
+    tab = Tab(browser, (report_dir / page).as_uri())
+    assert tab.eval("document.documentElement.getAttribute('data-tables-ready')") == "1"   # our script ran
+    assert tab.eval("document.documentElement.getAttribute('data-pwned')") is None          # theirs did not
+    assert tab.eval("document.querySelectorAll('img, iframe, object, embed, [onerror], [onmouseover]').length") == 0
+    assert tab.eval("document.querySelectorAll('script:not([type=\"application/json\"])').length") == 1
+    messages = tab.console_messages()
+    assert not [m for m in messages if "Content Security Policy" in m or "pwned" in m], messages
+    text = tab.eval("document.body.innerText")
+    if page == "gemma3-270m.html":
+        for shown in ("<script>document.documentElement.setAttribute('data-pwned','script')</script>",
+                      "nul\\0byte", "esc\\x1b[31mred\\x07bell", "\\u202eevil\\u202c", "bad\\ufffd(utf8",
+                      "Tom\u2423&\u2423Jerry\u2423&amp;\u2423co"):
+            assert shown in text, shown
+        assert "\u202e" not in text and "\x00" not in text
+        # the highlighted snippet keeps its hostile markup as text
+        assert tab.eval("[...document.querySelectorAll('mark')].map(m => m.textContent).join('|')").startswith("BLAH" * 10)
+        path = tab.screenshot(SCREENSHOT_DIR / "gemma3-270m-hostile.png")
+        assert path.stat().st_size > 10_000 and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        print(f"screenshot: {path}")
+    if page == "index.html":
+        assert 'evil/<b>model</b>"\'&' in text
+        tab.screenshot(SCREENSHOT_DIR / "index.png")
+
+
+def test_tables_filter_sort_and_page(browser, report_dir):
+    tab = Tab(browser, (report_dir / "gemma3-270m.html").as_uri())
+    box = "document.getElementById('fps')"
+    assert tab.eval(f"{box}.querySelectorAll('tbody tr').length") == 10            # page_size=10 of 14 rows
+    assert "14 of 14 rows, page 1 of 2" in tab.eval(f"{box}.querySelector('.dt-info').textContent")
+    tab.eval(f"{box}.querySelectorAll('button')[1].click()")                        # next page
+    assert tab.eval(f"{box}.querySelectorAll('tbody tr').length") == 4
+    tab.eval(f"var f = {box}.querySelector('input'); f.value = 'ONMOUSE'; f.dispatchEvent(new Event('input'))")
+    rows = tab.eval(f"[...{box}.querySelectorAll('tbody tr')].map(r => r.cells[1].textContent)")
+    assert rows == ['"\u2423onmouseover="alert(1)"\u2423\'q\'']
+    tab.eval(f"var f = {box}.querySelector('input'); f.value = ''; f.dispatchEvent(new Event('input'))")
+    tab.eval(f"{box}.querySelectorAll('th')[4].click()")                            # p(t|t): first click = descending
+    probs = tab.eval(f"[...{box}.querySelectorAll('tbody tr')].map(r => parseFloat(r.cells[4].textContent))")
+    assert probs == sorted(probs, reverse=True) and len(probs) == 10
+    tab.eval(f"{box}.querySelectorAll('th')[4].click()")
+    probs = tab.eval(f"[...{box}.querySelectorAll('tbody tr')].map(r => parseFloat(r.cells[4].textContent))")
+    assert probs == sorted(probs) and probs[0] == 0.05
+    assert tab.eval("document.documentElement.getAttribute('data-pwned')") is None

@@ -1,0 +1,235 @@
+"""HTML reports: pages and links, content of each section, hostile text, thresholds, CLI."""
+
+from __future__ import annotations
+
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from fpprov.cli import app
+from fpprov.errors import FpprovError
+from fpprov.report import build_reports
+from fpprov.report_text import csp_hash, page_names, script_json, segments, snippet_cell
+from fpprov.store import open_store
+from test_report_db import HOSTILE_MODEL, HOSTILE_TEXTS, build_report_db
+
+
+class Page(HTMLParser):
+    """Elements, attributes, visible text, inline scripts and JSON blocks of one page."""
+
+    def __init__(self, html: str):
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict]] = []
+        self.text: list[str] = []
+        self.scripts: list[tuple[dict, str]] = []
+        self._in_script: dict | None = None
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        self.tags.append((tag, attrs))
+        if tag == "script":
+            self._in_script = attrs
+            self.scripts.append((attrs, ""))
+
+    def handle_endtag(self, tag):
+        if tag == "script":
+            self._in_script = None
+
+    def handle_data(self, data):
+        if self._in_script is not None:
+            attrs, body = self.scripts[-1]
+            self.scripts[-1] = (attrs, body + data)
+        else:
+            self.text.append(data)
+
+    @property
+    def visible(self) -> str:
+        return "".join(self.text)
+
+    def json_blocks(self) -> list:
+        return [json.loads(body) for attrs, body in self.scripts if attrs.get("type") == "application/json"]
+
+
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("report")
+    db = build_report_db(folder / "results.duckdb")
+    outcome = build_reports(db, folder / "reports")
+    return db, outcome
+
+
+def read(path: Path) -> str:
+    return path.read_text("utf-8")
+
+
+def test_report_writes_index_shared_and_one_page_per_model(reports):
+    _, outcome = reports
+    names = sorted(p.name for p in outcome.pages)
+    assert outcome.index.name == "index.html" and outcome.index.exists()
+    assert "shared.html" in names and len(names) == 5           # 4 models + shared
+    pages = page_names(["gemma3-270m", "gemma3-270m-inst", "olmo2-1b", HOSTILE_MODEL])
+    for model, file_name in pages.items():
+        assert (outcome.index.parent / file_name).exists(), model
+    # every link between pages leads to a page that exists, and nothing points outside
+    for page in [outcome.index, *outcome.pages]:
+        for tag, attrs in Page(read(page)).tags:
+            for key in ("href", "src"):
+                target = attrs.get(key)
+                if target:
+                    assert not re.match(r"^[a-z]+:", target), f"{page.name}: {target}"
+                    assert (page.parent / target).exists(), f"{page.name} links to missing {target}"
+
+
+def test_pages_are_self_contained_and_allow_only_their_own_script(reports):
+    _, outcome = reports
+    for page in [outcome.index, *outcome.pages]:
+        html = read(page)
+        parsed = Page(html)
+        tags = {tag for tag, _ in parsed.tags}
+        assert not tags & {"link", "img", "iframe", "object", "embed", "base"}, page.name
+        code = [body for attrs, body in parsed.scripts if attrs.get("type") != "application/json"]
+        assert len(code) == 1 and "textContent" in code[0]
+        assert all(not attrs.get("src") for attrs, _ in parsed.scripts)
+        csp = next(a["content"] for t, a in parsed.tags if t == "meta" and a.get("http-equiv") == "Content-Security-Policy")
+        assert f"script-src {csp_hash(code[0])};" in csp and "default-src 'none'" in csp
+        assert "http://" not in html.replace("http://www.w3.org/2000/svg", "") and "https://" not in html
+
+
+def test_hostile_text_is_escaped_visible_and_never_markup(reports):
+    _, outcome = reports
+    page = outcome.index.parent / "gemma3-270m.html"
+    html = read(page)
+    parsed = Page(html)
+    # no element, attribute or event handler comes from the data
+    assert not [t for t, a in parsed.tags if any(k.startswith("on") for k in a)]
+    assert {t for t, _ in parsed.tags}.isdisjoint({"img", "b", "i"})
+    for raw in ("\x00", "\x1b", "\x07", "\u202e", "\u202c"):
+        assert raw not in html, repr(raw)
+    visible = parsed.visible
+    for shown in ("<script>document.documentElement.setAttribute('data-pwned',", "</script><script>",
+                  '"\u2423onmouseover="alert(1)"', "Tom\u2423&\u2423Jerry\u2423&amp;\u2423co",
+                  "nul\\0byte", "esc\\x1b[31mred\\x07bell", "\\u202eevil\\u202c", "bad\\ufffd(utf8"):
+        assert shown in visible, shown
+    # JSON blocks cannot end their element early, and carry the same visible strings
+    for attrs, body in parsed.scripts:
+        if attrs.get("type") == "application/json":
+            assert "<" not in body and ">" not in body and "&" not in body
+    rows = [row for block in parsed.json_blocks() for row in block["rows"]]
+    flat = json.dumps(rows, ensure_ascii=False)
+    assert "\\\\x1b" in flat and "\\\\u202e" in flat and "\\u0000" not in flat
+
+
+def test_hostile_model_name_and_family_are_escaped(reports):
+    _, outcome = reports
+    index = Page(read(outcome.index))
+    assert 'evil/<b>model</b>"\'&' in index.visible and "hostile<i>" in index.visible
+    hostile_page = outcome.index.parent / page_names(["gemma3-270m", "gemma3-270m-inst", "olmo2-1b", HOSTILE_MODEL])[HOSTILE_MODEL]
+    assert re.fullmatch(r"[A-Za-z0-9._-]+\.html", hostile_page.name)
+    assert "This scan covers ids 0 to 300" in Page(read(hostile_page)).visible   # interrupted slice said so
+
+
+def test_index_shows_seed_table_models_and_scan_settings(reports):
+    _, outcome = reports
+    parsed = Page(read(outcome.index))
+    seed = parsed.json_blocks()[0]["rows"]
+    gemma = next(r for r in seed if r[0] == "gemma3-270m")
+    assert gemma[3][0] == 14 and gemma[6][0] == 3                    # token FPs base / inst
+    assert gemma[8][0] == 2 and gemma[9] is None                     # vector FPs base / inst (never searched)
+    visible = parsed.visible
+    assert "Q4_K_M GGUF dequantized to float32" in visible and "float32" in visible
+    assert "Suspicion rules in force" in visible and "source_concentration" in visible
+
+
+def test_model_page_sections(reports):
+    _, outcome = reports
+    parsed = Page(read(outcome.index.parent / "gemma3-270m.html"))
+    visible = parsed.visible
+    tags = [t for t, _ in parsed.tags]
+    assert tags.count("svg") >= 5          # histogram, categories, rollout plot, two mixtures
+    assert "FP probability p(t | t)" in visible and "Categories" in visible
+    assert any(t == "polyline" for t in tags)                               # rollout distance lines
+    assert "Top 14 by probability" in visible and "Bottom 14 by probability" in visible
+    blocks = parsed.json_blocks()
+    top = blocks[0]["rows"]
+    assert [r[4][0] for r in top] == sorted((r[4][0] for r in top), reverse=True)
+    assert top[0][1] == [["s", "\u2423"], ["t", "Justine"]]                 # leading space visible
+    # provenance: counts per n pivoted, the proxy label, source shares and highlighted snippets
+    assert "45,000" in visible and "2,000,000" in visible and "not queryable" in visible
+    assert "v4_dclm-baseline_llama (proxy)" in visible and "undisclosed" in visible
+    assert "<b>pes2o</b> 83% (5)" in visible
+    assert any(t == "mark" for t in tags)
+    assert "BLAH" * 10 in "".join(s for s in visible.split("\n") if "before" in s)
+    # flags with reasons, vector FPs with their mixture
+    assert "prob_near_one" in visible and "(threshold 0.99)" in visible
+    assert "unstable" in visible and "97.0%" in visible
+
+
+def test_shared_page_matrix_and_tokens(reports):
+    _, outcome = reports
+    parsed = Page(read(outcome.index.parent / "shared.html"))
+    visible = parsed.visible
+    assert "Overlap matrix" in visible and "Jaccard" in visible
+    titles = [a.get("title") for t, a in parsed.tags if t == "td" and a.get("title")]
+    assert any(t.startswith("Jaccard 0.") for t in titles)
+    shared = parsed.json_blocks()[-1]["rows"]
+    assert shared[0][0] == "BLAH" and shared[0][1][0] == 3                 # most families first
+    bvi = parsed.json_blocks()[0]["rows"]
+    assert [c[0] for c in bvi[0][6:9]] == [2, 12, 1]                     # kept, lost, gained for gemma3-270m
+
+
+def test_threshold_override_changes_flags_without_writing(reports, tmp_path):
+    db, _ = reports
+    before = db.read_bytes()
+    build_reports(db, tmp_path / "strict", threshold_overrides={"prob_near_one": 0.2})
+    build_reports(db, tmp_path / "default")
+    strict = Page(read(tmp_path / "strict" / "gemma3-270m.html")).json_blocks()
+    default = Page(read(tmp_path / "default" / "gemma3-270m.html")).json_blocks()
+    flags = lambda blocks: next(b for b in blocks if b["types"][:4] == ["num", "tok", "num", "num"])["rows"]  # noqa: E731
+    assert len(flags(strict)) > len(flags(default))
+    assert db.read_bytes() == before
+    with pytest.raises(FpprovError, match="unknown suspicion rule nope"):
+        build_reports(db, tmp_path / "x", threshold_overrides={"nope": 1})
+    with pytest.raises(FpprovError, match="no results for model ghost"):
+        build_reports(db, tmp_path / "x", models=["ghost"])
+
+
+def test_report_on_an_empty_database(tmp_path):
+    with open_store(tmp_path / "empty.duckdb"):
+        pass
+    outcome = build_reports(tmp_path / "empty.duckdb", tmp_path / "out")
+    assert [p.name for p in outcome.pages] == ["shared.html"]
+    assert "no scans yet" in Page(read(outcome.index)).visible
+
+
+def test_report_cli_prints_the_index_path(reports, tmp_path):
+    db, _ = reports
+    runner = CliRunner()
+    result = runner.invoke(app, ["report", "--db", str(db), "--out", str(tmp_path / "cli"), "-m", "olmo2-1b"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == str(tmp_path / "cli" / "index.html")
+    assert sorted(p.name for p in (tmp_path / "cli").glob("*.html")) == ["index.html", "olmo2-1b.html", "shared.html"]
+    bad = runner.invoke(app, ["report", "--db", str(db), "--out", str(tmp_path / "cli"), "-t", "prob_near_one"])
+    assert bad.exit_code == 2 and len(bad.stderr.strip().splitlines()) == 1 and "RULE=NUMBER" in bad.stderr
+
+
+# -- the text helpers on their own -------------------------------------------------------------------------
+def test_segments_make_every_invisible_character_visible():
+    text = " a\x00\t\u202e\u200b\udcc3\ufffd\u00a0b "
+    segs = segments(text, show_spaces=True)
+    assert "".join(s[1] for s in segs) == "\u2423a\\0\\t\\u202e\\u200b\\udcc3\\ufffd\\xa0b\u2423"
+    assert [s[0] for s in segs] == ["s", "t", "e", "e", "e", "e", "e", "e", "e", "t", "s"]
+    assert segments("plain words", show_spaces=False) == [["t", "plain words"]]
+
+
+def test_snippet_marks_the_match_and_script_json_cannot_break_out():
+    cell = snippet_cell("xx BLAHBLAH \x00 yy", "BLAHBLAH")
+    assert cell[1] == ["m", [["t", "BLAHBLAH"]]] and ["e", "\\0"] in cell
+    assert snippet_cell("no match here", "zzz") == "no match here"
+    blob = script_json(["</script><!--<script>", "a&b", "\u2028"])
+    assert not set(blob) & {"<", ">", "&", "\u2028"}
+    assert json.loads(blob) == ["</script><!--<script>", "a&b", "\u2028"]

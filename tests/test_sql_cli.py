@@ -1,0 +1,199 @@
+"""`fpprov sql` and `fpprov export`: the library functions and the CLI (CliRunner), on a hand-built database."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+import textwrap
+import time
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+from rich.cells import cell_len
+from typer.testing import CliRunner
+
+from fpprov.cli import app
+from fpprov.errors import FpprovError
+from fpprov.sql import canned_queries, format_table, open_read_only, resolve_query, run_query, QueryResult
+from test_report_db import HOSTILE_TEXTS, build_report_db
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory):
+    return build_report_db(tmp_path_factory.mktemp("sql") / "results.duckdb")
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_help_of_each_command():
+    for command in ("sql", "export", "report"):
+        result = invoke(command, "--help")
+        assert result.exit_code == 0, result.output
+        assert "--db" in result.output
+    assert "--format" in invoke("sql", "--help").output
+    assert "--parquet" in invoke("export", "--help").output
+    assert "--threshold" in invoke("report", "--help").output
+
+
+def test_resolve_query_reads_files_canned_names_and_text(tmp_path, monkeypatch):
+    own = tmp_path / "mine.sql"
+    own.write_text("SELECT 42 AS answer")
+    assert resolve_query(str(own)) == "SELECT 42 AS answer"
+    canned = canned_queries()
+    assert {"shared_across_families", "suspicious_tokens", "counts_by_source", "base_vs_inst", "seed_table"} <= set(canned)
+    monkeypatch.chdir(tmp_path)              # the canned queries are found from any folder (package data)
+    assert resolve_query("queries/suspicious_tokens.sql") == canned["suspicious_tokens"]
+    assert resolve_query("seed_table") == canned["seed_table"]
+    assert resolve_query("SELECT 1") == "SELECT 1"
+    with pytest.raises(FpprovError, match="no such query file"):
+        resolve_query("queries/nope.sql")
+
+
+def test_every_canned_query_runs_and_answers(db):
+    with open_read_only(db) as ro:
+        for name, sql in canned_queries().items():
+            result = run_query(ro.store, sql)
+            assert result.columns, name
+            assert result.rows, f"{name} returned nothing on a database that has data for it"
+
+
+def test_sql_prints_a_table_with_invisible_characters_escaped(db):
+    result = invoke("sql", "--db", db, "SELECT token_id, text FROM token_fps WHERE scan_id = 1 ORDER BY token_id")
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "nul\\x00byte" in out or "nul\\0byte" in out
+    assert "\x00" not in out and "\x1b" not in out and "\u202e" not in out     # nothing raw reaches the terminal
+    assert "\\u202e" in out and "\\x1b" in out
+    assert out.strip().endswith("(14 rows)")
+
+
+def test_sql_csv_and_json_carry_exact_values(db):
+    sql = "SELECT token_id, text, prob FROM token_fps WHERE scan_id = 1 ORDER BY token_id"
+    with duckdb.connect(str(db), read_only=True) as con:
+        expected = con.execute(sql).fetchall()
+    as_csv = invoke("sql", "--db", db, "--format", "csv", sql)
+    assert as_csv.exit_code == 0, as_csv.output
+    rows = list(csv.reader(io.StringIO(as_csv.stdout)))
+    assert rows[0] == ["token_id", "text", "prob"]
+    assert [(int(a), b, float(c)) for a, b, c in rows[1:]] == expected
+    as_json = invoke("sql", "--db", db, "-f", "json", sql)
+    assert as_json.exit_code == 0, as_json.output
+    records = json.loads(as_json.stdout)
+    assert [(r["token_id"], r["text"], r["prob"]) for r in records] == expected
+    assert {r["text"] for r in records} >= set(HOSTILE_TEXTS)
+
+
+def test_sql_runs_a_canned_query_file(db):
+    result = invoke("sql", "--db", db, "queries/suspicious_tokens.sql", "--format", "json")
+    assert result.exit_code == 0, result.output
+    records = json.loads(result.stdout)
+    assert records and records == sorted(records, key=lambda r: -r["score"])
+    assert {"model", "text", "score", "rules", "reasons"} <= set(records[0])
+
+
+def test_sql_without_query_lists_the_canned_queries(db):
+    result = invoke("sql", "--db", db)
+    assert result.exit_code == 0
+    for name in canned_queries():
+        assert name in result.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["SELEC oops"], "SQL error: Parser Error"),
+    (["SELECT * FROM no_such_table"], "SQL error: Catalog Error"),
+    (["CREATE TABLE sneaky (x INTEGER)"], "read-only"),
+    (["SELECT 1", "--format", "xml"], "unknown format"),
+    (["queries/missing.sql"], "no such query file"),
+])
+def test_sql_errors_are_one_line_with_exit_2(db, args, message):
+    result = invoke("sql", "--db", db, *args)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_sql_on_a_missing_database_is_one_line(tmp_path):
+    result = invoke("sql", "--db", tmp_path / "none.duckdb", "SELECT 1")
+    assert result.exit_code == 2 and "does not exist" in result.stderr
+    assert not (tmp_path / "none.duckdb").exists()            # read-only: nothing created
+
+
+def test_sql_leaves_the_file_untouched(db):
+    before = (db.stat().st_mtime_ns, db.read_bytes())
+    assert invoke("sql", "--db", db, "SELECT count(*) FROM token_fps").exit_code == 0
+    assert (db.stat().st_mtime_ns, db.read_bytes()) == before
+
+
+def test_sql_reads_a_snapshot_while_another_process_writes(tmp_path):
+    path = build_report_db(tmp_path / "busy.duckdb")
+    writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import duckdb, sys, time
+        con = duckdb.connect({str(path)!r})
+        con.execute("INSERT INTO models (name, source_kind) VALUES ('written-meanwhile', 'hub')")
+        print("ready", flush=True)
+        time.sleep(60)
+    """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "ready"
+        with pytest.raises(duckdb.IOException):          # DuckDB alone refuses a reader beside a writer
+            duckdb.connect(str(path), read_only=True)
+        result = invoke("sql", "--db", path, "-f", "json", "SELECT name FROM models ORDER BY name")
+        assert result.exit_code == 0, result.output
+        assert "snapshot" in result.stderr
+        names = [r["name"] for r in json.loads(result.stdout)]
+        assert "written-meanwhile" in names and "gemma3-270m" in names    # committed rows, WAL included
+    finally:
+        writer.kill()
+        writer.wait()
+
+
+def test_format_table_aligns_wide_characters_and_cuts_long_cells():
+    table = format_table(QueryResult(["a", "b"], [("漢字", "x" * 100), (None, [1, None])]))
+    lines = table.splitlines()
+    # the separator sits in the same terminal column whether the cell holds wide (CJK) characters or not
+    assert {cell_len(line.split("|")[0]) for line in (lines[0], lines[2], lines[3])} == {cell_len("漢字 ")}
+    assert "…" in lines[2] and len(lines[2].split(" | ")[1]) == 60
+    assert lines[3].startswith("NULL") and "[1, NULL]" in lines[3]
+    assert lines[-1] == "(2 rows)"
+
+
+def test_export_writes_every_table_and_view_to_parquet(db, tmp_path):
+    out = tmp_path / "out"
+    result = invoke("export", "--db", db, "--parquet", out)
+    assert result.exit_code == 0, result.output
+    with duckdb.connect(str(db), read_only=True) as con:
+        relations = con.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()
+        expected = {name: con.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0] for (name,) in relations}
+    written = {p.stem: pq.read_table(p).num_rows for p in out.glob("*.parquet")}
+    assert written == expected
+    assert {"shared_fps", "model_overlap", "base_vs_inst", "seed_counts", "suspicious_tokens", "token_fps",
+            "documents", "vector_fps"} <= set(written)
+    assert not list(out.glob(".*"))                          # no half-written temporary files left
+    shared = pq.read_table(out / "shared_fps.parquet").to_pylist()
+    assert {r["norm_text"] for r in shared} >= {"BLAH", "Á"}
+
+
+def test_export_into_an_unwritable_place_is_one_line(db, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    result = invoke("export", "--db", db, "--parquet", blocker / "sub")
+    assert result.exit_code == 2 and "cannot create" in result.stderr
+
+
+def test_a_slow_query_does_not_need_a_writer_lock(db):
+    # Two read-only users at once (e.g. `fpprov sql` while `fpprov report` runs) both work.
+    with open_read_only(db) as first, open_read_only(db) as second:
+        assert not first.snapshot and not second.snapshot
+        started = time.perf_counter()
+        assert run_query(first.store, "SELECT count(*) FROM shared_fps").rows == run_query(
+            second.store, "SELECT count(*) FROM shared_fps").rows
+        assert time.perf_counter() - started < 10
