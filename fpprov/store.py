@@ -113,7 +113,13 @@ class _Transaction:
         return self.con
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self.con.execute("ROLLBACK" if exc_type else "COMMIT")
+        if exc_type is None:
+            self.con.execute("COMMIT")
+            return
+        try:  # after Ctrl-C DuckDB may refuse the rollback too; the open transaction dies with the connection
+            self.con.execute("ROLLBACK")
+        except (duckdb.Error, RuntimeError):
+            pass
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> int:
@@ -132,8 +138,11 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
             con.execute(migration.sql)
             con.execute("INSERT INTO schema_version (version, name) VALUES (?, ?)", [migration.version, migration.name])
             con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
+        except BaseException:  # Ctrl-C included: the migration is all or nothing
+            try:
+                con.execute("ROLLBACK")
+            except duckdb.Error:
+                pass
             raise
         current = migration.version
     return current

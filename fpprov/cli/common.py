@@ -30,6 +30,11 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def _interrupted() -> None:
+    err_console.print("interrupted: committed work is kept; rerun the same command to resume")
+    sys.exit(130)
+
+
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn FpprovError into one line with exit code 2, and Ctrl-C into exit 130 (work stays committed)."""
 
@@ -40,7 +45,11 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except FpprovError as exc:
             fail(str(exc))
         except KeyboardInterrupt:
-            err_console.print("interrupted: committed work is kept; rerun the same command to resume")
-            sys.exit(130)
+            _interrupted()
+        except RuntimeError as exc:
+            # DuckDB turns Ctrl-C during a statement into RuntimeError('Query interrupted').
+            if "interrupted" not in str(exc).lower():
+                raise
+            _interrupted()
 
     return wrapper

@@ -73,6 +73,8 @@ def scan(
             counters = {"done": 0, "fps": 0}
 
             def started(total: int, resumed: int) -> None:
+                err_console.print(f"scanning {total:,} ids of {loaded.name} ({loaded.info['quantization'] or dtype}, "
+                                  f"{'BOS prefix' if bos else 'no BOS'}) into {store.path}")
                 bar.update(task, total=total, completed=resumed)
                 if resumed:
                     err_console.print(f"resuming: {resumed} ids already committed")
