@@ -38,13 +38,14 @@ class ReportOutcome:
 
 
 # -- cells and tables -----------------------------------------------------------------------------------
-def num(value: Any, digits: int = 4) -> list | None:
-    """A numeric cell: [sort value, display]."""
+def num(value: Any) -> Any:
+    """A numeric cell. Plain numbers travel as themselves and are formatted at display time, with the
+    column's digits (report_text.number here, fmt() in table.js: same rules); booleans as [0/1, 'yes'/'no']."""
     if value is None or (isinstance(value, float) and value != value):
         return None
     if isinstance(value, bool):
         return [int(value), "yes" if value else "no"]
-    return [value, number(value, digits)]
+    return value
 
 
 def link(href: str, text: Any) -> list:
@@ -57,20 +58,28 @@ def listing(values: Iterable[Any] | None, sep: str = ", ") -> Any:
 
 def table(table_id: str, columns: list[tuple[str, str]], rows: list[list], *, page_size: int,
           empty: str | None = None, caption: str | None = None) -> dict[str, Any]:
-    """A data table for the `data_table` macro; columns are (label, type), type in num|tok|text|snip|link."""
-    types = [t for _, t in columns]
+    """A data table for the `data_table` macro. Columns are (label, type), type in num|tok|text|snip|link;
+    'num:6' is a number shown with up to 6 decimals (4 by default)."""
+    types, digits = [], []
+    for _, kind in columns:
+        base, _, places = kind.partition(":")
+        types.append(base)
+        digits.append(int(places) if places else 4)
     # script_json escapes '<', '>' and '&', so the JSON cannot leave its <script type="application/json">.
-    blob = Markup(script_json({"types": types, "rows": rows, "pageSize": page_size}))
-    return {"id": table_id, "columns": [{"label": label, "type": t, "title": None} for label, t in columns], "rows": rows,
-            "page_size": page_size, "json": blob, "empty": empty, "caption": caption}
+    blob = Markup(script_json({"types": types, "digits": digits, "rows": rows, "pageSize": page_size}))
+    return {"id": table_id, "columns": [{"label": label, "type": t, "digits": d, "title": None}
+                                        for (label, _), t, d in zip(columns, types, digits)],
+            "rows": rows, "page_size": page_size, "json": blob, "empty": empty, "caption": caption}
 
 
 # -- rendering ------------------------------------------------------------------------------------------
 def _environment() -> jinja2.Environment:
     folder = resources.files("fpprov.templates")
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FunctionLoader(lambda name: folder.joinpath(name).read_text("utf-8")),
         autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=False, lstrip_blocks=False)
+    env.filters["number"] = number
+    return env
 
 
 def _write(path: Path, html: str) -> None:
@@ -114,28 +123,28 @@ def _index_context(store: Store, models: list[dict], pages: dict[str, str], page
     scans = table("scans", [
         ("scan", "num"), ("model", "link"), ("primary", "text"), ("dtype", "text"), ("BOS", "text"),
         ("device", "text"), ("method", "text"), ("ids", "text"), ("scanned", "num"), ("FPs", "num"),
-        ("re-checked", "num"), ("flipped", "num"), ("complete", "text"), ("seconds", "num")], [
+        ("re-checked", "num"), ("flipped", "num"), ("complete", "text"), ("seconds", "num:1")], [
         [num(s["scan_id"]), link(pages[s["model"]], s["model"]) if s["model"] in pages else token_cell(s["model"]),
          "yes" if s["is_primary"] else "", s["dtype"], "yes" if s["bos"] else "no", text_cell(s["device"]),
          text_cell(s["method"]), f"{s['id_start']:,}–{s['id_stop']:,}", num(s["tokens_scanned"]),
          num(s["fp_count"]), num(s["rechecked"]), num(s["flipped"]), "yes" if s["complete"] else "no",
-         num(s["seconds"], 1)]
+         num(s["seconds"])]
         for s in data.scan_rows(store)], page_size=page_size, empty="no scans yet")
-    rules = table("rules", [("rule", "text"), ("threshold", "num"), ("min support", "num"), ("weight", "num"),
+    rules = table("rules", [("rule", "text"), ("threshold", "num:6"), ("min support", "num"), ("weight", "num"),
                             ("fires when", "text")],
-                  [[r["rule"], num(r["threshold"], 6), num(r["min_support"]), num(r["weight"]),
+                  [[r["rule"], num(r["threshold"]), num(r["min_support"]), num(r["weight"]),
                     text_cell(r["description"])] for r in data.thresholds(store)], page_size=page_size)
     return {"seed_table": seed_table, "models_table": model_table, "scans_table": scans, "thresholds_table": rules}
 
 
 def _fp_row(row: tuple) -> list:
     token_id, text, raw, category, prob, margin, verified, score, rules = row
-    return [num(token_id), token_cell(text), token_cell(raw), category, num(prob, 6), num(margin),
-            "yes" if verified else "no", num(score, 3), listing(rules)]
+    return [num(token_id), token_cell(text), token_cell(raw), category, num(prob), num(margin),
+            "yes" if verified else "no", num(score), listing(rules)]
 
 
 _FP_COLUMNS = [("id", "num"), ("text", "tok"), ("vocabulary entry", "tok"), ("category", "text"),
-               ("p(t | t)", "num"), ("margin", "num"), ("float64", "text"), ("suspicion", "num"), ("flags", "text")]
+               ("p(t | t)", "num:6"), ("margin", "num"), ("float64", "text"), ("suspicion", "num:3"), ("flags", "text")]
 
 
 def _partial_note(m: dict[str, Any]) -> str | None:
@@ -176,9 +185,9 @@ def _model_context(store: Store, m: dict[str, Any], page_size: int) -> dict[str,
     ctx["top_table"] = table("top", _FP_COLUMNS, extreme(True), page_size=page_size)
     ctx["bottom_table"] = table("bottom", _FP_COLUMNS, extreme(False), page_size=page_size)
     ctx["fps_table"] = table("fps", _FP_COLUMNS, [_fp_row(r) for r in fps], page_size=page_size)
-    ctx["flags_table"] = table("flags", [("id", "num"), ("text", "tok"), ("score", "num"), ("rules", "num"),
+    ctx["flags_table"] = table("flags", [("id", "num"), ("text", "tok"), ("score", "num:3"), ("rules", "num"),
                                          ("flags", "text"), ("reasons", "text")], [
-        [num(i), token_cell(t), num(s, 3), num(n), listing(rules), listing(reasons, " | ")]
+        [num(i), token_cell(t), num(s), num(n), listing(rules), listing(reasons, " | ")]
         for i, t, s, n, rules, reasons in data.flagged_tokens(store, name)],
         page_size=page_size, empty="no token breaks a suspicion rule (see the rules on the index page)")
     ctx.update(_vector_context(store, name, page_size))
@@ -190,9 +199,9 @@ def _vector_context(store: Store, name: str, page_size: int) -> dict[str, Any]:
     runs = data.vector_run_summary(store, name)
     vectors = data.vector_fps(store, name)
     runs_table = table("vruns", [("method", "text"), ("embedding", "text"), ("dtype", "text"), ("runs", "num"),
-                                 ("converged", "num"), ("stopped by", "text"), ("median steps", "num")],
+                                 ("converged", "num"), ("stopped by", "text"), ("median steps", "num:1")],
                        [[r["method"], r["embedding"], r["dtype"], num(r["runs"]), num(r["converged"]),
-                         listing(r["stop_reasons"]), num(r["median_steps"], 1)] for r in runs], page_size=page_size)
+                         listing(r["stop_reasons"]), num(r["median_steps"])] for r in runs], page_size=page_size)
     vec_table = table("vectors", [
         ("vector", "num"), ("embedding", "text"), ("dtype", "text"), ("methods", "text"), ("seeds", "num"),
         ("residual", "num"), ("stable", "text"), ("max rollout distance", "num"), ("entropy", "num"),
@@ -269,14 +278,14 @@ def _shared_context(store: Store, models: list[dict], pages: dict[str, str], pag
     matrix = {"models": [{"label": token_cell(n), "href": pages[n]} for n in names], "rows": matrix_rows}
     bvi = table("bvi", [("family", "text"), ("base", "link"), ("inst", "link"), ("ids compared", "text"),
                         ("base FPs", "num"), ("inst FPs", "num"), ("kept", "num"), ("lost", "num"),
-                        ("gained", "num"), ("kept share", "num")], [
+                        ("gained", "num"), ("kept share", "num:3")], [
         [text_cell(r["family"]), link(pages[r["base_model"]], r["base_model"]),
          link(pages[r["inst_model"]], r["inst_model"]), f"{r['id_start']:,}–{r['id_stop']:,}", num(r["base_fps"]),
-         num(r["inst_fps"]), num(r["kept"]), num(r["lost"]), num(r["gained"]), num(r["kept_share"], 3)]
+         num(r["inst_fps"]), num(r["kept"]), num(r["lost"]), num(r["gained"]), num(r["kept_share"])]
         for r in data.base_vs_inst_rows(store)], page_size=page_size, empty="no base/instruct pair scanned yet")
     shared = table("shared", [("text", "tok"), ("families", "num"), ("models", "num"), ("family names", "text"),
-                              ("model names", "text"), ("vocabulary entries", "tok"), ("mean p", "num")], [
-        [token_cell(t), num(nf), num(nm), listing(fams), listing(mods), listing(raws, " | "), num(p, 6)]
+                              ("model names", "text"), ("vocabulary entries", "tok"), ("mean p", "num:6")], [
+        [token_cell(t), num(nf), num(nm), listing(fams), listing(mods), listing(raws, " | "), num(p)]
         for t, nf, nm, fams, mods, raws, p in data.shared_rows(store)],
         page_size=page_size, empty="no FP text is shared by two scanned models")
     return {"matrix": matrix, "base_vs_inst_table": bvi, "shared_table": shared}

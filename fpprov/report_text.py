@@ -36,11 +36,20 @@ def _needs_escape(ch: str) -> bool:
     return ch == _REPLACEMENT or (not ch.isprintable() and ch != " ")
 
 
+_SPACE_RUNS = re.compile(r"( +)")
+
+
 def segments(text: Any, *, show_spaces: bool = False) -> list[Segment]:
     """Split text into plain runs and visible escapes (see the module doc)."""
     if text is None:
         return []
     text = text if isinstance(text, str) else str(text)
+    if text.isprintable() and _REPLACEMENT not in text:
+        # fast path (nearly every token): nothing to escape, at most spaces to show; str.isprintable runs in C
+        if not show_spaces or " " not in text:
+            return [["t", text]] if text else []
+        return [["s", "\u2423" * len(part)] if part[0] == " " else ["t", part]
+                for part in _SPACE_RUNS.split(text) if part]
     out: list[Segment] = []
     run: list[str] = []
 
@@ -138,17 +147,22 @@ def page_names(models: list[str]) -> dict[str, str]:
 
 
 def number(value: Any, digits: int = 4) -> str:
-    """Compact human form of a number for tables: thousands separators, scientific for tiny values."""
+    """Compact human form of a number, the same as table.js's fmt(): integers with thousands separators, at
+    most `digits` decimals, scientific (1.50e-7) for tiny or huge values."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}"
     if isinstance(value, float):
         if math.isnan(value) or math.isinf(value):
             return str(value)
-        if value != 0 and (abs(value) < 10 ** -digits or abs(value) >= 1e9):
-            return f"{value:.{max(digits - 2, 1)}e}"
+        if value.is_integer() and abs(value) < 1e15:
+            value = int(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if abs(value) < 10 ** -digits or abs(value) >= 1e9:
+            mantissa, exponent = f"{value:.{max(digits - 2, 1)}e}".split("e")
+            return f"{mantissa}e{int(exponent):+d}"
         return f"{value:,.{digits}f}".rstrip("0").rstrip(".")
     return str(value)

@@ -7,9 +7,20 @@
     if (typeof c === "string") return c;
     return c.map(function (s) { return typeof s[1] === "string" ? s[1] : flat(s[1]); }).join("");
   }
+  // The same rules as fpprov.report_text.number: integers with separators, at most d decimals, 1.50e-7 style.
+  function fmt(v, d) {
+    if (Number.isInteger(v)) return v.toLocaleString("en-US");
+    if (!isFinite(v)) return String(v);
+    if (Math.abs(v) < Math.pow(10, -d) || Math.abs(v) >= 1e9) return v.toExponential(Math.max(d - 2, 1));
+    return v.toLocaleString("en-US", { maximumFractionDigits: d });
+  }
   function shown(type, c) {
     if (c == null) return "";
-    return type === "num" ? c[1] : type === "link" ? flat(c[1]) : flat(c);
+    return type === "num" ? (Array.isArray(c) ? c[1] : String(c)) : type === "link" ? flat(c[1]) : flat(c);
+  }
+  function num(c) {
+    var v = Array.isArray(c) ? c[0] : c;
+    return v == null ? -Infinity : v;
   }
   function segs(el, c) {
     if (typeof c === "string") { el.appendChild(document.createTextNode(c)); return; }
@@ -20,9 +31,9 @@
       el.appendChild(span);
     });
   }
-  function fill(td, type, c) {
+  function fill(td, type, c, d) {
     if (c == null) return;
-    if (type === "num") { td.className = "num"; td.textContent = c[1]; return; }
+    if (type === "num") { td.className = "num"; td.textContent = Array.isArray(c) ? c[1] : fmt(c, d); return; }
     if (type === "link") { var a = document.createElement("a"); a.setAttribute("href", c[0]); segs(a, c[1]); td.appendChild(a); return; }
     td.className = type;
     segs(td, c);
@@ -31,8 +42,8 @@
     var blob = box.querySelector("script[type='application/json']");
     if (!blob) return;
     var spec = JSON.parse(blob.textContent);
-    var types = spec.types, rows = spec.rows, size = spec.pageSize, page = 0, sortCol = -1, asc = true;
-    var haystack = rows.map(function (r) { return r.map(function (c, i) { return shown(types[i], c); }).join("\u0001").toLowerCase(); });
+    var types = spec.types, digits = spec.digits, rows = spec.rows, size = spec.pageSize, page = 0, sortCol = -1, asc = true;
+    var haystack = null;   // lower-cased row texts, built on the first filter (keeps big pages quick to open)
     var view = rows.map(function (_, i) { return i; });
     var tbody = box.querySelector("tbody"), info = box.querySelector(".dt-info");
     var bar = document.createElement("div"), filter = document.createElement("input");
@@ -47,7 +58,7 @@
       tbody.textContent = "";
       view.slice(page * size, (page + 1) * size).forEach(function (ri) {
         var tr = document.createElement("tr");
-        rows[ri].forEach(function (c, i) { var td = document.createElement("td"); fill(td, types[i], c); tr.appendChild(td); });
+        rows[ri].forEach(function (c, i) { var td = document.createElement("td"); fill(td, types[i], c, digits[i]); tr.appendChild(td); });
         tbody.appendChild(tr);
       });
       info.textContent = view.length + " of " + rows.length + " rows, page " + (page + 1) + " of " + pages;
@@ -58,13 +69,16 @@
       var t = types[sortCol], dir = asc ? 1 : -1;
       view.sort(function (a, b) {
         var x = rows[a][sortCol], y = rows[b][sortCol];
-        if (t === "num") { x = x == null || x[0] == null ? -Infinity : x[0]; y = y == null || y[0] == null ? -Infinity : y[0]; }
+        if (t === "num") { x = num(x); y = num(y); }
         else { x = shown(t, x).toLowerCase(); y = shown(t, y).toLowerCase(); }
         return x < y ? -dir : x > y ? dir : a - b;
       });
     }
     filter.addEventListener("input", function () {
       var q = filter.value.toLowerCase();
+      if (haystack === null) {
+        haystack = rows.map(function (r) { return r.map(function (c, i) { return shown(types[i], c); }).join("\u0001").toLowerCase(); });
+      }
       view = [];
       haystack.forEach(function (h, i) { if (h.indexOf(q) >= 0) view.push(i); });
       sort(); page = 0; render();

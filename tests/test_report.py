@@ -138,8 +138,8 @@ def test_index_shows_seed_table_models_and_scan_settings(reports):
     parsed = Page(read(outcome.index))
     seed = parsed.json_blocks()[0]["rows"]
     gemma = next(r for r in seed if r[0] == "gemma3-270m")
-    assert gemma[3][0] == 14 and gemma[6][0] == 3                    # token FPs base / inst
-    assert gemma[8][0] == 2 and gemma[9] is None                     # vector FPs base / inst (never searched)
+    assert gemma[3] == 14 and gemma[6] == 3                          # token FPs base / inst
+    assert gemma[8] == 2 and gemma[9] is None                     # vector FPs base / inst (never searched)
     visible = parsed.visible
     assert "Q4_K_M GGUF dequantized to float32" in visible and "float32" in visible
     assert "Suspicion rules in force" in visible and "source_concentration" in visible
@@ -156,7 +156,7 @@ def test_model_page_sections(reports):
     assert "Top 14 by probability" in visible and "Bottom 14 by probability" in visible
     blocks = parsed.json_blocks()
     top = blocks[0]["rows"]
-    assert [r[4][0] for r in top] == sorted((r[4][0] for r in top), reverse=True)
+    assert [r[4] for r in top] == sorted((r[4] for r in top), reverse=True)
     assert top[0][1] == [["s", "\u2423"], ["t", "Justine"]]                 # leading space visible
     # provenance: counts per n pivoted, the proxy label, source shares and highlighted snippets
     assert "45,000" in visible and "2,000,000" in visible and "not queryable" in visible
@@ -177,9 +177,9 @@ def test_shared_page_matrix_and_tokens(reports):
     titles = [a.get("title") for t, a in parsed.tags if t == "td" and a.get("title")]
     assert any(t.startswith("Jaccard 0.") for t in titles)
     shared = parsed.json_blocks()[-1]["rows"]
-    assert shared[0][0] == "BLAH" and shared[0][1][0] == 3                 # most families first
+    assert shared[0][0] == "BLAH" and shared[0][1] == 3                 # most families first
     bvi = parsed.json_blocks()[0]["rows"]
-    assert [c[0] for c in bvi[0][6:9]] == [2, 12, 1]                     # kept, lost, gained for gemma3-270m
+    assert bvi[0][6:9] == [2, 12, 1]                     # kept, lost, gained for gemma3-270m
 
 
 def test_threshold_override_changes_flags_without_writing(reports, tmp_path):
