@@ -148,6 +148,24 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
     return current
 
 
+def check_writable(path: str | os.PathLike | None = None) -> Path:
+    """Fail early (before slow work) if the database cannot be written; creates nothing."""
+    db_path = (Path(path) if path is not None else default_db_path()).expanduser()
+    parent = db_path.parent if str(db_path.parent) else Path(".")
+    if db_path.is_dir():
+        raise FpprovError(f"cannot use {db_path} as the database: it is a folder")
+    if not parent.exists():
+        raise FpprovError(f"cannot create database {db_path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK) or (db_path.exists() and not os.access(db_path, os.W_OK)):
+        raise FpprovError(f"cannot write database {db_path}: permission denied")
+    if db_path.exists():
+        try:
+            duckdb.connect(str(db_path)).close()
+        except duckdb.Error as exc:
+            raise _connect_error(db_path, exc) from None
+    return db_path
+
+
 def open_store(path: str | os.PathLike | None = None, *, read_only: bool = False) -> Store:
     """Open (creating if needed) the database and bring its schema up to date.
 
@@ -159,11 +177,7 @@ def open_store(path: str | os.PathLike | None = None, *, read_only: bool = False
     if read_only and not db_path.exists():
         raise FpprovError(f"database {db_path} does not exist; run `fpprov scan` first or pass --db")
     if not read_only:
-        parent = db_path.parent if str(db_path.parent) else Path(".")
-        if not parent.exists():
-            raise FpprovError(f"cannot create database {db_path}: folder {parent} does not exist")
-        if not os.access(parent, os.W_OK) or (db_path.exists() and not os.access(db_path, os.W_OK)):
-            raise FpprovError(f"cannot write database {db_path}: permission denied")
+        check_writable(db_path)
     try:
         con = duckdb.connect(str(db_path), read_only=read_only)
     except duckdb.Error as exc:

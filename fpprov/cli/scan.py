@@ -12,8 +12,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..models import DTYPES, load_aliases, load_model, resolve_model
-from ..scan import ScanOptions, scan_vocabulary
-from ..store import open_store
+from ..scan import ScanOptions, scan_range, scan_vocabulary
+from ..store import check_writable, open_store
 from .common import DbOption, console, db_path, err_console, fail, user_errors
 
 
@@ -51,20 +51,22 @@ def scan(
     if dtype not in DTYPES:
         fail(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")
     spec = resolve_model(model)
-    store = open_store(db_path(db))  # before the slow load: a locked or unwritable DB fails at once
+    path = check_writable(db_path(db))  # before the slow load; bad input leaves the database untouched
+    with err_console.status(f"loading {spec.name} ({spec.source_kind}: {spec.location}) ..."):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            loaded = load_model(spec, dtype=dtype, device=device)
+    opts = ScanOptions(bos=bos, batch_size=batch_size, tolerance=tolerance, check_length=check_length,
+                       start=start, limit=limit, commit_every=commit_every, force=force)
+    scan_range(loaded, opts)  # a bad --start fails before the database is touched
+    store = open_store(path)
     try:
-        with err_console.status(f"loading {spec.name} ({spec.source_kind}: {spec.location}) ..."):
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", UserWarning)
-                loaded = load_model(spec, dtype=dtype, device=device)
         for w in caught:
             if "precision" in str(w.message):
                 err_console.print(f"[yellow]warning:[/] {w.message}")
         if not loaded.rotary:
             err_console.print("[yellow]warning:[/] this model has no rotary position embeddings: [t] -> t no longer "
                               "implies [t, ..., t] -> t; use --check-length L to test repeated inputs")
-        opts = ScanOptions(bos=bos, batch_size=batch_size, tolerance=tolerance, check_length=check_length,
-                           start=start, limit=limit, commit_every=commit_every, force=force)
         t0 = time.perf_counter()
         with Progress(TextColumn("[bold]scan[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
                       TextColumn("{task.fields[rate]} tok/s  FPs {task.fields[fps]}"), TimeElapsedColumn(),

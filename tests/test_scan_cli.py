@@ -1,0 +1,174 @@
+"""The scan CLI: aliases, summaries, and one-line errors (exit 2, no traceback, database untouched)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import duckdb
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from fpprov.cli import app
+from fpprov.models import load_aliases
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def wide_console(monkeypatch):
+    """Rich wraps at 80 columns off a terminal; tests read whole table rows."""
+    from fpprov.cli import common
+
+    monkeypatch.setattr(common.console, "width", 250)
+    monkeypatch.setattr(common.err_console, "width", 250)
+
+
+def _error_line(result) -> str:
+    text = result.output.strip()
+    assert result.exit_code == 2, text
+    assert "Traceback" not in text
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_models_lists_every_alias_of_the_seed_tables():
+    result = runner.invoke(app, ["models"], terminal_width=250)
+    assert result.exit_code == 0
+    aliases = load_aliases()
+    for size in ("1b", "7b", "13b"):
+        assert f"olmo2-{size}" in aliases and f"olmo2-{size}-inst" in aliases
+    for size in ("0.6b", "1.7b", "4b", "8b", "14b"):
+        assert f"qwen3-{size}" in aliases and f"qwen3-{size}-inst" in aliases
+    for name in ("gemma3-270m", "gemma3-270m-inst", "gemma3-1b", "gemma3-1b-inst"):
+        assert name in aliases
+    assert len(aliases) == 20
+    for name, entry in aliases.items():
+        assert name in result.output and entry["hub_id"] in result.output
+        assert {"hub_id", "family", "variant", "tokenizer_family", "default_index"} <= set(entry)
+
+
+def test_help_everywhere():
+    for args in (["--help"], ["scan", "--help"], ["models", "--help"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_scan_cli_end_to_end_with_summary(tiny_model_dir, tmp_path, monkeypatch):
+    db = tmp_path / "env.duckdb"
+    monkeypatch.setenv("FPPROV_DB", str(db))
+    result = runner.invoke(app, ["scan", str(tiny_model_dir("qwen3", True)), "--limit", "120", "--start", "10"],
+                           terminal_width=200)
+    assert result.exit_code == 0, result.output
+    con = duckdb.connect(str(db), read_only=True)
+    scan = con.execute("SELECT id_start, id_stop, tokens_scanned, fp_count, complete FROM scans").fetchone()
+    n_rows = con.execute("SELECT count(*) FROM token_fps").fetchone()[0]
+    model = con.execute("SELECT source_kind, family, rotary, tied_head, vocab_size, embedding_rows FROM models").fetchone()
+    con.close()
+    assert scan[:3] == (10, 130, 120) and scan[4] and scan[3] == n_rows
+    assert model == ("directory", "qwen3", True, True, 303, 315)
+    assert f"{n_rows} token FPs among 120 ids" in result.output and "top FPs by probability" in result.output
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["scan", "gemma3-27m"], "did you mean gemma3-270m"),
+    (["scan", "./no/such/model"], "does not exist"),
+    (["scan", "no-such-alias"], "unknown model"),
+])
+def test_bad_model_names_are_one_line(args, expected, tmp_path):
+    db = tmp_path / "untouched.duckdb"
+    line = _error_line(runner.invoke(app, args + ["--db", str(db)], terminal_width=80))
+    assert expected in line
+    assert not db.exists()
+
+
+def test_limit_zero_is_refused(tiny_model_dir, tmp_path):
+    db = tmp_path / "x.duckdb"
+    assert "--limit" in _error_line(runner.invoke(app, ["scan", str(tiny_model_dir("llama")), "--limit", "0", "--db", str(db)]))
+    assert not db.exists()
+
+
+def test_start_outside_vocabulary_is_refused_before_the_db_is_touched(tiny_model_dir, tmp_path):
+    db = tmp_path / "x.duckdb"
+    line = _error_line(runner.invoke(app, ["scan", str(tiny_model_dir("llama")), "--start", "99999", "--db", str(db)]))
+    assert "outside the vocabulary" in line and not db.exists()
+
+
+def test_corrupt_gguf_is_one_line(tmp_path):
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF" + b"\x00garbage" * 100)
+    db = tmp_path / "x.duckdb"
+    line = _error_line(runner.invoke(app, ["scan", str(bad), "--db", str(db)]))
+    assert "broken.gguf" in line and not db.exists()
+
+
+def test_non_causal_model_is_refused(tmp_path):
+    from transformers import BertConfig, BertModel
+
+    out = tmp_path / "bert"
+    BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=32)).save_pretrained(out)
+    line = _error_line(runner.invoke(app, ["scan", str(out), "--db", str(tmp_path / "x.duckdb")]))
+    assert "not a causal" in line
+
+
+def test_unwritable_database_paths(tiny_model_dir, tmp_path):
+    model = str(tiny_model_dir("llama"))
+    assert "does not exist" in _error_line(runner.invoke(app, ["scan", model, "--db", str(tmp_path / "nope" / "x.duckdb")]))
+    assert "folder" in _error_line(runner.invoke(app, ["scan", model, "--db", str(tmp_path)]))
+
+
+def test_database_locked_by_another_process(tiny_model_dir, tmp_path):
+    db = tmp_path / "locked.duckdb"
+    duckdb.connect(str(db)).close()
+    before = db.read_bytes()
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import duckdb, sys, time
+        con = duckdb.connect({str(db)!r})
+        print("ready", flush=True)
+        sys.stdin.read()
+    """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline().strip() == b"ready"
+        line = _error_line(runner.invoke(app, ["scan", str(tiny_model_dir("llama")), "--db", str(db)]))
+        assert "locked by another process" in line
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    assert db.read_bytes() == before
+
+
+def test_model_without_rope_warns_and_check_length_is_recorded(tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+    from tiny import build_tokenizer
+
+    tokenizer = build_tokenizer()
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=1, n_head=2, n_positions=64,
+                        initializer_range=0.2)
+    out = tmp_path / "gpt2"
+    GPT2LMHeadModel(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    db = tmp_path / "g.duckdb"
+    result = runner.invoke(app, ["scan", str(out), "--db", str(db), "--check-length", "6"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "no rotary position embeddings" in result.output
+    con = duckdb.connect(str(db), read_only=True)
+    rotary, method, length = con.execute(
+        "SELECT rotary, method, check_length FROM models JOIN scans ON scans.model = models.name").fetchone()
+    checks = con.execute("SELECT count(*), count(length_check) FROM token_fps").fetchone()
+    con.close()
+    assert rotary is False and method == "forward-pruned" and length == 6
+    assert checks[0] > 0 and checks[0] == checks[1]
+
+
+def test_low_precision_dtype_warns(tiny_model_dir, tmp_path):
+    result = runner.invoke(app, ["scan", str(tiny_model_dir("gemma3")), "--dtype", "bfloat16", "--limit", "20",
+                                 "--db", str(tmp_path / "b.duckdb")], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "bfloat16 loses the precision" in result.output
