@@ -22,6 +22,8 @@ import torch
 from .errors import FpprovError
 
 EMBEDDINGS = ("effective", "raw")
+# A residual within this factor of ||x|| * eps that stops improving has hit rounding, not a dead end.
+PRECISION_FLOOR_FACTOR = 16.0
 METHODS = ("iterate", "gradient")
 
 
@@ -102,7 +104,7 @@ class SeedOutcome:
     method: str
     seed: int
     converged: bool
-    stop_reason: str          # converged | max_steps | not_converging | lr_floor | non_finite
+    stop_reason: str          # converged | max_steps | not_converging | precision_floor | lr_floor | non_finite
     stop_detail: str
     steps: int                # evaluations of T
     residual: float           # ||T(x) - x|| of the final x
@@ -207,7 +209,8 @@ def iterate(fmap: EmbeddingMap, seeds: Sequence[int], x0: torch.Tensor, *, tol: 
             for row, index in enumerate(active):
                 r = float(residuals[row])
                 book.record(index, r)
-                reason = _iterate_stop(r, tol, step, max_steps, book.history[index], stall_window)
+                floor = float(xa[row].float().norm()) * torch.finfo(xa.dtype).eps
+                reason = _iterate_stop(r, tol, step, max_steps, book.history[index], stall_window, floor)
                 if reason is None:
                     keep.append(index)
                     x[index] = ta[row]
@@ -220,7 +223,8 @@ def iterate(fmap: EmbeddingMap, seeds: Sequence[int], x0: torch.Tensor, *, tol: 
 
 
 def _iterate_stop(r: float, tol: float, step: int, max_steps: int, history: list[float],
-                  stall_window: int) -> tuple[str, str] | None:
+                  stall_window: int, floor: float) -> tuple[str, str] | None:
+    """Why a seed stops now, or None. ``floor`` = ||x|| * eps of the dtype, the rounding scale of T(x) - x."""
     if not math.isfinite(r):
         return "non_finite", f"residual became {r} at step {step}"
     if r < tol:
@@ -228,6 +232,10 @@ def _iterate_stop(r: float, tol: float, step: int, max_steps: int, history: list
     if step >= max_steps:
         return "max_steps", f"residual {r:.3g} after {max_steps} steps"
     stalled = _stalled(history, stall_window)
+    if stalled and min(history) < PRECISION_FLOOR_FACTOR * floor:
+        # Rounding, not the map, stops progress (e.g. Gemma's effective space, ||x|| ~ 25: floor ~ 3e-6).
+        return "precision_floor", (f"{stalled}; that is the rounding scale ||x||*eps = {floor:.2g}, so tol {tol:g} "
+                                   f"is out of reach: pass a larger --tol or --dtype float64")
     if stalled:
         return "not_converging", stalled
     return None

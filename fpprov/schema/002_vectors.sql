@@ -27,7 +27,8 @@ CREATE TABLE vector_runs (
     weight_decay    DOUBLE,                -- gradient: AdamW weight decay
     batch_size      INTEGER NOT NULL,      -- seeds that shared the batch with this one
     converged       BOOLEAN NOT NULL,      -- final residual < tolerance
-    stop_reason     VARCHAR NOT NULL,      -- converged | max_steps | not_converging | lr_floor | non_finite
+    stop_reason     VARCHAR NOT NULL,      -- converged | max_steps | not_converging | precision_floor (stalled at the
+                                           -- dtype's rounding of ||x||: tolerance out of reach) | lr_floor | non_finite
     stop_detail     VARCHAR,               -- one line on why it stopped (e.g. the stalled residuals)
     steps           INTEGER NOT NULL,      -- maps of T evaluated before stopping (updates applied = steps - 1 when converged)
     residual        DOUBLE NOT NULL,       -- ||T(x) - x||_2 of the final x (NaN when non-finite)
