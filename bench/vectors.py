@@ -38,7 +38,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--method", choices=[*METHODS, "both"], default="both")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (1 avoids OpenMP spin-waits when other jobs share the cores)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     if args.model == "tiny":
         sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))

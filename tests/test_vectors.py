@@ -227,3 +227,11 @@ def test_untied_head_map(tmp_path):
     assert not llama.info["tied_head"]
     (outcome,) = iterate(EmbeddingMap(llama), [0], EmbeddingMap(llama).initial_vectors([0], 0.03), max_steps=300)
     assert outcome.converged, outcome.stop_detail
+
+
+def test_iterate_reports_precision_floor_when_tol_is_below_rounding(qwen_model):
+    fmap = EmbeddingMap(qwen_model)
+    (outcome,) = iterate(fmap, [0], fmap.initial_vectors([0], 0.03), tol=1e-12, stall_window=40, max_steps=500)
+    floor = float(outcome.vector.norm()) * torch.finfo(torch.float32).eps
+    assert outcome.stop_reason == "precision_floor" and not outcome.converged
+    assert outcome.best_residual < 16 * floor and "--tol" in outcome.stop_detail

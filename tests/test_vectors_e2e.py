@@ -1,0 +1,52 @@
+"""End to end on the embedded gemma3-270m (marked e2e: loads ~3 GiB, a few minutes on 2 CPU cores)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from fpprov.errors import FpprovError
+from fpprov.models import load_model
+from fpprov.store import open_store
+from fpprov.vector_study import VectorOptions, run_study
+from fpprov.vectors import EmbeddingMap
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def gemma():
+    try:
+        return load_model("gemma3-270m", device="cpu")
+    except FpprovError as exc:
+        pytest.skip(f"gemma3-270m not available here: {exc}")
+
+
+def test_gemma_effective_space_and_iteration_fp(gemma, tmp_path):
+    # The convention: the effective E is the scaled weight, and feeding E[t] equals feeding input_ids=[t].
+    fmap = EmbeddingMap(gemma, "effective")
+    weight = gemma.input_embeddings().weight
+    scale = math.sqrt(gemma.info["hidden_size"])
+    torch.testing.assert_close(fmap.matrix[:100], weight[:100] * scale, rtol=1e-6, atol=0)
+    with torch.no_grad():
+        by_ids = gemma.model(input_ids=torch.tensor([[1000]])).logits[0, -1]
+    torch.testing.assert_close(fmap.logits(fmap.matrix[1000][None])[0], by_ids, rtol=1e-4, atol=1e-3)
+
+    # In this space ||x|| ~ 25, so float32 rounding of T(x) - x is ~3e-6: tol 1e-5 is reachable, 1e-6 is not.
+    with open_store(tmp_path / "g.duckdb") as store:
+        summary = run_study(store, gemma, VectorOptions(methods=("iterate",), seeds=(0, 1), tol=1e-5,
+                                                        max_steps=80, rollout_steps=4, top_k=5))
+        runs = summary.runs["iterate"]
+        assert any(r["converged"] for r in runs), [r["stop_detail"] for r in runs]
+        assert summary.fps and all(fp["residual"] < 1e-5 for fp in summary.fps)
+        fp = summary.fps[0]
+        (vector,) = store.query("SELECT vector FROM vector_fps WHERE vector_id = ?", [fp["vector_id"]])[0]
+        x = torch.tensor(vector)[None]                                      # (1, D)
+        with torch.no_grad():
+            assert float((fmap(x) - x).norm()) < 1e-5  # the stored vector is an FP of the real model
+        assert len(fp["rollout_dist_by_l"]) == 4 and fp["rollout_dist_by_l"][0] < 1e-5
+        tokens = summary.tokens[fp["vector_id"]]
+        assert len(tokens) == 5 and 0 < sum(t["weight"] for t in tokens) <= 1.0 + 1e-9
+        assert tokens[0]["token_id"] == fp["top_token_id"] and tokens[0]["text"] is not None
