@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable
 
 import tokenizers
@@ -19,7 +19,7 @@ import transformers
 from . import __version__
 from .errors import FpprovError
 from .forward import hidden_forward, hidden_len1, layer_layout
-from .head import LMHead
+from .head import HeadRows, LMHead
 from .models import LoadedModel
 from .store import Store, upsert_model
 from .tokens import TokenDescriber
@@ -38,6 +38,8 @@ class ScanOptions:
     commit_every: int = 4096       # ids per transaction
     force: bool = False
     head_chunk: int = 8192
+    verify: str = "all"            # all: every FP and near tie in float64; near: near ties only
+    recheck_batch: int = 4096      # ids re-checked together (one float64 cast of each layer per group)
 
 
 @dataclass
@@ -95,19 +97,28 @@ class TokenJudge:
 
     @torch.no_grad()
     def judge(self, ids: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Screen ``ids`` (B,) in the scan dtype, then re-check FPs and near ties in float64."""
+        """Screen ``ids`` (N,) in batches in the scan dtype, then re-check FPs and near ties in float64.
+
+        The re-checks of all N ids run together, layer by layer, so each layer is cast to float64 once per
+        call rather than once per batch.
+        """
         dev_ids = ids.to(self.loaded.device)
-        h32 = self.hidden(ids)                                               # (B, D)
-        rows = self.head.screen(h32, dev_ids)
+        h32_parts, row_parts = [], []
+        for batch in dev_ids.split(self.opts.batch_size):
+            h = self.hidden(batch)                                           # (B, D)
+            h32_parts.append(h)
+            row_parts.append(self.head.screen(h, batch))
+        h32 = torch.cat(h32_parts)                                           # (N, D)
+        rows = HeadRows(*(torch.cat([getattr(r, f.name) for r in row_parts]) for f in fields(HeadRows)))
         gap = rows.own_logit - rows.best_other                               # > 0 for FPs
         near = gap.abs() < self.opts.tolerance * rows.own_logit.abs().clamp(min=1.0)
-        recheck = rows.is_fp | near
+        recheck = near | rows.is_fp if self.opts.verify == "all" else near
         out = {"ids": ids, "screen_is_fp": rows.is_fp.clone(), "own": rows.own_logit, "best": rows.best_other,
                "best_id": rows.best_other_id, "lse": rows.lse, "gap": gap, "recheck": recheck,
                "is_fp": rows.is_fp.clone(), "f64_margin": torch.full_like(gap, float("nan")),
                "f64_best_id": torch.full_like(rows.best_other_id, -1)}
         idx = torch.nonzero(recheck).squeeze(-1)
-        for part in idx.split(max(1, self.opts.batch_size)) if idx.numel() else ():
+        for part in idx.split(self.opts.recheck_batch) if idx.numel() else ():
             self._recheck_float64(part, ids, h32, rows, out)
         flipped_to_fp = out["is_fp"] & ~rows.is_fp
         if flipped_to_fp.any():  # a near tie that float64 calls an FP: its screen row lacks lse/runner-up
@@ -165,8 +176,8 @@ def _versions() -> dict[str, str]:
 def find_scan(store: Store, model: str, dtype: str, opts: ScanOptions, id_start: int, id_stop: int) -> dict | None:
     found = store.query_dicts(
         "SELECT * FROM scans WHERE model = ? AND dtype = ? AND bos = ? AND id_start = ? AND id_stop = ?"
-        " AND check_length IS NOT DISTINCT FROM ? ORDER BY scan_id DESC LIMIT 1",
-        [model, dtype, opts.bos, id_start, id_stop, opts.check_length],
+        " AND check_length IS NOT DISTINCT FROM ? AND verify = ? ORDER BY scan_id DESC LIMIT 1",
+        [model, dtype, opts.bos, id_start, id_stop, opts.check_length, opts.verify],
     )
     return found[0] if found else None
 
@@ -219,6 +230,8 @@ def _recheck_rows(scan_id: int, verdicts: dict[str, torch.Tensor]) -> list[dict[
 def scan_vocabulary(loaded: LoadedModel, store: Store, opts: ScanOptions, dtype_name: str = "float32",
                     progress: Progress | None = None, on_start: Callable[[int, int], None] | None = None) -> ScanResult:
     """Scan ids [start, start+limit) of ``loaded`` for token FPs, committing per chunk; resumable."""
+    if opts.verify not in ("all", "near"):
+        raise FpprovError(f"unknown --verify {opts.verify!r}: use all or near")
     id_start, id_stop, skipped = scan_range(loaded, opts)
     judge = TokenJudge(loaded, opts)
     upsert_model(store, loaded.info)
@@ -231,10 +244,10 @@ def scan_vocabulary(loaded: LoadedModel, store: Store, opts: ScanOptions, dtype_
     if existing is None:
         scan_id = store.con.execute(
             "INSERT INTO scans (model, dtype, device, bos, id_start, id_stop, batch_size, tolerance, check_length,"
-            " method, torch_version, transformers_version, tokenizers_version, fpprov_version, tokens_skipped,"
-            " seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0) RETURNING scan_id",
+            " verify, method, torch_version, transformers_version, tokenizers_version, fpprov_version,"
+            " tokens_skipped, seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0) RETURNING scan_id",
             [loaded.name, dtype_name, str(loaded.device), opts.bos, id_start, id_stop, opts.batch_size,
-             opts.tolerance, opts.check_length, judge.method, *_versions().values(), skipped],
+             opts.tolerance, opts.check_length, opts.verify, judge.method, *_versions().values(), skipped],
         ).fetchone()[0]
     else:
         scan_id = existing["scan_id"]
@@ -247,8 +260,7 @@ def scan_vocabulary(loaded: LoadedModel, store: Store, opts: ScanOptions, dtype_
     describer = TokenDescriber(loaded.tokenizer)
     for chunk_start, chunk_stop in todo:
         t0 = time.perf_counter()
-        parts = [judge.judge(b) for b in torch.arange(chunk_start, chunk_stop).split(opts.batch_size)]
-        verdicts = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+        verdicts = judge.judge(torch.arange(chunk_start, chunk_stop))
         length_ok: dict[int, bool] = {}
         if opts.check_length:
             fp_ids = verdicts["ids"][verdicts["is_fp"]]

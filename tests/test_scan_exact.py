@@ -107,3 +107,15 @@ def test_near_ties_are_decided_in_float64(tiny_model_dir, tmp_path):
     # The float32 screen alone gets some of these wrong: the re-check is what makes the verdicts exact.
     assert any(checked[t][1] != checked[t][2] for t in planted)
     assert result.flipped > 0
+
+
+def test_verify_near_rechecks_only_near_ties_and_keeps_the_verdicts(tiny_model_dir, tmp_path):
+    loaded, result, rows, scan, rechecks = _scan(tiny_model_dir("olmo2", False), tmp_path, verify="near",
+                                                 tolerance=1e-2)
+    ref = float64_one_at_a_time(loaded.model, range(len(loaded.tokenizer)))
+    assert {r["token_id"] for r in rows} == {t for t, r in ref.items() if r["is_fp"]}
+    assert scan["verify"] == "near"
+    for row in rows:  # only FPs within the tolerance carry a float64 margin
+        near = abs(row["margin"]) < 1e-2 * max(1.0, abs(row["logit"]))
+        assert row["verified_float64"] == near and (row["margin_float64"] is not None) == near
+    assert len(rechecks) < len(rows)

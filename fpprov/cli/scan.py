@@ -42,12 +42,15 @@ def scan(
     batch_size: int = typer.Option(256, min=1, help="Token ids per forward batch."),
     tolerance: float = typer.Option(1e-4, min=0.0, help="Relative margin under which a verdict is re-checked in float64."),
     check_length: Optional[int] = typer.Option(None, min=2, help="Also check [t]*L -> t for every FP."),
+    verify: str = typer.Option("all", help="float64 re-checks: all (every FP and near tie) | near (near ties only)."),
     commit_every: int = typer.Option(4096, min=1, help="Ids per committed chunk (the resume granularity)."),
     force: bool = typer.Option(False, "--force", help="Redo a finished scan with the same settings."),
 ) -> None:
     """Find the token fixed points of MODEL: ids t whose single-token input [t] decodes greedily to t."""
     if limit is not None and limit <= 0:
         fail("--limit must be a positive number of tokens")
+    if verify not in ("all", "near"):
+        fail(f"unknown --verify {verify!r}: use all or near")
     if dtype not in DTYPES:
         fail(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")
     spec = resolve_model(model)
@@ -57,7 +60,7 @@ def scan(
             warnings.simplefilter("always", UserWarning)
             loaded = load_model(spec, dtype=dtype, device=device)
     opts = ScanOptions(bos=bos, batch_size=batch_size, tolerance=tolerance, check_length=check_length,
-                       start=start, limit=limit, commit_every=commit_every, force=force)
+                       start=start, limit=limit, commit_every=commit_every, force=force, verify=verify)
     scan_range(loaded, opts)  # a bad --start fails before the database is touched
     store = open_store(path)
     try:

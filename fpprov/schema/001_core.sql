@@ -32,6 +32,7 @@ CREATE TABLE scans (
     batch_size      INTEGER NOT NULL,
     tolerance       DOUBLE NOT NULL,       -- relative margin under which a verdict is re-checked in float64
     check_length    INTEGER,               -- --check-length L, else NULL
+    verify          VARCHAR NOT NULL DEFAULT 'all',  -- float64 re-checks: 'all' (every FP + near ties) | 'near'
     method          VARCHAR NOT NULL,      -- 'length1-pruned' (fast exact path) | 'forward-pruned' (generic)
     torch_version   VARCHAR,
     transformers_version VARCHAR,
