@@ -164,7 +164,8 @@ def _partial_note(m: dict[str, Any]) -> str | None:
 def _model_context(store: Store, m: dict[str, Any], page_size: int) -> dict[str, Any]:
     name = m["model"]
     fps = data.all_fps(store, name)
-    ctx: dict[str, Any] = {"model": {"name": token_cell(name), "name_flat": flat(name)}, "token_fp_count": len(fps)}
+    ctx: dict[str, Any] = {"model": {"name": token_cell(name), "name_flat": flat(name)}, "token_fp_count": len(fps),
+                           "scanned": m["scan_id"] is not None}
     ctx["cards"] = [{"value": number(m["token_fps"]), "label": "token FPs"},
                     {"value": number(m["tokens_scanned"] or 0), "label": "ids scanned"},
                     {"value": number(m["verified"]), "label": "verified in float64"},
@@ -303,7 +304,7 @@ def build_reports(db: str | os.PathLike, out_dir: str | os.PathLike = "reports",
         raise FpprovError(f"cannot create report folder {out}: {exc.strerror}") from None
     env = _environment()
     table_js = resources.files("fpprov.templates").joinpath("table.js").read_text("utf-8")
-    with open_read_only(db) as ro:
+    with open_read_only(db, upgrade=True) as ro:
         store = ro.store
         data.apply_threshold_overrides(store, threshold_overrides or {})
         data.prepare_flags(store)

@@ -27,7 +27,7 @@ from typing import Any, Iterator
 import duckdb
 
 from .errors import FpprovError
-from .store import Store, open_store
+from .store import Store, list_migrations, migrate, open_store
 
 FORMATS = ("table", "csv", "json")
 _SNAPSHOT_TRIES = 5
@@ -39,7 +39,19 @@ _TABLE_CELL_MAX = 60          # characters per cell in the terminal table; csv a
 @dataclass
 class ReadOnlyStore:
     store: Store
-    snapshot: bool               # True when reading a copy because a writer holds the file
+    snapshot: bool                          # True when reading a copy because a writer holds the file
+    schema: tuple[int, int] | None = None   # (database's, this fpprov's) schema version when the file is older
+
+
+def latest_schema_version() -> int:
+    return max(m.version for m in list_migrations())
+
+
+def _schema_version(con: duckdb.DuckDBPyConnection) -> int:
+    try:
+        return con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+    except duckdb.CatalogException:
+        return 0
 
 
 def _file_state(path: Path) -> tuple:
@@ -64,28 +76,53 @@ def _copy_snapshot(path: Path, folder: Path) -> Path:
 
 
 @contextlib.contextmanager
-def open_read_only(path: str | os.PathLike) -> Iterator[ReadOnlyStore]:
-    """Open the database read-only, from a snapshot copy when another process holds the write lock."""
+def _snapshot(db: Path) -> Iterator[ReadOnlyStore]:
+    with tempfile.TemporaryDirectory(prefix="fpprov-snapshot-") as folder:
+        copy = _copy_snapshot(db, Path(folder))
+        try:
+            # The copy is ours: bring its schema up to date (views of newer fpprov versions) before reading.
+            with duckdb.connect(str(copy)) as con:
+                migrate(con)
+            store = Store(duckdb.connect(str(copy), read_only=True), db, read_only=True)
+        except duckdb.Error as exc:
+            raise FpprovError(f"cannot read a snapshot of {db} (locked by a writer): "
+                              f"{str(exc).splitlines()[0]}") from None
+        try:
+            yield ReadOnlyStore(store, snapshot=True)
+        finally:
+            store.close()
+
+
+@contextlib.contextmanager
+def open_read_only(path: str | os.PathLike, *, upgrade: bool = False) -> Iterator[ReadOnlyStore]:
+    """Open the database read-only, from a snapshot copy when another process holds the write lock.
+
+    A file written by an older fpprov lacks the newer views: with upgrade=True (report, export) it is
+    migrated first, as every writing command does; otherwise (sql) it is read as it is and `schema` says so.
+    """
     db = Path(path).expanduser()
     try:
         store = open_store(db, read_only=True)
     except FpprovError as exc:
         if "locked" not in str(exc):
             raise
-        with tempfile.TemporaryDirectory(prefix="fpprov-snapshot-") as folder:
-            copy = _copy_snapshot(db, Path(folder))
-            try:
-                store = Store(duckdb.connect(str(copy), read_only=True), db, read_only=True)
-            except duckdb.Error as open_exc:
-                raise FpprovError(f"cannot read a snapshot of {db} (locked by a writer): "
-                                  f"{str(open_exc).splitlines()[0]}") from None
-            try:
-                yield ReadOnlyStore(store, snapshot=True)
-            finally:
-                store.close()
+        with _snapshot(db) as ro:
+            yield ro
         return
+    latest, current = latest_schema_version(), _schema_version(store.con)
+    if current < latest and upgrade:
+        store.close()
+        try:
+            open_store(db).close()          # migrates
+        except FpprovError as exc:
+            if "locked" not in str(exc):
+                raise
+            with _snapshot(db) as ro:       # a writer appeared meanwhile
+                yield ro
+            return
+        store, current = open_store(db, read_only=True), latest
     try:
-        yield ReadOnlyStore(store, snapshot=False)
+        yield ReadOnlyStore(store, snapshot=False, schema=(current, latest) if current < latest else None)
     finally:
         store.close()
 
@@ -148,11 +185,11 @@ def run_query(store: Store, sql: str, params: list[Any] | None = None) -> QueryR
         raise FpprovError(f"SQL error: {first}") from None
 
 
-def query_database(db: str | os.PathLike, text_or_file: str) -> tuple[QueryResult, bool]:
-    """Resolve and run a query read-only; also say whether a snapshot was read."""
+def query_database(db: str | os.PathLike, text_or_file: str) -> tuple[QueryResult, ReadOnlyStore]:
+    """Resolve and run a query read-only; also return how the file was opened (snapshot, old schema)."""
     sql = resolve_query(text_or_file)
     with open_read_only(db) as ro:
-        return run_query(ro.store, sql), ro.snapshot
+        return run_query(ro.store, sql), ro
 
 
 # -- formatting -----------------------------------------------------------------------------------------
@@ -241,7 +278,7 @@ def export_parquet(db: str | os.PathLike, out_dir: str | os.PathLike) -> list[tu
     except OSError as exc:
         raise FpprovError(f"cannot create {out}: {exc.strerror}") from None
     written = []
-    with open_read_only(db) as ro:
+    with open_read_only(db, upgrade=True) as ro:
         con = ro.store.con
         for name, kind in relation_names(ro.store):
             target = out / f"{name}.parquet"

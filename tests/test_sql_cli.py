@@ -197,3 +197,49 @@ def test_a_slow_query_does_not_need_a_writer_lock(db):
         assert run_query(first.store, "SELECT count(*) FROM shared_fps").rows == run_query(
             second.store, "SELECT count(*) FROM shared_fps").rows
         assert time.perf_counter() - started < 10
+
+
+def _downgrade_to_version_3(path):
+    """Make the file look written by an fpprov without the cross-model views (schema version 3)."""
+    with duckdb.connect(str(path)) as con:
+        for view in ("token_suspicion", "suspicious_tokens", "seed_counts", "base_vs_inst", "base_vs_inst_tokens",
+                     "model_overlap", "shared_fps", "primary_fps", "primary_scans", "model_pairs"):
+            con.execute(f"DROP VIEW {view}")
+        con.execute("DROP TABLE suspicion_thresholds")
+        con.execute("DELETE FROM schema_version WHERE version >= 4")
+
+
+def test_an_older_database_is_read_as_is_by_sql_and_upgraded_by_report(tmp_path):
+    path = build_report_db(tmp_path / "old.duckdb")
+    _downgrade_to_version_3(path)
+    result = invoke("sql", "--db", path, "SELECT count(*) AS n FROM token_fps")
+    assert result.exit_code == 0 and result.stdout.splitlines()[2].strip() == "22"    # all token FPs, base tables work
+    assert "schema version 3" in result.stderr
+    missing = invoke("sql", "--db", path, "FROM shared_fps")
+    assert missing.exit_code == 2 and "shared_fps does not exist" in missing.stderr
+    report = runner.invoke(app, ["report", "--db", str(path), "--out", str(tmp_path / "r")])
+    assert report.exit_code == 0, report.output
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert con.execute("SELECT max(version) FROM schema_version").fetchone()[0] >= 5
+    assert invoke("sql", "--db", path, "FROM shared_fps").exit_code == 0
+
+
+def test_a_snapshot_of_an_older_database_gets_the_new_views(tmp_path):
+    path = build_report_db(tmp_path / "old-busy.duckdb")
+    _downgrade_to_version_3(path)
+    writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import duckdb, time
+        con = duckdb.connect({str(path)!r})
+        print("ready", flush=True)
+        time.sleep(60)
+    """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "ready"
+        result = invoke("sql", "--db", path, "-f", "json", "SELECT norm_text FROM shared_fps ORDER BY norm_text")
+        assert result.exit_code == 0, result.output
+        assert "BLAH" in [r["norm_text"] for r in json.loads(result.stdout)]
+    finally:
+        writer.kill()
+        writer.wait()
+    with duckdb.connect(str(path), read_only=True) as con:      # the file itself was not touched
+        assert con.execute("SELECT max(version) FROM schema_version").fetchone()[0] == 3

@@ -62,9 +62,12 @@ def sql(
         return
     if fmt not in FORMATS:
         raise FpprovError(f"unknown format {fmt!r}; use one of: {', '.join(FORMATS)}")
-    result, snapshot = query_database(db_path(db), query)
-    if snapshot:
+    result, opened = query_database(db_path(db), query)
+    if opened.snapshot:
         err_console.print(SNAPSHOT_NOTE)
+    if opened.schema:
+        err_console.print(f"note: the database has schema version {opened.schema[0]}, this fpprov {opened.schema[1]}: "
+                          "newer views are missing until a writing command (e.g. `fpprov report`) upgrades it")
     # plain write, not rich or click.echo (which strips ANSI escapes off a pipe): csv and json must carry
     # the data exactly; the table format escapes control characters itself
     sys.stdout.write(format_result(result, fmt) + "\n")
