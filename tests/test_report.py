@@ -233,3 +233,26 @@ def test_snippet_marks_the_match_and_script_json_cannot_break_out():
     blob = script_json(["</script><!--<script>", "a&b", "\u2028"])
     assert not set(blob) & {"<", ">", "&", "\u2028"}
     assert json.loads(blob) == ["</script><!--<script>", "a&b", "\u2028"]
+
+
+def test_bench_database_reports_quickly_at_small_size(tmp_path):
+    """bench/report.py's synthetic database stays valid for the report (the bench itself uses 120,000 FPs)."""
+    import importlib.util
+    import time
+
+    spec = importlib.util.spec_from_file_location("bench_report", Path(__file__).resolve().parent.parent / "bench" / "report.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    bench.build_database(tmp_path / "bench.duckdb", fps=5000, traced=200)
+    started = time.perf_counter()
+    outcome = build_reports(tmp_path / "bench.duckdb", tmp_path / "out")
+    assert time.perf_counter() - started < 10
+    big = Page(read(tmp_path / "out" / "gemma3-1b.html"))
+    fps = next(b for b in big.json_blocks() if len(b["rows"]) == 5000)
+    assert fps["pageSize"] == 100 and len(outcome.pages) == 4
+    assert "first 100 of 5000 rows" in big.visible                        # paged, all rows in the JSON
+
+
+def test_report_on_a_missing_database_is_one_line(tmp_path):
+    result = CliRunner().invoke(app, ["report", "--db", str(tmp_path / "none.duckdb"), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "does not exist" in result.stderr and len(result.stderr.strip().splitlines()) == 1
