@@ -24,6 +24,15 @@ TOKEN_K = 7          # the constant-head model's favourite token
 TOKEN_A, TOKEN_B = 5, 6   # the two-token model's pair
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models gain nothing from threads, and OpenMP spin-waits crawl when other jobs share the cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _silenced_llama(out: Path, *, constant: torch.Tensor | None = None) -> tuple[Path, torch.nn.Module]:
     """A 2-layer Llama whose layers add only ``constant`` (via o_proj's bias) to the residual stream."""
     tokenizer = build_tokenizer()

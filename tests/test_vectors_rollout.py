@@ -14,6 +14,15 @@ from fpprov.rollout import judge_rollout, rollout_distances, token_fp_flags, tok
 from fpprov.vectors import EmbeddingMap, iterate
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models gain nothing from threads, and OpenMP spin-waits crawl when other jobs share the cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def two_token(tmp_path_factory):
     return load_model(str(build_two_token_model(tmp_path_factory.mktemp("two"), slope=2.0)), device="cpu")

@@ -18,6 +18,15 @@ from fpprov.vector_study import VectorOptions, run_study
 FAST = dict(max_steps=3000, rollout_steps=10, top_k=5)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models gain nothing from threads, and OpenMP spin-waits crawl when other jobs share the cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def constant_dir(tmp_path_factory):
     return build_constant_head_model(tmp_path_factory.mktemp("constant"))
