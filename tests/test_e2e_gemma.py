@@ -1,0 +1,46 @@
+"""End-to-end on the real embedded gemma3-270m (Q4_K_M GGUF, dequantized to float32): a vocabulary slice."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fpprov.scan import ScanOptions, scan_vocabulary
+from fpprov.store import open_store
+
+pytestmark = pytest.mark.e2e
+
+
+def test_gemma_loads_as_the_embedded_gguf(gemma_270m):
+    info = gemma_270m.info
+    assert info["source_kind"] in ("gguf-package", "hub-cache")
+    if info["source_kind"] == "gguf-package":
+        assert info["quantization"] == "Q4_K_M GGUF dequantized to float32"
+    assert (info["vocab_size"], info["embedding_rows"], info["hidden_size"]) == (262144, 262144, 640)
+    assert info["tied_head"] and info["rotary"] and info["family"] == "gemma3"
+    assert gemma_270m.model.dtype == torch.float32 and not gemma_270m.model.training
+
+
+def test_gemma_slice_matches_the_plain_dense_forward(gemma_270m, tmp_path):
+    start, n = 5000, 384
+    with open_store(tmp_path / "gemma.duckdb") as store:
+        result = scan_vocabulary(gemma_270m, store, ScanOptions(start=start, limit=n, batch_size=128))
+        rows = store.query_dicts("SELECT * FROM token_fps WHERE scan_id = ? ORDER BY token_id", [result.scan_id])
+    ids = torch.arange(start, start + n)
+    with torch.no_grad():
+        logits = torch.cat([gemma_270m.model(input_ids=b[:, None]).logits[:, -1] for b in ids.split(128)])  # (n, V)
+    own = logits[torch.arange(n), ids]
+    others = logits.clone()
+    others[torch.arange(n), ids] = float("-inf")
+    margin = own - others.max(-1).values
+    clear = margin.abs() > 1e-3  # the plain float32 forward cannot be trusted closer than that
+    dense_fps = {int(t) for t, m, c in zip(ids, margin, clear) if c and m > 0}
+    found = {r["token_id"] for r in rows}
+    assert found & {int(t) for t in ids[clear]} == dense_fps
+    assert 0 < len(found) < n and result.tokens_scanned == n
+    probs = torch.softmax(logits, -1)[torch.arange(n), ids]
+    for row in rows:
+        assert row["prob"] == pytest.approx(probs[row["token_id"] - start].item(), rel=1e-3, abs=1e-6)
+        assert row["verified_float64"] and row["margin_float64"] > 0
+    assert {r["category"] for r in rows} <= {"normal", "special", "byte_fragment", "unreachable"}
+    assert any(r["category"] == "normal" and r["text"].strip() for r in rows)
