@@ -208,6 +208,8 @@ def _terminal_cell(value: Any) -> str:
     written as escapes, long values cut."""
     if value is None:
         return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"          # as DuckDB and SQL write them
     if isinstance(value, (list, tuple)):
         text = "[" + ", ".join("NULL" if v is None else str(v) for v in value) + "]"
     else:

@@ -157,13 +157,14 @@ def test_sql_reads_a_snapshot_while_another_process_writes(tmp_path):
 
 
 def test_format_table_aligns_wide_characters_and_cuts_long_cells():
-    table = format_table(QueryResult(["a", "b"], [("漢字", "x" * 100), (None, [1, None])]))
+    table = format_table(QueryResult(["a", "b"], [("漢字", "x" * 100), (None, [1, None]), (True, False)]))
     lines = table.splitlines()
     # the separator sits in the same terminal column whether the cell holds wide (CJK) characters or not
     assert {cell_len(line.split("|")[0]) for line in (lines[0], lines[2], lines[3])} == {cell_len("漢字 ")}
     assert "…" in lines[2] and len(lines[2].split(" | ")[1]) == 60
     assert lines[3].startswith("NULL") and "[1, NULL]" in lines[3]
-    assert lines[-1] == "(2 rows)"
+    assert lines[4].split() == ["true", "|", "false"]
+    assert lines[-1] == "(3 rows)"
 
 
 def test_export_writes_every_table_and_view_to_parquet(db, tmp_path):
