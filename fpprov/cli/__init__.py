@@ -13,6 +13,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts show [t] and [bos, t] literally
 )
 
 # Each module defines register(app) and owns its commands.
