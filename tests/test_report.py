@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from fpprov.cli import app
 from fpprov.errors import FpprovError
 from fpprov.report import build_reports
-from fpprov.report_text import csp_hash, page_names, script_json, segments, snippet_cell
+from fpprov.report_text import csp_hash, flat, page_names, script_json, segments, snippet_cell
 from fpprov.store import open_store
 from test_report_db import HOSTILE_MODEL, HOSTILE_TEXTS, build_report_db
 
@@ -115,13 +115,15 @@ def test_hostile_text_is_escaped_visible_and_never_markup(reports):
                   '"\u2423onmouseover="alert(1)"', "Tom\u2423&\u2423Jerry\u2423&amp;\u2423co",
                   "nul\\0byte", "esc\\x1b[31mred\\x07bell", "\\u202eevil\\u202c", "bad\\ufffd(utf8"):
         assert shown in visible, shown
+    for text in HOSTILE_TEXTS:                                   # every hostile token, in its visible form
+        assert flat(text, show_spaces=True) in visible, text
     # JSON blocks cannot end their element early, and carry the same visible strings
     for attrs, body in parsed.scripts:
         if attrs.get("type") == "application/json":
             assert "<" not in body and ">" not in body and "&" not in body
     rows = [row for block in parsed.json_blocks() for row in block["rows"]]
-    flat = json.dumps(rows, ensure_ascii=False)
-    assert "\\\\x1b" in flat and "\\\\u202e" in flat and "\\u0000" not in flat
+    rows_json = json.dumps(rows, ensure_ascii=False)
+    assert "\\\\x1b" in rows_json and "\\\\u202e" in rows_json and "\\u0000" not in rows_json
 
 
 def test_hostile_model_name_and_family_are_escaped(reports):
