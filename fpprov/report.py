@@ -134,7 +134,14 @@ def _index_context(store: Store, models: list[dict], pages: dict[str, str], page
                             ("fires when", "text")],
                   [[r["rule"], num(r["threshold"]), num(r["min_support"]), num(r["weight"]),
                     text_cell(r["description"])] for r in data.thresholds(store)], page_size=page_size)
-    return {"seed_table": seed_table, "models_table": model_table, "scans_table": scans, "thresholds_table": rules}
+    suspicious = table("suspicious", [("model", "link"), ("id", "num"), ("text", "tok"), ("score", "num:3"),
+                                      ("flags", "text"), ("reasons", "text")], [
+        [link(pages[model], model) if model in pages else token_cell(model), num(token_id), token_cell(text),
+         num(score), listing(rules), listing(reasons, " | ")]
+        for model, token_id, text, score, rules, reasons in data.top_flags(store)],
+        page_size=page_size, empty="no token breaks a suspicion rule")
+    return {"seed_table": seed_table, "models_table": model_table, "scans_table": scans, "thresholds_table": rules,
+            "suspicious_table": suspicious}
 
 
 def _fp_row(row: tuple) -> list:

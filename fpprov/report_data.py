@@ -75,6 +75,12 @@ def model_rows(store: Store) -> list[dict[str, Any]]:
     """)
 
 
+def top_flags(store: Store, limit: int = 200) -> list[tuple]:
+    """The most suspicious tokens over all models."""
+    return store.query(f"SELECT model, token_id, text, score, rules, reasons FROM report_flags "
+                       f"ORDER BY score DESC, model, token_id LIMIT {int(limit)}")
+
+
 def scan_rows(store: Store) -> list[dict[str, Any]]:
     return store.query_dicts("""
         SELECT s.scan_id, s.model, s.dtype, s.bos, s.device, s.method, s.id_start, s.id_stop, s.tokens_scanned,

@@ -145,6 +145,9 @@ def test_index_shows_seed_table_models_and_scan_settings(reports):
     visible = parsed.visible
     assert "Q4_K_M GGUF dequantized to float32" in visible and "float32" in visible
     assert "Suspicion rules in force" in visible and "source_concentration" in visible
+    suspicious = next(b for b in parsed.json_blocks() if b["types"][:3] == ["link", "num", "tok"])["rows"]
+    assert suspicious[0][0] == ["gemma3-270m.html", "gemma3-270m"] and suspicious[0][2] == "BLAH"   # top score
+    assert [r[3] for r in suspicious] == sorted((r[3] for r in suspicious), reverse=True)
 
 
 def test_model_page_sections(reports):
