@@ -8,6 +8,8 @@ blocks) and safe for hostile text: autoescape is on, invisible characters become
 from __future__ import annotations
 
 import datetime as dt
+import decimal
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -39,12 +41,17 @@ class ReportOutcome:
 
 # -- cells and tables -----------------------------------------------------------------------------------
 def num(value: Any) -> Any:
-    """A numeric cell. Plain numbers travel as themselves and are formatted at display time, with the
-    column's digits (report_text.number here, fmt() in table.js: same rules); booleans as [0/1, 'yes'/'no']."""
-    if value is None or (isinstance(value, float) and value != value):
+    """A numeric cell. Plain numbers travel as themselves and are formatted at display time with the
+    column's digits (report_text.number here, fmt() in table.js: same rules); booleans as [0/1, 'yes'/'no'];
+    NaN and infinities (a diverged rollout) as [null, 'inf'], since JSON has no such numbers."""
+    if value is None:
         return None
     if isinstance(value, bool):
         return [int(value), "yes" if value else "no"]
+    if isinstance(value, decimal.Decimal):
+        value = float(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return [None, str(value)]
     return value
 
 

@@ -114,10 +114,9 @@ def open_read_only(path: str | os.PathLike, *, upgrade: bool = False) -> Iterato
         store.close()
         try:
             open_store(db).close()          # migrates
-        except FpprovError as exc:
-            if "locked" not in str(exc):
-                raise
-            with _snapshot(db) as ro:       # a writer appeared meanwhile
+        except FpprovError:
+            # a writer appeared meanwhile, or the file is not ours to write: upgrade a copy instead
+            with _snapshot(db) as ro:
                 yield ro
             return
         store, current = open_store(db, read_only=True), latest

@@ -261,3 +261,15 @@ def test_bench_database_reports_quickly_at_small_size(tmp_path):
 def test_report_on_a_missing_database_is_one_line(tmp_path):
     result = CliRunner().invoke(app, ["report", "--db", str(tmp_path / "none.duckdb"), "--out", str(tmp_path / "r")])
     assert result.exit_code == 2 and "does not exist" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_diverged_rollouts_and_odd_numbers_do_not_break_a_page(tmp_path):
+    db = build_report_db(tmp_path / "odd.duckdb")
+    with open_store(db) as store:
+        store.con.execute("UPDATE vector_fps SET rollout_dist_max = 'inf'::DOUBLE, "
+                          "rollout_dist_by_l = [1e-6, 1e3, 'inf'::DOUBLE, 'nan'::DOUBLE, 2.0] WHERE vector_id = 2")
+    build_reports(db, tmp_path / "out")
+    page = Page(read(tmp_path / "out" / "gemma3-270m.html"))
+    vectors = next(b for b in page.json_blocks() if b["types"][:2] == ["num", "text"] and len(b["types"]) == 12)
+    assert vectors["rows"][1][7] == [None, "inf"]
+    assert "inf" in page.visible
