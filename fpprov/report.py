@@ -196,9 +196,10 @@ def _model_context(store: Store, m: dict[str, Any], page_size: int) -> dict[str,
                                         x_label="p(t | t)")
     ctx["categories_chart"] = charts.bars([(c or "?", n) for c, n in data.category_counts(store, name)],
                                           label="FP categories")
-    extreme = lambda top: [_fp_row(tuple(r.values())) for r in data.extreme_fps(store, name, top=top)]  # noqa: E731
-    ctx["top_table"] = table("top", _FP_COLUMNS, extreme(True), page_size=page_size)
-    ctx["bottom_table"] = table("bottom", _FP_COLUMNS, extreme(False), page_size=page_size)
+    ctx["top_table"] = table("top", _FP_COLUMNS, [_fp_row(r) for r in data.extreme_fps(store, name, top=True)],
+                             page_size=page_size)
+    ctx["bottom_table"] = table("bottom", _FP_COLUMNS, [_fp_row(r) for r in data.extreme_fps(store, name, top=False)],
+                                page_size=page_size)
     ctx["fps_table"] = table("fps", _FP_COLUMNS, [_fp_row(r) for r in fps], page_size=page_size)
     ctx["flags_table"] = table("flags", [("id", "num"), ("text", "tok"), ("score", "num:3"), ("rules", "num"),
                                          ("flags", "text"), ("reasons", "text")], [

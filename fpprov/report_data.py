@@ -117,9 +117,10 @@ _FP_COLUMNS = """f.token_id, f.text, f.raw_token, f.category, f.prob, f.margin, 
                  fl.score, fl.rules"""
 
 
-def extreme_fps(store: Store, model: str, *, top: bool) -> list[dict[str, Any]]:
+def extreme_fps(store: Store, model: str, *, top: bool) -> list[tuple]:
+    """The TOP_N most (top=True) or least probable FPs, columns as all_fps."""
     order = "DESC" if top else "ASC"
-    return store.query_dicts(
+    return store.query(
         f"SELECT {_FP_COLUMNS} FROM primary_fps f LEFT JOIN report_flags fl USING (model, token_id) "
         f"WHERE f.model = ? ORDER BY f.prob {order}, f.token_id LIMIT {TOP_N}", [model])
 
