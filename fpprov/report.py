@@ -65,7 +65,8 @@ def listing(values: Iterable[Any] | None, sep: str = ", ") -> Any:
 
 def table(table_id: str, columns: list[tuple[str, str]], rows: list[list], *, page_size: int,
           empty: str | None = None, caption: str | None = None) -> dict[str, Any]:
-    """A data table for the `data_table` macro. Columns are (label, type), type in num|tok|text|snip|link;
+    """A data table for the `data_table` macro. Columns are (label, type), type in num|id|tok|text|snip|link
+    (id: an integer shown without separators);
     'num:6' is a number shown with up to 6 decimals (4 by default)."""
     types, digits = [], []
     for _, kind in columns:
@@ -128,7 +129,7 @@ def _index_context(store: Store, models: list[dict], pages: dict[str, str], page
          num(m["token_fps"]), num(m["verified"]), num(m["vector_fps"]), num(m["flagged"]), num(m["traced"])]
         for m in models], page_size=page_size, empty="no results yet: run `fpprov scan MODEL`")
     scans = table("scans", [
-        ("scan", "num"), ("model", "link"), ("primary", "text"), ("dtype", "text"), ("BOS", "text"),
+        ("scan", "id"), ("model", "link"), ("primary", "text"), ("dtype", "text"), ("BOS", "text"),
         ("device", "text"), ("method", "text"), ("ids", "text"), ("scanned", "num"), ("FPs", "num"),
         ("re-checked", "num"), ("flipped", "num"), ("complete", "text"), ("seconds", "num:1")], [
         [num(s["scan_id"]), link(pages[s["model"]], s["model"]) if s["model"] in pages else token_cell(s["model"]),
@@ -141,7 +142,7 @@ def _index_context(store: Store, models: list[dict], pages: dict[str, str], page
                             ("fires when", "text")],
                   [[r["rule"], num(r["threshold"]), num(r["min_support"]), num(r["weight"]),
                     text_cell(r["description"])] for r in data.thresholds(store)], page_size=page_size)
-    suspicious = table("suspicious", [("model", "link"), ("id", "num"), ("text", "tok"), ("score", "num:3"),
+    suspicious = table("suspicious", [("model", "link"), ("id", "id"), ("text", "tok"), ("score", "num:3"),
                                       ("flags", "text"), ("reasons", "text")], [
         [link(pages[model], model) if model in pages else token_cell(model), num(token_id), token_cell(text),
          num(score), listing(rules), listing(reasons, " | ")]
@@ -157,7 +158,7 @@ def _fp_row(row: tuple) -> list:
             "yes" if verified else "no", num(score), listing(rules)]
 
 
-_FP_COLUMNS = [("id", "num"), ("text", "tok"), ("vocabulary entry", "tok"), ("category", "text"),
+_FP_COLUMNS = [("id", "id"), ("text", "tok"), ("vocabulary entry", "tok"), ("category", "text"),
                ("p(t | t)", "num:6"), ("margin", "num"), ("float64", "text"), ("suspicion", "num:3"), ("flags", "text")]
 
 
@@ -201,7 +202,7 @@ def _model_context(store: Store, m: dict[str, Any], page_size: int) -> dict[str,
     ctx["bottom_table"] = table("bottom", _FP_COLUMNS, [_fp_row(r) for r in data.extreme_fps(store, name, top=False)],
                                 page_size=page_size)
     ctx["fps_table"] = table("fps", _FP_COLUMNS, [_fp_row(r) for r in fps], page_size=page_size)
-    ctx["flags_table"] = table("flags", [("id", "num"), ("text", "tok"), ("score", "num:3"), ("rules", "num"),
+    ctx["flags_table"] = table("flags", [("id", "id"), ("text", "tok"), ("score", "num:3"), ("rules", "num"),
                                          ("flags", "text"), ("reasons", "text")], [
         [num(i), token_cell(t), num(s), num(n), listing(rules), listing(reasons, " | ")]
         for i, t, s, n, rules, reasons in data.flagged_tokens(store, name)],
@@ -219,7 +220,7 @@ def _vector_context(store: Store, name: str, page_size: int) -> dict[str, Any]:
                        [[r["method"], r["embedding"], r["dtype"], num(r["runs"]), num(r["converged"]),
                          listing(r["stop_reasons"]), num(r["median_steps"])] for r in runs], page_size=page_size)
     vec_table = table("vectors", [
-        ("vector", "num"), ("embedding", "text"), ("dtype", "text"), ("methods", "text"), ("seeds", "num"),
+        ("vector", "id"), ("embedding", "text"), ("dtype", "text"), ("methods", "text"), ("seeds", "num"),
         ("residual", "num"), ("stable", "text"), ("max rollout distance", "num"), ("entropy", "num"),
         ("top token", "tok"), ("top weight", "num"), ("top token is FP", "text")], [
         [num(v["vector_id"]), v["embedding"], v["dtype"], listing(v["methods"]), num(len(v["seeds"] or [])),
@@ -249,21 +250,21 @@ def _provenance_context(store: Store, name: str, page_size: int) -> dict[str, An
             return num(entry["count"])
         return [None, entry["status"].replace("_", " ")]
 
-    prov = table("provenance", [("id", "num"), ("text", "tok"), ("index", "text"), ("spelling", "text")]
+    prov = table("provenance", [("id", "id"), ("text", "tok"), ("index", "text"), ("spelling", "text")]
                  + [(f"n={n}", "num") for n in ns], [
         [num(r["token_id"]), token_cell(r["token_text"]),
          text_cell(r["index_name"] + (" (proxy)" if r["index_is_proxy"] else "")), r["variant"]]
         + [count_cell(r["by_n"].get(n)) for n in ns] for r in rows],
         page_size=page_size, empty="not traced yet: run `fpprov provenance`")
     shares = data.source_share_rows(store, name)
-    sources = table("sources", [("id", "num"), ("text", "tok"), ("index", "text"), ("n", "num"),
+    sources = table("sources", [("id", "id"), ("text", "tok"), ("index", "text"), ("n", "num"),
                                 ("spelling", "text"), ("sampled", "num"), ("top source share", "num"),
                                 ("sources", "text")], [
         [num(r["token_id"]), token_cell(r["token_text"]), text_cell(r["index_name"]), num(r["n"]), r["variant"],
          num(r["sampled"]), [r["shares"][0]["share"], f"{100 * r['shares'][0]['share']:.0f}%"],
          text_cell(", ".join(f"{s['source']} {100 * s['share']:.0f}% ({s['docs']})" for s in r["shares"]))]
         for r in shares], page_size=page_size, empty="no documents sampled yet")
-    snippets = table("snippets", [("id", "num"), ("text", "tok"), ("n", "num"), ("spelling", "text"),
+    snippets = table("snippets", [("id", "id"), ("text", "tok"), ("n", "num"), ("spelling", "text"),
                                   ("source", "text"), ("snippet", "snip")], [
         [num(r["token_id"]), token_cell(r["token_text"]), num(r["n"]), r["variant"], text_cell(r["source"]),
          snippet_cell(r["snippet"], r["query"])] for r in data.snippet_rows(store, name)],

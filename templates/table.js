@@ -16,7 +16,7 @@
   }
   function shown(type, c) {
     if (c == null) return "";
-    return type === "num" ? (Array.isArray(c) ? c[1] : String(c)) : type === "link" ? flat(c[1]) : flat(c);
+    return type === "num" ? (Array.isArray(c) ? c[1] : String(c)) : type === "id" ? String(c) : type === "link" ? flat(c[1]) : flat(c);
   }
   function num(c) {
     var v = Array.isArray(c) ? c[0] : c;
@@ -34,6 +34,7 @@
   function fill(td, type, c, d) {
     if (c == null) return;
     if (type === "num") { td.className = "num"; td.textContent = Array.isArray(c) ? c[1] : fmt(c, d); return; }
+    if (type === "id") { td.className = "num"; td.textContent = String(c); return; }
     if (type === "link") { var a = document.createElement("a"); a.setAttribute("href", c[0]); segs(a, c[1]); td.appendChild(a); return; }
     td.className = type;
     segs(td, c);
@@ -69,7 +70,7 @@
       var t = types[sortCol], dir = asc ? 1 : -1;
       view.sort(function (a, b) {
         var x = rows[a][sortCol], y = rows[b][sortCol];
-        if (t === "num") { x = num(x); y = num(y); }
+        if (t === "num" || t === "id") { x = num(x); y = num(y); }
         else { x = shown(t, x).toLowerCase(); y = shown(t, y).toLowerCase(); }
         return x < y ? -dir : x > y ? dir : a - b;
       });

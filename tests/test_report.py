@@ -145,7 +145,7 @@ def test_index_shows_seed_table_models_and_scan_settings(reports):
     visible = parsed.visible
     assert "Q4_K_M GGUF dequantized to float32" in visible and "float32" in visible
     assert "Suspicion rules in force" in visible and "source_concentration" in visible
-    suspicious = next(b for b in parsed.json_blocks() if b["types"][:3] == ["link", "num", "tok"])["rows"]
+    suspicious = next(b for b in parsed.json_blocks() if b["types"][:3] == ["link", "id", "tok"])["rows"]
     assert suspicious[0][0] == ["gemma3-270m.html", "gemma3-270m"] and suspicious[0][2] == "BLAH"   # top score
     assert [r[3] for r in suspicious] == sorted((r[3] for r in suspicious), reverse=True)
 
@@ -194,7 +194,7 @@ def test_threshold_override_changes_flags_without_writing(reports, tmp_path):
     build_reports(db, tmp_path / "default")
     strict = Page(read(tmp_path / "strict" / "gemma3-270m.html")).json_blocks()
     default = Page(read(tmp_path / "default" / "gemma3-270m.html")).json_blocks()
-    flags = lambda blocks: next(b for b in blocks if b["types"][:4] == ["num", "tok", "num", "num"])["rows"]  # noqa: E731
+    flags = lambda blocks: next(b for b in blocks if b["types"][:4] == ["id", "tok", "num", "num"])["rows"]  # noqa: E731
     assert len(flags(strict)) > len(flags(default))
     assert db.read_bytes() == before
     with pytest.raises(FpprovError, match="unknown suspicion rule nope"):
@@ -270,6 +270,6 @@ def test_diverged_rollouts_and_odd_numbers_do_not_break_a_page(tmp_path):
                           "rollout_dist_by_l = [1e-6, 1e3, 'inf'::DOUBLE, 'nan'::DOUBLE, 2.0] WHERE vector_id = 2")
     build_reports(db, tmp_path / "out")
     page = Page(read(tmp_path / "out" / "gemma3-270m.html"))
-    vectors = next(b for b in page.json_blocks() if b["types"][:2] == ["num", "text"] and len(b["types"]) == 12)
+    vectors = next(b for b in page.json_blocks() if b["types"][:2] == ["id", "text"] and len(b["types"]) == 12)
     assert vectors["rows"][1][7] == [None, "inf"]
     assert "inf" in page.visible
