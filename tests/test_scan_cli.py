@@ -172,3 +172,20 @@ def test_low_precision_dtype_warns(tiny_model_dir, tmp_path):
                                  "--db", str(tmp_path / "b.duckdb")], terminal_width=200)
     assert result.exit_code == 0, result.output
     assert "bfloat16 loses the precision" in result.output
+
+
+def test_offline_alias_with_nothing_cached_says_what_was_tried(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-home"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hf-home" / "hub"))
+    line = _error_line(runner.invoke(app, ["scan", "olmo2-1b", "--db", str(tmp_path / "x.duckdb")]))
+    assert "tried" in line and "allenai/OLMo-2-0425-1B" in line and "download" in line
+    assert not (tmp_path / "x.duckdb").exists()
+
+
+def test_cuda_without_cuda_is_one_line(tiny_model_dir, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    line = _error_line(runner.invoke(app, ["scan", str(tiny_model_dir("llama")), "--device", "cuda",
+                                           "--db", str(tmp_path / "x.duckdb")]))
+    assert "CUDA is not available" in line

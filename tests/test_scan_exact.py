@@ -119,3 +119,28 @@ def test_verify_near_rechecks_only_near_ties_and_keeps_the_verdicts(tiny_model_d
         near = abs(row["margin"]) < 1e-2 * max(1.0, abs(row["logit"]))
         assert row["verified_float64"] == near and (row["margin_float64"] is not None) == near
     assert len(rechecks) < len(rows)
+
+
+def test_exact_ties_are_not_fixed_points(tiny_model_dir, tmp_path):
+    loaded = load_model(str(tiny_model_dir("qwen3", False)))
+    ref0 = float64_one_at_a_time(loaded.model, range(len(loaded.tokenizer)))
+    token = next(t for t, r in ref0.items() if r["is_fp"])
+    with torch.no_grad():  # an identical head row gives an identical logit in every precision
+        head = loaded.model.get_output_embeddings().weight
+        head[len(loaded.tokenizer) + 1] = head[token]  # a padded row: never scanned itself, still competes
+    with open_store(tmp_path / "tie.duckdb") as store:
+        result = scan_vocabulary(loaded, store, ScanOptions(head_chunk=32))
+        fps = {r[0] for r in store.query("SELECT token_id FROM token_fps WHERE scan_id = ?", [result.scan_id])}
+    assert token not in fps
+    ref = float64_one_at_a_time(loaded.model, range(len(loaded.tokenizer)))
+    assert fps == {t for t, r in ref.items() if r["is_fp"]}
+
+
+def test_float64_scan_matches_reference(tiny_model_dir, tmp_path):
+    model_dir = tiny_model_dir("gemma3", False)
+    loaded = load_model(str(model_dir), dtype="float64")
+    with open_store(tmp_path / "f64.duckdb") as store:
+        result = scan_vocabulary(loaded, store, ScanOptions(head_chunk=64), dtype_name="float64")
+        fps = {r[0] for r in store.query("SELECT token_id FROM token_fps WHERE scan_id = ?", [result.scan_id])}
+    ref = float64_one_at_a_time(load_model(str(model_dir)).model, range(len(loaded.tokenizer)))
+    assert fps == {t for t, r in ref.items() if r["is_fp"]}
