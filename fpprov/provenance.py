@@ -68,6 +68,7 @@ class RunSummary:
     backend: str
     indexes: list[str] = field(default_factory=list)
     models: list[str] = field(default_factory=list)
+    ladder: tuple[int, ...] = ()
     entries: int = 0           # provenance rows planned (token x n x variant)
     not_queryable: int = 0
     queries: int = 0           # distinct queryable strings
@@ -301,7 +302,7 @@ def run_provenance(store: Store, *, backend: str = "api", models: list[str] | No
     started = time.perf_counter()
     tokens_by_model = load_fp_tokens(store, models)
     aliases = load_aliases()
-    summary = RunSummary(backend=backend, models=sorted(tokens_by_model))
+    summary = RunSummary(backend=backend, models=sorted(tokens_by_model), ladder=tuple(sorted(options.ladder)))
 
     # Which index each model uses; one backend object per index.
     if backend == "local":
@@ -335,15 +336,17 @@ def run_provenance(store: Store, *, backend: str = "api", models: list[str] | No
 
 
 def top_rows(store: Store, summary: RunSummary, limit: int = 10) -> list[dict[str, Any]]:
-    """The run's highest counts, one row per (model, token, n): its best variant."""
-    if not summary.indexes:
+    """The run's highest counts at its largest n (the repetition is what matters; at n = 1 single letters
+    win), one row per (model, token): its best variant."""
+    if not summary.indexes or not summary.ladder:
         return []
     marks = ", ".join("?" for _ in summary.indexes)
     model_marks = ", ".join("?" for _ in summary.models)
     return store.query_dicts(
         "SELECT model, token_id, token_text, n, variant, query, count, index_name, index_is_proxy "
         "FROM provenance_counts "
-        f"WHERE backend = ? AND index_name IN ({marks}) AND model IN ({model_marks}) AND status = 'ok' "
-        "QUALIFY row_number() OVER (PARTITION BY model, token_id, index_name, n ORDER BY count DESC, variant) = 1 "
-        "ORDER BY count DESC, model, token_id, n LIMIT ?",
-        [summary.backend, *summary.indexes, *summary.models, limit])
+        f"WHERE backend = ? AND index_name IN ({marks}) AND model IN ({model_marks}) AND status = 'ok' AND n = ? "
+        "AND count > 0 "
+        "QUALIFY row_number() OVER (PARTITION BY model, token_id, index_name ORDER BY count DESC, variant) = 1 "
+        "ORDER BY count DESC, model, token_id LIMIT ?",
+        [summary.backend, *summary.indexes, *summary.models, max(summary.ladder), limit])

@@ -71,6 +71,15 @@ def test_local_counts_equal_an_independent_count_and_nothing_is_a_false_zero(sto
     assert all(r["count"] is None and r["reason"] for r in unqueryable.values())
     justine = {(r["n"], r["variant"]): r["query"] for r in rows if r["token_id"] == 4 and r["model"] == "tiny-a"}
     assert justine[(2, "as_is")] == " Justine Justine" and justine[(2, "space_stripped")] == "JustineJustine"
+    # The summary's top rows: counts at the largest n, best variant per token, highest first.
+    top = top_rows(store, summary)
+    assert top and all(r["n"] == 10 and r["count"] > 0 for r in top)
+    assert [r["count"] for r in top] == sorted((r["count"] for r in top), reverse=True)
+    best = {}
+    for r in ok:
+        if r["n"] == 10 and r["model"] == "tiny-a":
+            best[r["token_id"]] = max(best.get(r["token_id"], 0), r["count"])
+    assert {r["token_id"]: r["count"] for r in top if r["model"] == "tiny-a"} == {k: v for k, v in best.items() if v}
     # The counts cache is shared: tiny-b's tokens are tiny-a's, asked once.
     assert summary.sent == store.query("SELECT count(*) FROM ngram_counts")[0][0] == summary.queries
 

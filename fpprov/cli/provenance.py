@@ -34,7 +34,7 @@ def parse_ladder(ngram: int, ladder: Optional[str]) -> tuple[int, ...]:
 
 class _RateColumn(ProgressColumn):
     def render(self, task) -> Text:
-        return Text(f"{task.speed or 0:,.0f}/s  {task.fields.get('cached', 0):,} cached")
+        return Text(f"{task.speed or 0:,.0f}/s {task.fields.get('cached', 0):,} hits")
 
 
 class RichProgress(prov.Progress):
@@ -95,7 +95,8 @@ def provenance(
 
 
 def print_summary(store, summary: prov.RunSummary) -> None:
-    table = Table(title=f"top provenance counts ({summary.backend}: {', '.join(summary.indexes)})")
+    n = max(summary.ladder) if summary.ladder else "?"
+    table = Table(title=f"top FP tokens by count of the text x {n} ({summary.backend}: {', '.join(summary.indexes)})")
     for col in ("model", "token id", "token", "n", "variant", "count", "proxy"):
         table.add_column(col, justify="right" if col in ("token id", "n", "count") else "left")
     for row in prov.top_rows(store, summary):
