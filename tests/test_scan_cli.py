@@ -189,3 +189,19 @@ def test_cuda_without_cuda_is_one_line(tiny_model_dir, tmp_path):
     line = _error_line(runner.invoke(app, ["scan", str(tiny_model_dir("llama")), "--device", "cuda",
                                            "--db", str(tmp_path / "x.duckdb")]))
     assert "CUDA is not available" in line
+
+
+def test_alias_prefers_the_local_hub_cache(tiny_model_dir, tmp_path):
+    """gemma3-270m loads from the Hugging Face cache when the hub model is there (not the embedded GGUF)."""
+    import shutil
+
+    snapshot = tmp_path / "hub" / "models--google--gemma-3-270m" / "snapshots" / "0123abc"
+    shutil.copytree(tiny_model_dir("gemma3"), snapshot)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("0123abc")
+    env = {**__import__("os").environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
+    code = ("from fpprov.models import load_model; m = load_model('gemma3-270m');"
+            "print(m.info['source_kind'], m.info['quantization'], m.info['vocab_size'], m.info['hub_id'])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["hub-cache", "None", "303", "google/gemma-3-270m"]
