@@ -207,6 +207,9 @@ def _model_context(store: Store, m: dict[str, Any], page_size: int) -> dict[str,
         [num(i), token_cell(t), num(s), num(n), listing(rules), listing(reasons, " | ")]
         for i, t, s, n, rules, reasons in data.flagged_tokens(store, name)],
         page_size=page_size, empty="no token breaks a suspicion rule (see the rules on the index page)")
+    ctx["flags_note"] = (f"Reasons for the {data.FLAG_DETAIL_TOKENS:,} highest scores of {m['flagged']:,} flagged "
+                         f"tokens (the FP table lists every token's flags); all: fpprov sql \"FROM suspicious_tokens "
+                         f"WHERE model = '{name}'\"") if m["flagged"] > data.FLAG_DETAIL_TOKENS else None
     ctx.update(_vector_context(store, name, page_size))
     ctx.update(_provenance_context(store, name, page_size))
     return ctx
@@ -272,7 +275,12 @@ def _provenance_context(store: Store, name: str, page_size: int) -> dict[str, An
     proxies = sorted({r["index_name"] for r in rows if r["index_is_proxy"]})
     note = (f"Counts from {', '.join(proxies)}: a public corpus standing in for this model's undisclosed "
             "training data, not the data itself.") if proxies else None
-    return {"provenance_table": prov, "sources_table": sources, "snippets_table": snippets, "proxy_note": note}
+    sampled = data.sampled_token_count(store, name)
+    detail_note = (f"Sources and snippets of the {data.DETAIL_TOKENS:,} most suspicious, then most frequent, of the "
+                   f"{sampled:,} tokens with sampled documents; the rest: fpprov sql \"FROM source_shares WHERE "
+                   f"model = '{name}'\"") if sampled > data.DETAIL_TOKENS else None
+    return {"provenance_table": prov, "sources_table": sources, "snippets_table": snippets, "proxy_note": note,
+            "detail_note": detail_note}
 
 
 def _shared_context(store: Store, models: list[dict], pages: dict[str, str], page_size: int) -> dict[str, Any]:

@@ -132,9 +132,14 @@ def all_fps(store: Store, model: str) -> list[tuple]:
         "WHERE f.model = ? ORDER BY f.prob DESC, f.token_id", [model])
 
 
+# Flags with their full reasons for at most this many tokens per page (the FP table names every token's
+# rules and score); a model with tens of thousands of flags would otherwise carry megabytes of reasons.
+FLAG_DETAIL_TOKENS = 5000
+
+
 def flagged_tokens(store: Store, model: str) -> list[tuple]:
     return store.query("SELECT token_id, text, score, n_rules, rules, reasons FROM report_flags "
-                       "WHERE model = ? ORDER BY score DESC, token_id", [model])
+                       f"WHERE model = ? ORDER BY score DESC, token_id LIMIT {FLAG_DETAIL_TOKENS}", [model])
 
 
 def vector_fps(store: Store, model: str) -> list[dict[str, Any]]:
@@ -172,28 +177,52 @@ def provenance_rows(store: Store, model: str) -> tuple[list[int], list[dict[str,
     return ns, rows
 
 
+# Sources and snippets are shown for at most this many tokens per model: the most suspicious, then the most
+# frequent. A model traced for every FP would otherwise make a page of hundreds of MB; SQL has the rest.
+DETAIL_TOKENS = 2000
+
+
+def _detail_cte() -> str:
+    """`detail`: the DETAIL_TOKENS tokens of the model (first parameter) whose provenance is shown in full."""
+    return f"""
+    detail AS (
+        SELECT c.token_id FROM provenance_counts c
+        LEFT JOIN report_flags f ON f.model = c.model AND f.token_id = c.token_id
+        WHERE c.model = ? GROUP BY c.token_id
+        ORDER BY max(f.score) DESC NULLS LAST, max(c.count) DESC NULLS LAST, c.token_id
+        LIMIT {int(DETAIL_TOKENS)}
+    )"""
+
+
+def sampled_token_count(store: Store, model: str) -> int:
+    """Tokens of the model with sampled documents (to say when the page shows only DETAIL_TOKENS of them)."""
+    return store.query("SELECT count(DISTINCT token_id) FROM source_shares WHERE model = ?", [model])[0][0]
+
+
 def source_share_rows(store: Store, model: str) -> list[dict[str, Any]]:
-    return store.query_dicts("""
+    return store.query_dicts(f"""
+        WITH {_detail_cte()}
         SELECT token_id, any_value(token_text) AS token_text, index_name, any_value(index_is_proxy) AS index_is_proxy,
                n, variant, any_value(sampled) AS sampled,
-               list({'source': source, 'share': share, 'docs': docs} ORDER BY share DESC, source) AS shares
-        FROM source_shares WHERE model = ?
+               list({{'source': source, 'share': share, 'docs': docs}} ORDER BY share DESC, source) AS shares
+        FROM source_shares WHERE model = ? AND token_id IN (SELECT token_id FROM detail)
         GROUP BY token_id, index_name, n, variant
         ORDER BY token_id, index_name, n, variant
-    """, [model])
+    """, [model, model])
 
 
 def snippet_rows(store: Store, model: str) -> list[dict[str, Any]]:
     """Up to SNIPPETS_PER_TOKEN sampled documents per token (largest n first), with the query to highlight."""
     return store.query_dicts(f"""
+        WITH {_detail_cte()}
         SELECT p.token_id, p.token_text, p.n, p.variant, p.index_name, d.query, d.snippet, d.source, d.doc_ix
         FROM provenance p
         JOIN documents d ON d.backend = p.backend AND d.index_name = p.index_name AND d.query = p.query
-        WHERE p.model = ? AND d.status = 'ok'
+        WHERE p.model = ? AND d.status = 'ok' AND p.token_id IN (SELECT token_id FROM detail)
         QUALIFY row_number() OVER (PARTITION BY p.token_id ORDER BY p.n DESC, p.variant, d.seed, d.sample_no)
                 <= {SNIPPETS_PER_TOKEN}
         ORDER BY p.token_id, p.n DESC, p.variant, d.sample_no
-    """, [model])
+    """, [model, model])
 
 
 # -- shared page ----------------------------------------------------------------------------------------

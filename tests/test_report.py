@@ -273,3 +273,24 @@ def test_diverged_rollouts_and_odd_numbers_do_not_break_a_page(tmp_path):
     vectors = next(b for b in page.json_blocks() if b["types"][:2] == ["id", "text"] and len(b["types"]) == 12)
     assert vectors["rows"][1][7] == [None, "inf"]
     assert "inf" in page.visible
+
+
+def test_big_provenance_and_flag_sections_are_capped_with_a_note(tmp_path, monkeypatch):
+    from fpprov import report_data
+
+    db = build_report_db(tmp_path / "capped.duckdb")
+    with open_store(db) as store:                     # documents for a second token, less suspicious than BLAH
+        store.insert_rows("documents", [{
+            "backend": "api", "index_name": "v4_dclm-baseline_llama", "query": HOSTILE_TEXTS[0] * 10, "seed": 0,
+            "sample_no": 0, "shard": 0, "rank": 99, "status": "ok", "snippet": "x", "source": "web"}])
+    monkeypatch.setattr(report_data, "DETAIL_TOKENS", 1)
+    monkeypatch.setattr(report_data, "FLAG_DETAIL_TOKENS", 2)
+    build_reports(db, tmp_path / "capped")
+    page = Page(read(tmp_path / "capped" / "gemma3-270m.html"))
+    blocks = {tuple(b["types"]): b["rows"] for b in page.json_blocks()}
+    flags = blocks[("id", "tok", "num", "num", "text", "text")]
+    assert [r[1] for r in flags] == ["BLAH", [["s", "\u2423"], ["t", "Justine"]]]        # the two highest scores
+    assert "Reasons for the 2 highest scores of 6 flagged tokens" in page.visible
+    snippets = blocks[("id", "tok", "num", "text", "text", "snip")]
+    assert {r[0] for r in snippets} == {100}                               # BLAH only: the most suspicious
+    assert "Sources and snippets of the 1 most suspicious, then most frequent, of the 2 tokens" in page.visible
