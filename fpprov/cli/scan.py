@@ -75,11 +75,12 @@ def scan(
                       TextColumn("{task.fields[rate]} tok/s  FPs {task.fields[fps]}"), TimeElapsedColumn(),
                       TimeRemainingColumn(), console=err_console, transient=False) as bar:
             task = bar.add_task(loaded.name, total=None, rate="-", fps=0)
-            counters = {"done": 0, "fps": 0}
+            counters = {"done": 0, "fps": 0, "total": 0, "logged": time.perf_counter()}
 
             def started(total: int, resumed: int) -> None:
                 err_console.print(f"scanning {total:,} ids of {loaded.name} ({loaded.info['quantization'] or dtype}, "
                                   f"{'BOS prefix' if bos else 'no BOS'}) into {store.path}")
+                counters["total"], counters["resumed"] = total, resumed
                 bar.update(task, total=total, completed=resumed)
                 if resumed:
                     err_console.print(f"resuming: {resumed} ids already committed")
@@ -89,6 +90,12 @@ def scan(
                 counters["fps"] += n_fp
                 rate = counters["done"] / max(time.perf_counter() - t0, 1e-9)
                 bar.update(task, advance=n, rate=f"{rate:,.0f}", fps=counters["fps"])
+                now = time.perf_counter()
+                if not err_console.is_terminal and now - counters["logged"] > 30:  # logs get a line, not a bar
+                    counters["logged"] = now
+                    done = counters["done"] + counters["resumed"]
+                    err_console.print(f"{done:,}/{counters['total']:,} ids, {counters['fps']:,} FPs this run, "
+                                      f"{rate:,.0f} tok/s")
 
             result = scan_vocabulary(loaded, store, opts, dtype_name=dtype, progress=advance, on_start=started)
         print_summary(result, store.path, time.perf_counter() - t0)
