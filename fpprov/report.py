@@ -207,9 +207,10 @@ def _model_context(store: Store, m: dict[str, Any], page_size: int) -> dict[str,
         [num(i), token_cell(t), num(s), num(n), listing(rules), listing(reasons, " | ")]
         for i, t, s, n, rules, reasons in data.flagged_tokens(store, name)],
         page_size=page_size, empty="no token breaks a suspicion rule (see the rules on the index page)")
+    sql_literal = name.replace("'", "''")          # the model name inside the SQL the notes suggest
     ctx["flags_note"] = (f"Reasons for the {data.FLAG_DETAIL_TOKENS:,} highest scores of {m['flagged']:,} flagged "
                          f"tokens (the FP table lists every token's flags); all: fpprov sql \"FROM suspicious_tokens "
-                         f"WHERE model = '{name}'\"") if m["flagged"] > data.FLAG_DETAIL_TOKENS else None
+                         f"WHERE model = '{sql_literal}'\"") if m["flagged"] > data.FLAG_DETAIL_TOKENS else None
     ctx.update(_vector_context(store, name, page_size))
     ctx.update(_provenance_context(store, name, page_size))
     return ctx
@@ -276,9 +277,10 @@ def _provenance_context(store: Store, name: str, page_size: int) -> dict[str, An
     note = (f"Counts from {', '.join(proxies)}: a public corpus standing in for this model's undisclosed "
             "training data, not the data itself.") if proxies else None
     sampled = data.sampled_token_count(store, name)
+    sql_literal = name.replace("'", "''")
     detail_note = (f"Sources and snippets of the {data.DETAIL_TOKENS:,} most suspicious, then most frequent, of the "
                    f"{sampled:,} tokens with sampled documents; the rest: fpprov sql \"FROM source_shares WHERE "
-                   f"model = '{name}'\"") if sampled > data.DETAIL_TOKENS else None
+                   f"model = '{sql_literal}'\"") if sampled > data.DETAIL_TOKENS else None
     return {"provenance_table": prov, "sources_table": sources, "snippets_table": snippets, "proxy_note": note,
             "detail_note": detail_note}
 
