@@ -216,6 +216,11 @@ def _model_context(store: Store, m: dict[str, Any], page_size: int) -> dict[str,
     return ctx
 
 
+def _percent(weight: float) -> str:
+    """A mixture weight as a percentage that does not round small weights to 0.0%."""
+    return f"{100 * weight:.1f}%" if weight >= 0.001 else f"{100 * weight:.1e}%"
+
+
 def _vector_context(store: Store, name: str, page_size: int) -> dict[str, Any]:
     runs = data.vector_run_summary(store, name)
     vectors = data.vector_fps(store, name)
@@ -229,7 +234,8 @@ def _vector_context(store: Store, name: str, page_size: int) -> dict[str, Any]:
         ("top token", "tok"), ("top weight", "num"), ("top token is FP", "text")], [
         [num(v["vector_id"]), v["embedding"], v["dtype"], listing(v["methods"]), num(len(v["seeds"] or [])),
          num(v["residual"]), "yes" if v["stable"] else "no", num(v["rollout_dist_max"]), num(v["entropy"]),
-         token_cell(v["top_token_text"]), num(v["top_weight"]), "yes" if v["top_token_is_fp"] else "no"]
+         token_cell(v["top_token_text"]) if v["top_token_text"] is not None else f"#{v['top_token_id']}",
+         num(v["top_weight"]), "yes" if v["top_token_is_fp"] else "no"]
         for v in vectors], page_size=page_size)
     rollout = charts.log_lines([(f"vector {v['vector_id']}", v["rollout_dist_by_l"] or []) for v in vectors],
                                label="rollout distance", x_label="sequence length l", y_label="distance")
@@ -238,7 +244,7 @@ def _vector_context(store: Store, name: str, page_size: int) -> dict[str, Any]:
                  "chart": charts.bars([(t["text"] if t["text"] is not None else f"#{t['token_id']}", t["weight"])
                                        for t in (v["mixture"] or [])],
                                       label=f"mixture of vector {v['vector_id']}", token_labels=True,
-                                      value_format=lambda w: f"{100 * w:.1f}%")}
+                                      value_format=_percent)}
                 for v in vectors]
     return {"vector_runs_table": runs_table, "vectors_table": vec_table, "rollout_chart": rollout,
             "vectors": mixtures}
