@@ -294,3 +294,16 @@ def test_big_provenance_and_flag_sections_are_capped_with_a_note(tmp_path, monke
     snippets = blocks[("id", "tok", "num", "text", "text", "snip")]
     assert {r[0] for r in snippets} == {100}                               # BLAH only: the most suspicious
     assert "Sources and snippets of the 1 most suspicious, then most frequent, of the 2 tokens" in page.visible
+
+
+def test_probability_histogram_bins_every_fp_once(reports):
+    from fpprov import report_data
+    from fpprov.sql import open_read_only
+
+    db, _ = reports
+    with open_read_only(db) as ro:
+        bins = report_data.probability_histogram(ro.store, "gemma3-270m")
+        probs = [p for (p,) in ro.store.query("SELECT prob FROM primary_fps WHERE model = 'gemma3-270m'")]
+    assert len(bins) == report_data.HISTOGRAM_BINS and sum(c for _, _, c in bins) == len(probs) == 14
+    for lo, hi, count in bins:
+        assert count == sum(1 for p in probs if lo <= p < hi or (hi == 1.0 and p == 1.0))
