@@ -124,3 +124,29 @@ def test_build_refuses_shards_that_would_be_empty(tmp_path):
     write_corpus(tmp_path / "c", [{"text": "only one document"}], files=1)
     with pytest.raises(FpprovError, match="leaves a shard empty"):
         build_index(tmp_path / "c", tmp_path / "i", shards=2)
+
+
+def test_an_index_of_tokenizer_ids_is_refused_with_the_fix(tmp_path):
+    import subprocess
+    import sys
+
+    # Even byte lengths: with no tokenizer and u16 the tool packs the UTF-8 bytes two to a token, which gives
+    # the on-disk shape of an index built for a tokenizer (a real tokenizer would need a download).
+    records = [r for r in make_records(seed=9, docs=60) if len(r["text"].encode("utf-8")) % 2 == 0]
+    write_corpus(tmp_path / "c", records, files=1)
+    proc = subprocess.run([sys.executable, "-m", "infini_gram.indexing", "--data_dir", str(tmp_path / "c"),
+                    "--save_dir", str(tmp_path / "u16"), "--token_dtype", "u16", "--mem", "1", "--cpus", "1",
+                    "--ulimit", "1024"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "Something went wrong" not in proc.stdout, proc.stdout[-300:]
+    with pytest.raises(FpprovError, match="holds tokenizer ids, not bytes"):
+        LocalBackend([tmp_path / "u16"])
+
+
+def test_build_works_under_a_folder_named_tokenized(tmp_path):
+    # The indexer rewrites 'tokenized' -> 'table' over the whole path: such folders must still work.
+    corpus_dir, out = tmp_path / "c", tmp_path / "my_tokenized_data" / "tokenized-index"
+    records = make_records(seed=10, docs=30)
+    write_corpus(corpus_dir, records, files=1)
+    build_index(corpus_dir, out)
+    assert LocalBackend([out]).count("blah").count == independent_count(records, "blah") > 0
+    assert [p.name for p in out.parent.iterdir()] == ["tokenized-index"]

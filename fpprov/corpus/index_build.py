@@ -16,6 +16,7 @@ import resource
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from importlib import metadata as importlib_metadata
@@ -103,9 +104,7 @@ def build_index(corpus_dir: str | Path, out_dir: str | Path, *, shards: int = 1,
         big = text_bytes // shards >= _PARALLEL_MIN_SHARD_BYTES
         cpus = max(1, min(os.cpu_count() or 1, 8)) if big else 1
 
-    building = out.parent / f".{out.name}.building"
-    shutil.rmtree(building, ignore_errors=True)
-    building.mkdir(parents=True)
+    building = _building_dir(out)
     hard_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     ulimit = hard_limit if hard_limit != resource.RLIM_INFINITY else 1 << 20
     command = [sys.executable, "-m", "infini_gram.indexing", "--data_dir", str(corpus), "--save_dir", str(building),
@@ -127,5 +126,21 @@ def build_index(corpus_dir: str | Path, out_dir: str | Path, *, shards: int = 1,
     (building / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     if out.exists():
         shutil.rmtree(out)
-    building.rename(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(building), str(out))
     return result
+
+
+def _building_dir(out: Path) -> Path:
+    """A fresh folder to build in, next to ``out`` so the final move is a rename.
+
+    The indexer derives each suffix-array path with ``path.replace('tokenized', 'table')`` over the WHOLE
+    path, so a folder name containing 'tokenized' sends the table to a folder that does not exist; such
+    paths build in the system temporary folder instead and are moved into place.
+    """
+    if "tokenized" in str(out.parent):
+        return Path(tempfile.mkdtemp(prefix="fpprov-index-"))
+    building = out.parent / f".{out.name.replace('tokenized', 'tok')}.building"
+    shutil.rmtree(building, ignore_errors=True)
+    building.mkdir(parents=True)
+    return building

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -39,6 +41,9 @@ def check_index_dir(index_dir: Path) -> list[int]:
         data_size = (index_dir / f"tokenized.{s}").stat().st_size
         table_size = (index_dir / f"table.{s}").stat().st_size
         ratio = math.ceil(math.log2(data_size) / 8) if data_size > 1 else 1
+        if data_size and table_size in (data_size // 2 * ratio, data_size // 4 * ratio) and table_size != data_size * ratio:
+            raise FpprovError(f"index {index_dir} holds tokenizer ids, not bytes; fpprov reads byte-level (u8) "
+                              "indexes: build one with `fpprov index build`")
         if data_size == 0 or table_size != data_size * ratio:
             raise FpprovError(f"index {index_dir} shard {s} is corrupt (table {table_size} bytes for "
                               f"{data_size} bytes of text); rebuild it with `fpprov index build`")
@@ -78,10 +83,31 @@ class LocalBackend(CorpusBackend):
         self.shards = sum(len(check_index_dir(d)) for d in self.index_dirs)
         label = name or "+".join(d.name for d in self.index_dirs)
         self.index_name = f"{label}@{fingerprint(self.index_dirs)}"
+        self._links: Path | None = None
         # Engine_U8(index_dirs, eos_token_id, vocab_size, version, load_to_ram, ds/sa/od prefetch depths,
         #           bow_ids, attribution_block_size, precompute_unigram_logprobs, prev_shards_by_index_dir)
-        self.engine = cpp_engine.Engine_U8([str(d) for d in self.index_dirs], 0, 255, 4, False, 1, 3, 3,
-                                           set(), 512, False, {})
+        self.engine = cpp_engine.Engine_U8([str(self._engine_path(i, d)) for i, d in enumerate(self.index_dirs)],
+                                           0, 255, 4, False, 1, 3, 3, set(), 512, False, {})
+
+    def _engine_path(self, number: int, index_dir: Path) -> Path:
+        """The engine finds each shard's table by replacing 'tokenized' with 'table' in the WHOLE path (and
+        segfaults when that file is missing): a folder whose path contains the word is reached through a
+        symlink from a temporary folder instead."""
+        if "tokenized" not in str(index_dir):
+            return index_dir
+        if self._links is None:
+            self._links = Path(tempfile.mkdtemp(prefix="fpprov-engine-"))
+            if "tokenized" in str(self._links):
+                raise FpprovError(f"index path {index_dir} contains 'tokenized', which the engine cannot read; "
+                                  "rename the folder")
+        link = self._links / f"index{number}"
+        link.symlink_to(index_dir, target_is_directory=True)
+        return link
+
+    def close(self) -> None:
+        if self._links is not None:
+            shutil.rmtree(self._links, ignore_errors=True)
+            self._links = None
 
     def unqueryable_reason(self, query: str) -> str | None:
         if not query:
