@@ -307,3 +307,12 @@ def test_probability_histogram_bins_every_fp_once(reports):
     assert len(bins) == report_data.HISTOGRAM_BINS and sum(c for _, _, c in bins) == len(probs) == 14
     for lo, hi, count in bins:
         assert count == sum(1 for p in probs if lo <= p < hi or (hi == 1.0 and p == 1.0))
+
+
+def test_page_names_are_safe_unique_and_never_clobber_index_or_shared():
+    names = page_names(["a/b", "a_b", "index", "Shared", "../../etc/passwd", "", "x" * 300])
+    assert len(set(names.values())) == len(names)
+    assert names["a/b"] == "a_b.html" and names["a_b"].startswith("a_b-")
+    assert names["index"] != "index.html" and names["Shared"].lower() != "shared.html"
+    assert all(re.fullmatch(r"[A-Za-z0-9._-]+\.html", n) and not n.startswith(".") for n in names.values())
+    assert len(names["x" * 300]) <= 80 + len(".html")

@@ -244,3 +244,19 @@ def test_a_snapshot_of_an_older_database_gets_the_new_views(tmp_path):
         writer.wait()
     with duckdb.connect(str(path), read_only=True) as con:      # the file itself was not touched
         assert con.execute("SELECT max(version) FROM schema_version").fetchone()[0] == 3
+
+
+def test_snapshot_copy_retries_while_the_file_changes(tmp_path, monkeypatch):
+    from fpprov import sql as sql_module
+
+    source = tmp_path / "live.duckdb"
+    source.write_bytes(b"x" * 10)
+    states = iter([1, 2, 3, 3])               # changed during the first copy, stable during the second
+    monkeypatch.setattr(sql_module, "_file_state", lambda path: next(states))
+    target_dir = tmp_path / "snap"
+    target_dir.mkdir()
+    assert sql_module._copy_snapshot(source, target_dir).read_bytes() == b"x" * 10
+    always_new = iter(range(100))             # a file that never holds still
+    monkeypatch.setattr(sql_module, "_file_state", lambda path: next(always_new))
+    with pytest.raises(FpprovError, match="kept changing"):
+        sql_module._copy_snapshot(source, target_dir)
