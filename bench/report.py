@@ -51,7 +51,8 @@ def build_database(path: Path, fps: int, traced: int) -> None:
                        top_weight, top_token_is_fp)
                        SELECT v, 'gemma3-1b', 'raw', 'float32', 1152, [0.1, 0.2]::FLOAT[], 0.2, 1e-7, 1e-4,
                               ['gradient', 'iterate'], [v], [v], 1, 'output', 100,
-                              list_transform(range(100), lambda l: 1e-7 * pow(1 + v, l / 10)), 1e-7 * pow(1 + v, 9.9),
+                              (SELECT list(1e-7 * pow(1 + v, l / 10) ORDER BY l) FROM range(100) r(l)),
+                              1e-7 * pow(1 + v, 9.9),
                               1e-3, v < 2, 10, 2.0, v, ' w' || v, 0.3, true
                        FROM range(1, 4) t(v)""")
         con.execute("""INSERT INTO vector_fp_tokens SELECT v, r, v * 10 + r, ' w' || r, ' w' || r, 0.3 / r, r = 1
