@@ -196,28 +196,28 @@ def run_each(fn: Callable[[Any], Any], items: list[Any], concurrency: int) -> It
             except _ANSWER_ERRORS as exc:
                 yield item, None, _reason(exc)
         return
-    with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        pending: dict[Any, Any] = {}
-        queue = iter(items)
-        try:
-            while True:
-                while len(pending) < 2 * concurrency:
-                    item = next(queue, _END)
-                    if item is _END:
-                        break
-                    pending[pool.submit(fn, item)] = item
-                if not pending:
-                    return
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    item = pending.pop(future)
-                    try:
-                        yield item, future.result(), None
-                    except _ANSWER_ERRORS as exc:
-                        yield item, None, _reason(exc)
-        finally:
-            for future in pending:
-                future.cancel()
+    pool = ThreadPoolExecutor(max_workers=concurrency)
+    pending: dict[Any, Any] = {}
+    queue = iter(items)
+    try:
+        while True:
+            while len(pending) < 2 * concurrency:
+                item = next(queue, _END)
+                if item is _END:
+                    break
+                pending[pool.submit(fn, item)] = item
+            if not pending:
+                return
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                item = pending.pop(future)
+                try:
+                    yield item, future.result(), None
+                except _ANSWER_ERRORS as exc:
+                    yield item, None, _reason(exc)
+    finally:
+        # On Ctrl-C or a fatal error: drop what has not started; do not wait here for what is in flight.
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 _END = object()

@@ -204,3 +204,33 @@ def test_unknown_index_and_missing_scans_are_one_line_errors(store, index):
         run_provenance(store, backend="local", models=["tiny-c"], index_dirs=[index[0]])
     with pytest.raises(FpprovError, match="needs --index-dir"):
         run_provenance(store, backend="local")
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_run_each_bounds_work_in_flight_and_turns_failures_into_reasons(concurrency):
+    import threading
+    import time
+
+    from fpprov.corpus.base import QueryFailed
+    from fpprov.provenance import run_each
+
+    lock, state = threading.Lock(), {"now": 0, "max": 0}
+
+    def work(x):
+        with lock:
+            state["now"] += 1
+            state["max"] = max(state["max"], state["now"])
+        time.sleep(0.01)
+        with lock:
+            state["now"] -= 1
+        if x % 3 == 0:
+            raise QueryFailed(f"bad {x}")
+        if x == 4:
+            raise ValueError("not a number")
+        return 2 * x
+
+    out = {item: (result, reason) for item, result, reason in run_each(work, list(range(12)), concurrency)}
+    assert sorted(out) == list(range(12))
+    assert out[3] == (None, "bad 3") and out[5] == (10, None)
+    assert out[4][0] is None and "ValueError" in out[4][1]
+    assert state["max"] <= concurrency
