@@ -277,7 +277,7 @@ def _provenance_context(store: Store, name: str, page_size: int) -> dict[str, An
     snippets = table("snippets", [("id", "id"), ("text", "tok"), ("n", "num"), ("spelling", "text"),
                                   ("source", "text"), ("snippet", "snip")], [
         [num(r["token_id"]), token_cell(r["token_text"]), num(r["n"]), r["variant"], text_cell(r["source"]),
-         snippet_cell(r["snippet"], r["query"])] for r in data.snippet_rows(store, name)],
+         snippet_cell(r["snippet"], r["query"], r["needle_offset"])] for r in data.snippet_rows(store, name)],
         page_size=page_size, empty="no documents sampled yet")
     proxies = sorted({r["index_name"] for r in rows if r["index_is_proxy"]})
     note = (f"Counts from {', '.join(proxies)}: a public corpus standing in for this model's undisclosed "

@@ -215,7 +215,8 @@ def snippet_rows(store: Store, model: str) -> list[dict[str, Any]]:
     """Up to SNIPPETS_PER_TOKEN sampled documents per token (largest n first), with the query to highlight."""
     return store.query_dicts(f"""
         WITH {_detail_cte()}
-        SELECT p.token_id, p.token_text, p.n, p.variant, p.index_name, d.query, d.snippet, d.source, d.doc_ix
+        SELECT p.token_id, p.token_text, p.n, p.variant, p.index_name, d.query, d.snippet, d.needle_offset,
+               d.source, d.doc_ix
         FROM provenance p
         JOIN documents d ON d.backend = p.backend AND d.index_name = p.index_name AND d.query = p.query
         WHERE p.model = ? AND d.status = 'ok' AND p.token_id IN (SELECT token_id FROM detail)

@@ -94,24 +94,38 @@ def text_cell(text: Any) -> list[Segment] | str:
     return segs[0][1] if len(segs) == 1 and segs[0][0] == "t" else segs
 
 
-def snippet_cell(snippet: Any, needle: str | None) -> list[Segment] | str:
-    """A document snippet with the first occurrence of the needle marked 'm' (escapes kept inside)."""
+def _match_position(snippet: str, needle: str, offset: int | None) -> int:
+    """Where the sampled match starts: at `offset` when it is a character offset there, else at the byte
+    offset it would be in UTF-8, else the occurrence nearest to it (backends count tokens, bytes or
+    characters), else the first; -1 when the needle is not in the snippet."""
+    if offset is not None and offset >= 0:
+        if snippet.startswith(needle, offset):
+            return offset
+        as_chars = len(snippet.encode("utf-8")[:offset].decode("utf-8", errors="ignore"))
+        if snippet.startswith(needle, as_chars):
+            return as_chars
+    found, start = [], snippet.find(needle)
+    while start >= 0:
+        found.append(start)
+        start = snippet.find(needle, start + 1)
+    if not found:
+        return -1
+    return min(found, key=lambda pos: abs(pos - offset)) if offset is not None else found[0]
+
+
+def snippet_cell(snippet: Any, needle: str | None, offset: int | None = None) -> list[Segment] | str:
+    """A document snippet with the sampled match of the needle marked 'm' (escapes kept inside it)."""
     if snippet is None:
         return ""
     snippet = str(snippet)
-    where = -1
     for candidate in (needle, needle.strip() if needle else None):
-        if candidate:
-            where = snippet.find(candidate)
-            if where >= 0:
-                needle = candidate
-                break
-    if where < 0:
-        return text_cell(snippet)
-    out = segments(snippet[:where])
-    out.append(["m", segments(needle)])
-    out.extend(segments(snippet[where + len(needle):]))
-    return out
+        where = _match_position(snippet, candidate, offset) if candidate else -1
+        if where >= 0:
+            out = segments(snippet[:where])
+            out.append(["m", segments(candidate)])
+            out.extend(segments(snippet[where + len(candidate):]))
+            return out
+    return text_cell(snippet)
 
 
 def script_json(value: Any) -> str:

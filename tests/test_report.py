@@ -235,6 +235,10 @@ def test_snippet_marks_the_match_and_script_json_cannot_break_out():
     cell = snippet_cell("xx BLAHBLAH \x00 yy", "BLAHBLAH")
     assert cell[1] == ["m", [["t", "BLAHBLAH"]]] and ["e", "\\0"] in cell
     assert snippet_cell("no match here", "zzz") == "no match here"
+    # the sampled occurrence, located by the backend's offset in characters, UTF-8 bytes, or roughly
+    assert snippet_cell("ab ab ab", "ab", 3)[0] == ["t", "ab "]
+    assert snippet_cell("é ab ab", "ab", 6) == [["t", "é ab "], ["m", [["t", "ab"]]]]      # byte offset 6 = char 5
+    assert snippet_cell("ab ab ab", "ab", 7)[0] == ["t", "ab ab "]                        # nearest to 7
     blob = script_json(["</script><!--<script>", "a&b", "\u2028"])
     assert not set(blob) & {"<", ">", "&", "\u2028"}
     assert json.loads(blob) == ["</script><!--<script>", "a&b", "\u2028"]
