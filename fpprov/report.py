@@ -111,11 +111,15 @@ def _index_context(store: Store, models: list[dict], pages: dict[str, str], page
 
     seed = [[text_cell(r["model"]), text_cell(r["family"]), model_link(r["base_model"]), num(r["base_token_fps"]),
              num(r["base_tokens_scanned"]), model_link(r["inst_model"]), num(r["inst_token_fps"]),
-             num(r["inst_tokens_scanned"]), num(r["base_vector_fps"]), num(r["inst_vector_fps"])]
+             num(r["inst_tokens_scanned"]), num(r["base_vector_fps"]), num(r["inst_vector_fps"]),
+             num(r["base_vector_fps_iterate"]), num(r["inst_vector_fps_iterate"]),
+             num(r["base_vector_fps_gradient"]), num(r["inst_vector_fps_gradient"])]
             for r in data.seed_rows(store)]
     seed_table = table("seed", [("model", "text"), ("family", "text"), ("base", "link"), ("token FPs base", "num"),
                                 ("ids scanned", "num"), ("inst", "link"), ("token FPs inst", "num"),
-                                ("ids scanned", "num"), ("vector FPs base", "num"), ("vector FPs inst", "num")],
+                                ("ids scanned", "num"), ("vector FPs base", "num"), ("vector FPs inst", "num"),
+                                ("by iteration base", "num"), ("by iteration inst", "num"),
+                                ("by gradient base", "num"), ("by gradient inst", "num")],
                        seed, page_size=page_size, empty="no scans yet")
     model_table = table("models", [
         ("model", "link"), ("family", "text"), ("variant", "text"), ("quantization", "text"), ("dtype", "text"),
