@@ -142,6 +142,7 @@ def test_index_shows_seed_table_models_and_scan_settings(reports):
     gemma = next(r for r in seed if r[0] == "gemma3-270m")
     assert gemma[3] == 14 and gemma[6] == 3                          # token FPs base / inst
     assert gemma[8] == 2 and gemma[9] is None                     # vector FPs base / inst (never searched)
+    assert gemma[10] == 2 and gemma[12] == 2                      # of which found by iteration, by gradient
     visible = parsed.visible
     assert "Q4_K_M GGUF dequantized to float32" in visible and "float32" in visible
     assert "Suspicion rules in force" in visible and "source_concentration" in visible
