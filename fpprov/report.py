@@ -132,16 +132,7 @@ def _index_context(store: Store, models: list[dict], pages: dict[str, str], page
                    f"{m['id_start']:,}–{m['id_stop']:,}{'' if m['complete'] else ' (interrupted)'}"),
          num(m["token_fps"]), num(m["verified"]), num(m["vector_fps"]), num(m["flagged"]), num(m["traced"])]
         for m in models], page_size=page_size, empty="no results yet: run `fpprov scan MODEL`")
-    scans = table("scans", [
-        ("scan", "id"), ("model", "link"), ("primary", "text"), ("dtype", "text"), ("BOS", "text"),
-        ("device", "text"), ("method", "text"), ("ids", "text"), ("scanned", "num"), ("FPs", "num"),
-        ("re-checked", "num"), ("flipped", "num"), ("complete", "text"), ("seconds", "num:1")], [
-        [num(s["scan_id"]), link(pages[s["model"]], s["model"]) if s["model"] in pages else token_cell(s["model"]),
-         "yes" if s["is_primary"] else "", s["dtype"], "yes" if s["bos"] else "no", text_cell(s["device"]),
-         text_cell(s["method"]), f"{s['id_start']:,}–{s['id_stop']:,}", num(s["tokens_scanned"]),
-         num(s["fp_count"]), num(s["rechecked"]), num(s["flipped"]), "yes" if s["complete"] else "no",
-         num(s["seconds"])]
-        for s in data.scan_rows(store)], page_size=page_size, empty="no scans yet")
+    scans = _scans_table(store, pages, page_size)
     rules = table("rules", [("rule", "text"), ("threshold", "num:6"), ("min support", "num"), ("weight", "num"),
                             ("fires when", "text")],
                   [[r["rule"], num(r["threshold"]), num(r["min_support"]), num(r["weight"]),
@@ -154,6 +145,20 @@ def _index_context(store: Store, models: list[dict], pages: dict[str, str], page
         page_size=page_size, empty="no token breaks a suspicion rule")
     return {"seed_table": seed_table, "models_table": model_table, "scans_table": scans, "thresholds_table": rules,
             "suspicious_table": suspicious}
+
+
+def _scans_table(store: Store, pages: dict[str, str], page_size: int, model: str | None = None) -> dict[str, Any]:
+    """Scans and their settings; on a model page, with and without BOS side by side shows what BOS changes."""
+    return table("scans", [
+        ("scan", "id"), ("model", "link"), ("primary", "text"), ("dtype", "text"), ("BOS", "text"),
+        ("device", "text"), ("method", "text"), ("ids", "text"), ("scanned", "num"), ("FPs", "num"),
+        ("re-checked", "num"), ("flipped", "num"), ("complete", "text"), ("seconds", "num:1")], [
+        [num(s["scan_id"]), link(pages[s["model"]], s["model"]) if s["model"] in pages else token_cell(s["model"]),
+         "yes" if s["is_primary"] else "", s["dtype"], "yes" if s["bos"] else "no", text_cell(s["device"]),
+         text_cell(s["method"]), f"{s['id_start']:,}–{s['id_stop']:,}", num(s["tokens_scanned"]),
+         num(s["fp_count"]), num(s["rechecked"]), num(s["flipped"]), "yes" if s["complete"] else "no",
+         num(s["seconds"])]
+        for s in data.scan_rows(store, model)], page_size=page_size, empty="no scans yet")
 
 
 def _fp_row(row: tuple) -> list:
@@ -180,7 +185,7 @@ def _partial_note(m: dict[str, Any]) -> str | None:
             + ": counts are for that slice, not the whole vocabulary.")
 
 
-def _model_context(store: Store, m: dict[str, Any], page_size: int) -> dict[str, Any]:
+def _model_context(store: Store, m: dict[str, Any], pages: dict[str, str], page_size: int) -> dict[str, Any]:
     name = m["model"]
     fps = data.all_fps(store, name)
     ctx: dict[str, Any] = {"model": {"name": token_cell(name), "name_flat": flat(name)}, "token_fp_count": len(fps),
@@ -197,6 +202,7 @@ def _model_context(store: Store, m: dict[str, Any], page_size: int) -> dict[str,
         ("scan dtype", m["dtype"]), ("BOS", None if m["bos"] is None else ("yes" if m["bos"] else "no")),
         ("method", m["method"]), ("scans", m["n_scans"])) if v is not None]
     ctx["partial_note"] = _partial_note(m)
+    ctx["scans_table"] = _scans_table(store, pages, page_size, name)
     ctx["histogram"] = charts.histogram(data.probability_histogram(store, name), label="FP probabilities",
                                         x_label="p(t | t)")
     ctx["categories_chart"] = charts.bars([(c or "?", n) for c, n in data.category_counts(store, name)],
@@ -360,7 +366,7 @@ def build_reports(db: str | os.PathLike, out_dir: str | os.PathLike = "reports",
             if models and m["model"] not in models:
                 continue
             path = out / pages[m["model"]]
-            _write(path, env.get_template("model.html").render(**common, **_model_context(store, m, page_size)))
+            _write(path, env.get_template("model.html").render(**common, **_model_context(store, m, pages, page_size)))
             outcome.pages.append(path)
         shared_path = out / "shared.html"
         _write(shared_path, env.get_template("shared.html").render(

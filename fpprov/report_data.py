@@ -81,14 +81,16 @@ def top_flags(store: Store, limit: int = 200) -> list[tuple]:
                        f"ORDER BY score DESC, model, token_id LIMIT {int(limit)}")
 
 
-def scan_rows(store: Store) -> list[dict[str, Any]]:
+def scan_rows(store: Store, model: str | None = None) -> list[dict[str, Any]]:
+    """Every scan (of one model when given), marking the primary one."""
     return store.query_dicts("""
         SELECT s.scan_id, s.model, s.dtype, s.bos, s.device, s.method, s.id_start, s.id_stop, s.tokens_scanned,
                s.fp_count, s.rechecked, s.flipped, s.complete, s.seconds, s.started_at,
                ps.scan_id IS NOT NULL AS is_primary
         FROM scans s LEFT JOIN primary_scans ps ON ps.scan_id = s.scan_id
+        WHERE ? IS NULL OR s.model = ?
         ORDER BY s.model, s.scan_id
-    """)
+    """, [model, model])
 
 
 def seed_rows(store: Store) -> list[dict[str, Any]]:

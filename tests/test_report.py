@@ -321,3 +321,18 @@ def test_page_names_are_safe_unique_and_never_clobber_index_or_shared():
     assert names["index"] != "index.html" and names["Shared"].lower() != "shared.html"
     assert all(re.fullmatch(r"[A-Za-z0-9._-]+\.html", n) and not n.startswith(".") for n in names.values())
     assert len(names["x" * 300]) <= 80 + len(".html")
+
+
+def test_model_page_lists_every_scan_when_there_are_several(tmp_path):
+    db = build_report_db(tmp_path / "scans.duckdb")
+    with open_store(db) as store:
+        store.insert_rows("scans", [{"scan_id": 9, "model": "gemma3-270m", "dtype": "float32", "device": "cpu",
+                                     "bos": True, "id_start": 0, "id_stop": 4096, "batch_size": 256,
+                                     "tolerance": 1e-4, "method": "length1-pruned", "complete": True,
+                                     "tokens_scanned": 4096, "fp_count": 1}])
+    build_reports(db, tmp_path / "out")
+    gemma = Page(read(tmp_path / "out" / "gemma3-270m.html"))
+    scans = next(b for b in gemma.json_blocks() if b["types"][:3] == ["id", "link", "text"])["rows"]
+    assert [(r[0], r[2], r[4]) for r in scans] == [(1, "yes", "no"), (9, "", "yes")]     # primary: no BOS
+    assert "All scans of this model" in gemma.visible
+    assert "All scans of this model" not in Page(read(tmp_path / "out" / "olmo2-1b.html")).visible
