@@ -53,6 +53,7 @@ class ProvenanceOptions:
     context_chars: int = 100          # snippet characters each side of the match
     concurrency: int = 2              # queries in flight (HTTP backends)
     flush_seconds: float = 1.0        # commit buffered answers at least this often
+    give_up_after: int = 20           # consecutive failed queries that stop the run (server down, offline)
 
 
 class Progress:
@@ -229,6 +230,25 @@ def _reason(exc: BaseException) -> str:
     return f"bad answer ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})"
 
 
+class FailureStreak:
+    """Stops a run when the backend fails every query in a row: an unreachable server would otherwise cost
+    each remaining query its full retry schedule. What was not sent stays missing and the next run sends it."""
+
+    def __init__(self, limit: int, summary: RunSummary):
+        self.limit, self.summary, self.run = limit, summary, 0
+
+    def record(self, query: str, failure: str | None) -> None:
+        if failure is None:
+            self.run = 0
+            return
+        if len(self.summary.failures) < 20:
+            self.summary.failures.append((query, failure))
+        self.run += 1
+        if self.limit and self.run >= self.limit:
+            raise FpprovError(f"stopped after {self.run} failed queries in a row (last: {failure}); the failures "
+                              "are stored and the rest is not sent: rerun when the backend answers")
+
+
 class BatchWriter:
     """Buffers rows and commits them with one INSERT OR REPLACE per batch (never row by row)."""
 
@@ -264,6 +284,7 @@ def count_queries(store: Store, backend: CorpusBackend, queries: list[str], opti
     summary.cached += len(queries) - len(todo)
     progress.phase(f"counts {backend.index_name}", len(queries), cached=len(queries) - len(todo))
     writer = BatchWriter(store, "ngram_counts", options.flush_seconds)
+    streak = FailureStreak(options.give_up_after, summary)
     concurrency = options.concurrency if backend.backend != "local" else 1
     try:
         for query, result, failure in run_each(backend.count, todo, concurrency):
@@ -277,11 +298,10 @@ def count_queries(store: Store, backend: CorpusBackend, queries: list[str], opti
                 row.update(status="failed", count=None, approx=None, token_ids=None, tokens=None,
                            latency_ms=None, error=failure)
                 summary.failed += 1
-                if len(summary.failures) < 20:
-                    summary.failures.append((query, failure))
             summary.sent += 1
             writer.add(row)
             progress.advance()
+            streak.record(query, failure)
     finally:
         writer.flush()
 

@@ -103,7 +103,7 @@ def refresh_sources(store: Store, backend: CorpusBackend, source_field: str) -> 
 def sample_documents(store: Store, backend: CorpusBackend, queries: list[str], options: "ProvenanceOptions",
                      progress: "Progress", summary: "RunSummary") -> None:
     """Fetch the missing sampled documents of every query with count >= min_count."""
-    from .provenance import BatchWriter, run_each
+    from .provenance import BatchWriter, FailureStreak, run_each
 
     refresh_sources(store, backend, options.source_field)
     needing = _queries_needing_docs(store, backend, queries, options)
@@ -120,14 +120,16 @@ def sample_documents(store: Store, backend: CorpusBackend, queries: list[str], o
         else:
             to_find.append(query)
     found: dict[str, list[tuple[int, int]]] = {}
-    for query, result, failure in run_each(backend.find, to_find, concurrency):
-        if failure is None:
-            found[query] = result.segments
-        else:
-            summary.docs_failed += 1
-            if len(summary.failures) < 20:
-                summary.failures.append((query, f"find: {failure}"))
-    _store_segments(store, backend, found)
+    streak = FailureStreak(options.give_up_after, summary)
+    try:
+        for query, result, failure in run_each(backend.find, to_find, concurrency):
+            if failure is None:
+                found[query] = result.segments
+            else:
+                summary.docs_failed += 1
+            streak.record(query, None if failure is None else f"find: {failure}")
+    finally:
+        _store_segments(store, backend, found)
     segments.update(found)
 
     jobs, wanted, cached = [], 0, 0
@@ -165,9 +167,8 @@ def sample_documents(store: Store, backend: CorpusBackend, queries: list[str], o
                 row.update(status="failed", error=failure, doc_ix=None, doc_len=None, disp_len=None,
                            needle_offset=None, snippet=None, metadata=None, source=None)
                 summary.docs_failed += 1
-                if len(summary.failures) < 20:
-                    summary.failures.append((query, f"document {sample_no}: {failure}"))
             writer.add(row)
             progress.advance()
+            streak.record(query, None if failure is None else f"document {sample_no}: {failure}")
     finally:
         writer.flush()

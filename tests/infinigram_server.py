@@ -39,6 +39,7 @@ class FakeInfiniGram(ThreadingHTTPServer):
         self.list_on_get = list_on_get
         self.faults: deque[str] = deque()
         self.query_faults: dict[str, str] = {}
+        self.fault_all: str | None = None      # a fault for every request (a server that is down)
         self.hang_seconds = 1.0
         self.slow_seconds = 0.3
         self.delay_seconds = 0.0       # added to every POST (to kill a client mid-run)
@@ -58,7 +59,7 @@ class FakeInfiniGram(ThreadingHTTPServer):
         with self.lock:
             if self.faults:
                 return self.faults.popleft()
-        return self.query_faults.get(query or "")
+        return self.query_faults.get(query or "", self.fault_all)
 
     def answer(self, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """The real server's behaviour: validation errors as 200, bad requests as 400, exceptions as 500."""

@@ -234,3 +234,21 @@ def test_run_each_bounds_work_in_flight_and_turns_failures_into_reasons(concurre
     assert out[3] == (None, "bad 3") and out[5] == (10, None)
     assert out[4][0] is None and "ValueError" in out[4][1]
     assert state["max"] <= concurrency
+
+
+def test_a_backend_that_fails_everything_stops_the_run_and_a_rerun_completes(tmp_path, index):
+    s = open_store(tmp_path / "down.duckdb")
+    add_fp_scan(s, "tiny", [(i, f"w{i}q", "normal") for i in range(15)])  # 30 queries
+    with serve([index[0]]) as srv:
+        srv.fault_all = "502"
+        with pytest.raises(FpprovError, match=r"stopped after 4 failed queries in a row \(last: HTTP 502"):
+            run_provenance(s, backend="api", index="test_index", api_url=srv.url, http=FAST,
+                           options=ProvenanceOptions(ladder=(1,), give_up_after=4, concurrency=1))
+        failed = s.query("SELECT count(*) FROM ngram_counts WHERE status = 'failed'")[0][0]
+        assert failed == 4 and srv.posts == 4 * (FAST.retries + 1)  # then nothing more was sent
+        srv.fault_all = None
+        srv.posts = 0
+        summary = run_provenance(s, backend="api", index="test_index", api_url=srv.url, http=FAST,
+                                 options=ProvenanceOptions(ladder=(1,)))
+        assert summary.sent == srv.posts == 30 and summary.failed == 0
+    s.close()

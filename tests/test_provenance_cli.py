@@ -148,3 +148,22 @@ def test_mini_backend_end_to_end_with_documents(tmp_path, index, corpus):
     proxy = store.query("SELECT DISTINCT index_is_proxy FROM provenance")
     assert proxy == [(None,)]  # 'tiny' has no alias: whether the index is a proxy is unknown
     store.close()
+
+
+def test_an_unreachable_server_stops_the_run_quickly_with_one_line(tmp_path):
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    db = make_db(tmp_path / "off.duckdb", [(i, f"t{i}", "normal") for i in range(10)])
+    started = time.monotonic()
+    result = runner.invoke(app, ["provenance", "--db", db, "--index", "test_index", "--api-url",
+                                 f"http://127.0.0.1:{port}/", "--ngram", "1", "--rate", "0", "--retries", "1",
+                                 "--give-up-after", "3"])
+    assert result.exit_code == 2 and time.monotonic() - started < 20
+    flat = " ".join(result.output.split())
+    assert "stopped after 3 failed queries in a row (last: connection error" in flat
+    store = open_store(db)
+    assert store.query("SELECT count(*), min(status) FROM ngram_counts") == [(3, "failed")]
+    store.close()

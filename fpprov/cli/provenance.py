@@ -68,6 +68,7 @@ def provenance(
     rate: float = typer.Option(2.0, min=0.0, help="Requests per second at most (0: no limit)."),
     timeout: float = typer.Option(60.0, min=0.1, help="Seconds to wait for an answer."),
     retries: int = typer.Option(5, min=0, help="Retries with exponential backoff on 403/429/5xx/connection errors."),
+    give_up_after: int = typer.Option(20, min=0, help="Stop after this many failed queries in a row (0: never)."),
     api_url: Optional[str] = typer.Option(None, "--api-url", show_default=False,
                                           help="Base URL of the backend's server (mirrors, tests); else "
                                                "FPPROV_API_URL (api) / FPPROV_MINI_URL (mini), else the public one."),
@@ -76,7 +77,8 @@ def provenance(
     if backend not in BACKENDS:
         raise FpprovError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
     options = prov.ProvenanceOptions(ladder=parse_ladder(ngram, ladder), docs=docs, min_count=min_count, seed=seed,
-                                     source_field=source_field, context_chars=context, concurrency=concurrency)
+                                     source_field=source_field, context_chars=context, concurrency=concurrency,
+                                     give_up_after=give_up_after)
     http = HttpSettings(rate=rate, concurrency=concurrency, read_timeout=timeout, retries=retries)
     store = open_store(db_path(db))
     try:

@@ -16,6 +16,7 @@ from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import MaxRetryError
 from urllib3.util.retry import Retry
 
 from .base import QueryFailed
@@ -101,8 +102,13 @@ class JsonClient:
             except requests.exceptions.RetryError as exc:
                 last_reason = f"gave up after retries: {_first_line(exc)}"
                 break
-            except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError) as exc:
+            except requests.exceptions.ChunkedEncodingError as exc:  # broken mid-body: urllib3 cannot retry it
                 last_reason = f"connection error: {_first_line(exc)}"
+                continue
+            except requests.exceptions.ConnectionError as exc:
+                last_reason = f"connection error: {_first_line(exc)}"
+                if exc.args and isinstance(exc.args[0], MaxRetryError):
+                    break  # urllib3 has already spent its retries (and backoff) on this one
                 continue
             try:
                 data = json.loads(response.content.decode("utf-8"))
