@@ -150,6 +150,8 @@ def resolve_query(text_or_file: str) -> str:
     """SQL from a .sql file path, a canned query name ('suspicious_tokens' or 'queries/suspicious_tokens.sql'
     from any folder), or the SQL text itself."""
     candidate = text_or_file.strip()
+    if not candidate:
+        raise FpprovError("empty query")
     if candidate.endswith(".sql") and "\n" not in candidate:
         path = Path(candidate).expanduser()
         if path.is_file():
@@ -161,8 +163,6 @@ def resolve_query(text_or_file: str) -> str:
         raise FpprovError(f"no such query file: {candidate} (canned queries: {', '.join(canned) or 'none'})")
     if _CANNED_NAME.match(candidate) and candidate in canned_queries():
         return canned_queries()[candidate]
-    if not candidate:
-        raise FpprovError("empty query")
     return text_or_file
 
 

@@ -112,6 +112,7 @@ def test_sql_without_query_lists_the_canned_queries(db):
     (["CREATE TABLE sneaky (x INTEGER)"], "read-only"),
     (["SELECT 1", "--format", "xml"], "unknown format"),
     (["queries/missing.sql"], "no such query file"),
+    (["  "], "empty query"),
 ])
 def test_sql_errors_are_one_line_with_exit_2(db, args, message):
     result = invoke("sql", "--db", db, *args)
