@@ -105,6 +105,9 @@ def print_summary(summary: StudySummary, options: VectorOptions, db: Path, wall:
             reasons[run["stop_reason"]] = reasons.get(run["stop_reason"], 0) + 1
         told = ", ".join(f"{n} {reason}" for reason, n in sorted(reasons.items()))
         console.print(f"{name}: {sum(r['converged'] for r in runs)}/{len(runs)} seeds converged ({told})")
+        floor = next((r for r in runs if r["stop_reason"] == "precision_floor"), None)
+        if floor is not None:
+            console.print(f"  [yellow]precision_floor[/] (seed {floor['seed']}): {floor['stop_detail']}")
     stable = sum(fp["stable"] for fp in summary.fps)
     console.print(f"[bold]{summary.model}[/]: {len(summary.fps)} vector FPs ({stable} stable) in the "
                   f"{options.embedding} embedding space; {wall:,.1f} s this run")
