@@ -67,7 +67,7 @@ def provenance(
     concurrency: int = typer.Option(2, min=1, max=8, help="Requests in flight (HTTP backends)."),
     rate: float = typer.Option(2.0, min=0.0, help="Requests per second at most (0: no limit)."),
     timeout: float = typer.Option(60.0, min=0.1, help="Seconds to wait for an answer."),
-    retries: int = typer.Option(5, min=0, help="Retries with exponential backoff on 403/429/5xx/connection errors."),
+    retries: int = typer.Option(7, min=0, help="Retries with exponential backoff (up to 60 s) on 403/429/5xx/connection errors."),
     give_up_after: int = typer.Option(20, min=0, help="Stop after this many failed queries in a row (0: never)."),
     api_url: Optional[str] = typer.Option(None, "--api-url", show_default=False,
                                           help="Base URL of the backend's server (mirrors, tests); else "

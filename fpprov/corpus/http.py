@@ -30,7 +30,9 @@ class HttpSettings:
     concurrency: int = 2             # requests in flight at most
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
-    retries: int = 5                 # urllib3 retries per request (status and connection errors)
+    # urllib3 retries per request (status and connection errors). Backoff 0, 2, 4, ... 60 s: about two minutes
+    # in all, longer than the ~1 minute the public gateway's 403 throttle was seen to last.
+    retries: int = 7
     backoff: float = 1.0             # exponential backoff factor, seconds
     backoff_max: float = 60.0
     body_retries: int = 2            # extra attempts after a broken or non-JSON body
