@@ -159,3 +159,11 @@ def test_cli_runs_and_summarises(tmp_path, constant_dir):
     assert "1 vector FPs (1 stable)" in result.output and "iterate: 2/2 seeds converged" in result.output
     with open_store(db) as s:
         assert s.query("SELECT count(*), sum(n_runs) FROM vector_fps") == [(1, 4)]
+
+
+def test_cli_explains_precision_floor(tmp_path):
+    qwen = build_tiny_model("qwen3", tmp_path / "qwen3")
+    result = runner.invoke(app, ["vectors", str(qwen), "--db", str(tmp_path / "p.duckdb"), "--method", "iterate",
+                                 "--seeds", "1", "--tol", "1e-12", "--stall-window", "40", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "0/1 seeds converged (1 precision_floor)" in result.output and "pass a larger --tol" in result.output
