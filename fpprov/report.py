@@ -203,6 +203,11 @@ def _model_context(store: Store, m: dict[str, Any], pages: dict[str, str], page_
         ("method", m["method"]), ("scans", m["n_scans"])) if v is not None]
     ctx["partial_note"] = _partial_note(m)
     ctx["scans_table"] = _scans_table(store, pages, page_size, name)
+    ctx["pair_table"] = _base_vs_inst_table(store, pages, page_size, name)
+    ctx["pair_changes_table"] = table("changes", [("change", "text"), ("id", "id"), ("text", "tok"),
+                                                  ("p base", "num:6"), ("p inst", "num:6")], [
+        [change, num(i), token_cell(t), num(pb), num(pi)] for change, i, t, pb, pi in data.pair_changes(store, name)],
+        page_size=page_size)
     ctx["histogram"] = charts.histogram(data.probability_histogram(store, name), label="FP probabilities",
                                         x_label="p(t | t)")
     ctx["categories_chart"] = charts.bars([(c or "?", n) for c, n in data.category_counts(store, name)],
@@ -301,6 +306,16 @@ def _provenance_context(store: Store, name: str, page_size: int) -> dict[str, An
             "detail_note": detail_note}
 
 
+def _base_vs_inst_table(store: Store, pages: dict[str, str], page_size: int, model: str | None = None) -> dict:
+    return table("bvi", [("family", "text"), ("base", "link"), ("inst", "link"), ("ids compared", "text"),
+                         ("base FPs", "num"), ("inst FPs", "num"), ("kept", "num"), ("lost", "num"),
+                         ("gained", "num"), ("kept share", "num:3")], [
+        [text_cell(r["family"]), link(pages[r["base_model"]], r["base_model"]),
+         link(pages[r["inst_model"]], r["inst_model"]), f"{r['id_start']:,}–{r['id_stop']:,}", num(r["base_fps"]),
+         num(r["inst_fps"]), num(r["kept"]), num(r["lost"]), num(r["gained"]), num(r["kept_share"])]
+        for r in data.base_vs_inst_rows(store, model)], page_size=page_size, empty="no base/instruct pair scanned yet")
+
+
 def _shared_context(store: Store, models: list[dict], pages: dict[str, str], page_size: int) -> dict[str, Any]:
     overlap = data.overlap_rows(store)
     scanned = [m for m in models if m["scan_id"] is not None]
@@ -319,13 +334,7 @@ def _shared_context(store: Store, models: list[dict], pages: dict[str, str], pag
                           "title": f"Jaccard {jac:.3f}"})
         matrix_rows.append({"label": token_cell(m["model"]), "href": pages[m["model"]], "cells": cells})
     matrix = {"models": [{"label": token_cell(n), "href": pages[n]} for n in names], "rows": matrix_rows}
-    bvi = table("bvi", [("family", "text"), ("base", "link"), ("inst", "link"), ("ids compared", "text"),
-                        ("base FPs", "num"), ("inst FPs", "num"), ("kept", "num"), ("lost", "num"),
-                        ("gained", "num"), ("kept share", "num:3")], [
-        [text_cell(r["family"]), link(pages[r["base_model"]], r["base_model"]),
-         link(pages[r["inst_model"]], r["inst_model"]), f"{r['id_start']:,}–{r['id_stop']:,}", num(r["base_fps"]),
-         num(r["inst_fps"]), num(r["kept"]), num(r["lost"]), num(r["gained"]), num(r["kept_share"])]
-        for r in data.base_vs_inst_rows(store)], page_size=page_size, empty="no base/instruct pair scanned yet")
+    bvi = _base_vs_inst_table(store, pages, page_size)
     shared = table("shared", [("text", "tok"), ("families", "num"), ("models", "num"), ("family names", "text"),
                               ("model names", "text"), ("vocabulary entries", "tok"), ("mean p", "num:6")], [
         [token_cell(t), num(nf), num(nm), listing(fams), listing(mods), listing(raws, " | "), num(p)]

@@ -240,5 +240,17 @@ def shared_rows(store: Store) -> list[tuple]:
     """)
 
 
-def base_vs_inst_rows(store: Store) -> list[dict[str, Any]]:
-    return store.query_dicts("SELECT * FROM base_vs_inst ORDER BY family, base_model")
+def base_vs_inst_rows(store: Store, model: str | None = None) -> list[dict[str, Any]]:
+    """Base/instruct pairs (those with `model` as base or instruct when given)."""
+    return store.query_dicts("SELECT * FROM base_vs_inst WHERE ? IS NULL OR ? IN (base_model, inst_model) "
+                             "ORDER BY family, base_model", [model, model])
+
+
+def pair_changes(store: Store, model: str, limit: int = 20) -> list[tuple]:
+    """The most probable tokens instruction tuning lost and gained in the model's pair."""
+    return store.query(f"""
+        SELECT change, token_id, text, base_prob, inst_prob FROM base_vs_inst_tokens
+        WHERE ? IN (base_model, inst_model) AND change <> 'kept'
+        QUALIFY row_number() OVER (PARTITION BY change ORDER BY coalesce(base_prob, inst_prob) DESC, token_id) <= {int(limit)}
+        ORDER BY change DESC, coalesce(base_prob, inst_prob) DESC, token_id
+    """, [model])

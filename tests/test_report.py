@@ -336,3 +336,16 @@ def test_model_page_lists_every_scan_when_there_are_several(tmp_path):
     assert [(r[0], r[2], r[4]) for r in scans] == [(1, "yes", "no"), (9, "", "yes")]     # primary: no BOS
     assert "All scans of this model" in gemma.visible
     assert "All scans of this model" not in Page(read(tmp_path / "out" / "olmo2-1b.html")).visible
+
+
+def test_model_page_of_a_pair_shows_what_instruction_tuning_changed(reports):
+    _, outcome = reports
+    for page_name in ("gemma3-270m.html", "gemma3-270m-inst.html"):
+        page = Page(read(outcome.index.parent / page_name))
+        assert "Base vs instruct" in page.visible
+        changes = next(b for b in page.json_blocks() if b["types"] == ["text", "id", "tok", "num", "num"])["rows"]
+        assert {r[0] for r in changes} == {"lost", "gained"}
+        assert [r[2] for r in changes if r[0] == "gained"] == ["gained"]       # the token named 'gained'
+        lost = [r[3] for r in changes if r[0] == "lost"]
+        assert lost == sorted(lost, reverse=True) and len(lost) == 12
+    assert "Base vs instruct" not in Page(read(outcome.index.parent / "olmo2-1b.html")).visible
