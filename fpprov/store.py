@@ -123,15 +123,15 @@ class _Transaction:
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> int:
-    """Apply every migration newer than the database's version; return the new version."""
+    """Apply every migration not yet recorded in schema_version, in order; return the newest version."""
     con.execute(
         "CREATE TABLE IF NOT EXISTS schema_version ("
         " version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,"
         " applied_at TIMESTAMP NOT NULL DEFAULT current_timestamp)"
     )
-    current = con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+    applied = {row[0] for row in con.execute("SELECT version FROM schema_version").fetchall()}
     for migration in list_migrations():
-        if migration.version <= current:
+        if migration.version in applied:  # every missing migration runs, not only those above the newest
             continue
         con.execute("BEGIN TRANSACTION")
         try:
@@ -144,7 +144,8 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
             except duckdb.Error:
                 pass
             raise
-        current = migration.version
+        applied.add(migration.version)
+    current = max(applied, default=0)
     return current
 
 
