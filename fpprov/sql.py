@@ -47,11 +47,11 @@ def latest_schema_version() -> int:
     return max(m.version for m in list_migrations())
 
 
-def _schema_version(con: duckdb.DuckDBPyConnection) -> int:
+def _applied_versions(con: duckdb.DuckDBPyConnection) -> set[int]:
     try:
-        return con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+        return {v for (v,) in con.execute("SELECT version FROM schema_version").fetchall()}
     except duckdb.CatalogException:
-        return 0
+        return set()
 
 
 def _file_state(path: Path) -> tuple:
@@ -109,8 +109,11 @@ def open_read_only(path: str | os.PathLike, *, upgrade: bool = False) -> Iterato
         with _snapshot(db) as ro:
             yield ro
         return
-    latest, current = latest_schema_version(), _schema_version(store.con)
-    if current < latest and upgrade:
+    # migrate() applies every missing version, so a gap (not only an older maximum) means "outdated"
+    applied = _applied_versions(store.con)
+    outdated = bool({m.version for m in list_migrations()} - applied)
+    latest, current = latest_schema_version(), max(applied, default=0)
+    if outdated and upgrade:
         store.close()
         try:
             open_store(db).close()          # migrates
@@ -119,9 +122,9 @@ def open_read_only(path: str | os.PathLike, *, upgrade: bool = False) -> Iterato
             with _snapshot(db) as ro:
                 yield ro
             return
-        store, current = open_store(db, read_only=True), latest
+        store, outdated = open_store(db, read_only=True), False
     try:
-        yield ReadOnlyStore(store, snapshot=False, schema=(current, latest) if current < latest else None)
+        yield ReadOnlyStore(store, snapshot=False, schema=(current, latest) if outdated else None)
     finally:
         store.close()
 

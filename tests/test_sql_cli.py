@@ -216,7 +216,7 @@ def test_an_older_database_is_read_as_is_by_sql_and_upgraded_by_report(tmp_path)
     _downgrade_to_version_3(path)
     result = invoke("sql", "--db", path, "SELECT count(*) AS n FROM token_fps")
     assert result.exit_code == 0 and result.stdout.splitlines()[2].strip() == "22"    # all token FPs, base tables work
-    assert "schema version 3" in result.stderr
+    assert "(version 3) lacks migrations" in result.stderr
     missing = invoke("sql", "--db", path, "FROM shared_fps")
     assert missing.exit_code == 2 and "shared_fps does not exist" in missing.stderr
     report = runner.invoke(app, ["report", "--db", str(path), "--out", str(tmp_path / "r")])
@@ -261,3 +261,20 @@ def test_snapshot_copy_retries_while_the_file_changes(tmp_path, monkeypatch):
     monkeypatch.setattr(sql_module, "_file_state", lambda path: next(always_new))
     with pytest.raises(FpprovError, match="kept changing"):
         sql_module._copy_snapshot(source, target_dir)
+
+
+def test_a_gap_in_the_applied_migrations_counts_as_outdated(tmp_path):
+    from fpprov.sql import open_read_only
+
+    path = build_report_db(tmp_path / "gap.duckdb")
+    with duckdb.connect(str(path)) as con:                  # version 5 recorded, 4 missing
+        for view in ("seed_counts", "base_vs_inst", "base_vs_inst_tokens", "model_overlap", "shared_fps",
+                     "primary_fps", "primary_scans", "model_pairs"):
+            con.execute(f"DROP VIEW {view}")
+        con.execute("DELETE FROM schema_version WHERE version = 4")
+    with open_read_only(path) as ro:
+        assert ro.schema is not None
+    report = runner.invoke(app, ["report", "--db", str(path), "--out", str(tmp_path / "r")])
+    assert report.exit_code == 0, report.output
+    with open_read_only(path) as ro:
+        assert ro.schema is None and ro.store.query("SELECT count(*) FROM seed_counts")[0][0] == 3

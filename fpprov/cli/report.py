@@ -66,8 +66,9 @@ def sql(
     if opened.snapshot:
         err_console.print(SNAPSHOT_NOTE)
     if opened.schema:
-        err_console.print(f"note: the database has schema version {opened.schema[0]}, this fpprov {opened.schema[1]}: "
-                          "newer views are missing until a writing command (e.g. `fpprov report`) upgrades it")
+        err_console.print(f"note: the database's schema (version {opened.schema[0]}) lacks migrations of this fpprov "
+                          f"(up to {opened.schema[1]}): their views are missing until a writing command "
+                          "(e.g. `fpprov report`) upgrades it")
     # plain write, not rich or click.echo (which strips ANSI escapes off a pipe): csv and json must carry
     # the data exactly; the table format escapes control characters itself
     sys.stdout.write(format_result(result, fmt) + "\n")
