@@ -203,6 +203,12 @@ def _model_context(store: Store, m: dict[str, Any], pages: dict[str, str], page_
         ("method", m["method"]), ("scans", m["n_scans"])) if v is not None]
     ctx["partial_note"] = _partial_note(m)
     ctx["scans_table"] = _scans_table(store, pages, page_size, name)
+    ctx["scan_comparison_table"] = table("scancmp", [
+        ("scan", "id"), ("BOS", "text"), ("dtype", "text"), ("ids both cover", "text"), ("FPs (primary)", "num"),
+        ("FPs (this scan)", "num"), ("FPs of both", "num")], [
+        [num(c["scan_id"]), "yes" if c["bos"] else "no", c["dtype"], f"{c['lo']:,}–{c['hi']:,}",
+         num(c["primary_fps"]), num(c["other_fps"]), num(c["both_fps"])] for c in data.scan_comparison(store, name)],
+        page_size=page_size, empty="no other scan overlaps the primary one")
     ctx["pair_table"] = _base_vs_inst_table(store, pages, page_size, name)
     ctx["pair_changes_table"] = table("changes", [("change", "text"), ("id", "id"), ("text", "tok"),
                                                   ("p base", "num:6"), ("p inst", "num:6")], [

@@ -75,6 +75,33 @@ def model_rows(store: Store) -> list[dict[str, Any]]:
     """)
 
 
+def scan_comparison(store: Store, model: str) -> list[dict[str, Any]]:
+    """Each other scan of the model against its primary scan, over the ids both cover (e.g. what a BOS
+    prefix changes): FPs of each and FPs of both."""
+    return store.query_dicts("""
+        WITH pairs AS (
+            SELECT p.scan_id AS primary_id, o.scan_id, o.bos, o.dtype,
+                   greatest(p.id_start, o.id_start) AS lo, least(p.id_stop, o.id_stop) AS hi
+            FROM primary_scans p JOIN scans o ON o.model = p.model AND o.scan_id <> p.scan_id
+            WHERE p.model = ?
+        ), fps AS (
+            SELECT pr.scan_id, f.scan_id = pr.primary_id AS in_primary, f.token_id
+            FROM pairs pr JOIN token_fps f
+              ON f.scan_id IN (pr.primary_id, pr.scan_id) AND f.token_id >= pr.lo AND f.token_id < pr.hi
+        ), per_token AS (
+            SELECT scan_id, token_id, bool_or(in_primary) AS p, bool_or(NOT in_primary) AS o
+            FROM fps GROUP BY ALL
+        )
+        SELECT pr.scan_id, pr.bos, pr.dtype, pr.lo, pr.hi,
+               count(t.token_id) FILTER (WHERE t.p) AS primary_fps,
+               count(t.token_id) FILTER (WHERE t.o) AS other_fps,
+               count(t.token_id) FILTER (WHERE t.p AND t.o) AS both_fps
+        FROM pairs pr LEFT JOIN per_token t ON t.scan_id = pr.scan_id
+        WHERE pr.hi > pr.lo
+        GROUP BY ALL ORDER BY pr.scan_id
+    """, [model])
+
+
 def top_flags(store: Store, limit: int = 200) -> list[tuple]:
     """The most suspicious tokens over all models."""
     return store.query(f"SELECT model, token_id, text, score, rules, reasons FROM report_flags "

@@ -330,11 +330,17 @@ def test_model_page_lists_every_scan_when_there_are_several(tmp_path):
                                      "bos": True, "id_start": 0, "id_stop": 4096, "batch_size": 256,
                                      "tolerance": 1e-4, "method": "length1-pruned", "complete": True,
                                      "tokens_scanned": 4096, "fp_count": 1}])
+        # with BOS only one FP of the no-BOS scan (id 100) stays, and id 3000 is new
+        store.insert_rows("token_fps", [
+            {"scan_id": 9, "model": "gemma3-270m", "token_id": tid, "text": "t", "norm_text": "t", "category": "normal",
+             "prob": 0.5, "logit": 1.0, "margin": 0.1, "verified_float64": True} for tid in (100, 3000)])
     build_reports(db, tmp_path / "out")
     gemma = Page(read(tmp_path / "out" / "gemma3-270m.html"))
     scans = next(b for b in gemma.json_blocks() if b["types"][:3] == ["id", "link", "text"])["rows"]
     assert [(r[0], r[2], r[4]) for r in scans] == [(1, "yes", "no"), (9, "", "yes")]     # primary: no BOS
     assert "All scans of this model" in gemma.visible
+    compared = next(b for b in gemma.json_blocks() if b["types"][:3] == ["id", "text", "text"])["rows"]
+    assert compared == [[9, "yes", "float32", "0–4,096", 14, 2, 1]]
     assert "All scans of this model" not in Page(read(tmp_path / "out" / "olmo2-1b.html")).visible
 
 
