@@ -1,7 +1,7 @@
 """Inline SVG charts for the reports: no JS library, no network, labels escaped like any other text.
 
-Each function returns markupsafe.Markup built only from numbers and escaped strings, so templates can
-place it as is.
+Each function returns markupsafe.Markup built only from numbers and escaped strings (every label passes
+through report_text.flat first, so invisible characters show as escapes), so templates can place it as is.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ _PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#
 def _svg(width: int, height: int, body: list[str], label: str) -> Markup:
     return Markup(
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
-        f'height="{height}" role="img" aria-label="{escape(label)}">' + "".join(body) + "</svg>")
+        f'height="{height}" role="img" aria-label="{escape(flat(label))}">' + "".join(body) + "</svg>")
 
 
 def histogram(bins: Sequence[tuple[float, float, int]], *, label: str, x_label: str) -> Markup:
@@ -41,7 +41,7 @@ def histogram(bins: Sequence[tuple[float, float, int]], *, label: str, x_label: 
             body.append(f'<text x="{left + tick * bar_w:.1f}" y="{top + plot_h + 16}" font-size="11" '
                         f'text-anchor="middle">{escape(number(value))}</text>')
     body.append(f'<text x="{left + plot_w / 2:.1f}" y="{height - 4}" font-size="11" text-anchor="middle">'
-                f'{escape(x_label)}</text>')
+                f'{escape(flat(x_label))}</text>')
     body.append(f'<text x="{left - 6}" y="{top + 10}" font-size="11" text-anchor="end">{peak:,}</text>')
     body.append(f'<text x="{left - 6}" y="{top + plot_h}" font-size="11" text-anchor="end">0</text>')
     return _svg(width, height, body, label)
@@ -73,7 +73,7 @@ def log_lines(series: Sequence[tuple[str, Sequence[float]]], *, label: str, x_la
     plot_w, plot_h = width - left - right, height - bottom - top
     values = [v for _, ys in series for v in ys if v is not None and v > 0 and math.isfinite(v)]
     if not values:
-        return _svg(width, 40, [f'<text x="8" y="24" font-size="12">{escape(label)}: no finite distances</text>'], label)
+        return _svg(width, 40, [f'<text x="8" y="24" font-size="12">{escape(flat(label))}: no finite distances</text>'], label)
     lo, hi = math.floor(math.log10(min(values))), math.ceil(math.log10(max(values)))
     hi = hi if hi > lo else lo + 1
     x_max = max(len(ys) for _, ys in series)
@@ -97,18 +97,7 @@ def log_lines(series: Sequence[tuple[str, Sequence[float]]], *, label: str, x_la
         body.append(f'<text x="{left + plot_w + 8}" y="{top + 14 + 16 * i}" font-size="11" fill="{colour}">'
                     f'{escape(flat(name)[:22])}</text>')
     body.append(f'<text x="{left + plot_w / 2:.1f}" y="{height - 6}" font-size="11" text-anchor="middle">'
-                f'{escape(x_label)} (1 to {x_max})</text>')
+                f'{escape(flat(x_label))} (1 to {x_max})</text>')
     body.append(f'<text x="12" y="{top + plot_h / 2:.1f}" font-size="11" text-anchor="middle" '
-                f'transform="rotate(-90 12 {top + plot_h / 2:.1f})">{escape(y_label)}</text>')
+                f'transform="rotate(-90 12 {top + plot_h / 2:.1f})">{escape(flat(y_label))}</text>')
     return _svg(width, height, body, label)
-
-
-def share_bar(shares: Sequence[tuple[str, float]], *, width: int = 160) -> Markup:
-    """One stacked bar of source shares (adding to 1), each part titled with its source and percent."""
-    body, x = [], 0.0
-    for i, (source, share) in enumerate(shares):
-        w = width * share
-        body.append(f'<rect x="{x:.1f}" y="0" width="{w:.1f}" height="12" fill="{_PALETTE[i % len(_PALETTE)]}">'
-                    f'<title>{escape(flat(source))}: {100 * share:.0f}%</title></rect>')
-        x += w
-    return _svg(width, 12, body, "source shares")

@@ -380,3 +380,14 @@ def test_report_while_another_process_writes_reads_a_snapshot(tmp_path):
     finally:
         writer.kill()
         writer.wait()
+
+
+def test_chart_labels_are_escaped_and_visible():
+    from fpprov.report_charts import bars, histogram, log_lines
+
+    hostile = "<script>alert(1)</script>\u202e&\x00"
+    svg = str(bars([(hostile, 0.5)], label="x", token_labels=True)) + str(log_lines([(hostile, [1e-3, 1e-2])],
+              label=hostile, x_label="l", y_label="d")) + str(histogram([(0, 1, 3)], label=hostile, x_label=hostile))
+    assert "<script" not in svg and "\u202e" not in svg and "\x00" not in svg
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;\\u202e&amp;\\0" in svg
+    assert str(log_lines([("v", [float("inf"), float("nan")])], label="d", x_label="l", y_label="d")).count("no finite") == 1
