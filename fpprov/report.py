@@ -75,7 +75,8 @@ def table(table_id: str, columns: list[tuple[str, str]], rows: list[list], *, pa
         digits.append(int(places) if places else 4)
     # script_json escapes '<', '>' and '&', so the JSON cannot leave its <script type="application/json">.
     blob = Markup(script_json({"types": types, "digits": digits, "rows": rows, "pageSize": page_size}))
-    return {"id": table_id, "columns": [{"label": label, "type": t, "digits": d, "title": None}
+    # 'table-' prefix: a table's id never equals a section anchor (#flags, #vectors, ...)
+    return {"id": f"table-{table_id}", "columns": [{"label": label, "type": t, "digits": d, "title": None}
                                         for (label, _), t, d in zip(columns, types, digits)],
             "rows": rows, "page_size": page_size, "json": blob, "empty": empty, "caption": caption}
 

@@ -172,7 +172,7 @@ def test_no_script_from_the_data_runs_and_the_text_is_visible(browser, report_di
 
 def test_tables_filter_sort_and_page(browser, report_dir):
     tab = Tab(browser, (report_dir / "gemma3-270m.html").as_uri())
-    box = "document.getElementById('fps')"
+    box = "document.getElementById('table-fps')"
     assert tab.eval(f"{box}.querySelectorAll('tbody tr').length") == 10            # page_size=10 of 14 rows
     assert "14 of 14 rows, page 1 of 2" in tab.eval(f"{box}.querySelector('.dt-info').textContent")
     tab.eval(f"{box}.querySelectorAll('button')[1].click()")                        # next page
@@ -188,3 +188,21 @@ def test_tables_filter_sort_and_page(browser, report_dir):
     probs = tab.eval(f"[...{box}.querySelectorAll('tbody tr')].map(r => parseFloat(r.cells[4].textContent))")
     assert probs == sorted(probs) and probs[0] == 0.05
     assert tab.eval("document.documentElement.getAttribute('data-pwned')") is None
+
+
+def test_script_renders_cells_exactly_like_the_server(browser, report_dir):
+    """The first page is HTML from Python, later pages come from table.js: both must show the same text."""
+    import html as html_module
+    import re
+
+    for page, table_id in (("gemma3-270m.html", "fps"), ("gemma3-270m.html", "vectors"), ("index.html", "seed"),
+                           ("shared.html", "shared")):
+        source = (report_dir / page).read_text("utf-8")
+        block = source[source.index(f'<div class="dt" id="table-{table_id}">'):]
+        body = block[block.index("<tbody>"):block.index("</tbody>")]
+        server = [[html_module.unescape(re.sub(r"<[^>]+>", "", cell)) for cell in re.findall(r"<td[^>]*>(.*?)</td>", row)]
+                  for row in re.findall(r"<tr>(.*?)</tr>", body, re.S)]
+        tab = Tab(browser, (report_dir / page).as_uri())
+        dom = tab.eval(f"[...document.getElementById('table-{table_id}').querySelectorAll('tbody tr')]"
+                       ".map(r => [...r.cells].map(c => c.textContent))")
+        assert server and dom == server, (page, table_id)

@@ -92,6 +92,8 @@ def test_pages_are_self_contained_and_allow_only_their_own_script(reports):
         parsed = Page(html)
         tags = {tag for tag, _ in parsed.tags}
         assert not tags & {"link", "img", "iframe", "object", "embed", "base"}, page.name
+        ids = [a["id"] for _, a in parsed.tags if "id" in a]
+        assert len(ids) == len(set(ids)), f"{page.name}: duplicate element ids"
         code = [body for attrs, body in parsed.scripts if attrs.get("type") != "application/json"]
         assert len(code) == 1 and "textContent" in code[0]
         assert all(not attrs.get("src") for attrs, _ in parsed.scripts)
