@@ -195,8 +195,10 @@ def test_script_renders_cells_exactly_like_the_server(browser, report_dir):
     import html as html_module
     import re
 
-    for page, table_id in (("gemma3-270m.html", "fps"), ("gemma3-270m.html", "vectors"), ("index.html", "seed"),
-                           ("shared.html", "shared")):
+    for page, table_id in (("gemma3-270m.html", "fps"), ("gemma3-270m.html", "vectors"),
+                           ("gemma3-270m.html", "provenance"), ("gemma3-270m.html", "snippets"),
+                           ("gemma3-270m.html", "flags"), ("index.html", "seed"), ("index.html", "models"),
+                           ("index.html", "suspicious"), ("shared.html", "shared"), ("shared.html", "bvi")):
         source = (report_dir / page).read_text("utf-8")
         block = source[source.index(f'<div class="dt" id="table-{table_id}">'):]
         body = block[block.index("<tbody>"):block.index("</tbody>")]
