@@ -10,6 +10,7 @@ in its own marked span. HTML escaping itself is left to jinja2's autoescape (tem
 from __future__ import annotations
 
 import base64
+import decimal
 import hashlib
 import json
 import math
@@ -173,10 +174,21 @@ def number(value: Any, digits: int = 4) -> str:
         if value.is_integer() and abs(value) < 1e15:
             value = int(value)
     if isinstance(value, int):
-        return f"{value:,}"
+        if abs(value) < 10**15:          # JSON does not tell 3 from 3.0: only the size decides, as in table.js
+            return f"{value:,}"
+        value = float(value)
     if isinstance(value, float):
+        # Decimal(value) is the double's exact value, rounded half away from zero as JavaScript does
+        # (Python's own formatting rounds ties to even, which would differ on values like 0.03125).
+        exact = decimal.Decimal(value)
         if abs(value) < 10 ** -digits or abs(value) >= 1e9:
-            mantissa, exponent = f"{value:.{max(digits - 2, 1)}e}".split("e")
-            return f"{mantissa}e{int(exponent):+d}"
-        return f"{value:,.{digits}f}".rstrip("0").rstrip(".")
+            places = max(digits - 2, 1)
+            exponent = exact.adjusted()
+            mantissa = exact.scaleb(-exponent).quantize(decimal.Decimal(1).scaleb(-places), decimal.ROUND_HALF_UP)
+            if abs(mantissa) >= 10:
+                mantissa, exponent = (mantissa / 10).quantize(decimal.Decimal(1).scaleb(-places)), exponent + 1
+            return f"{mantissa}e{exponent:+d}"
+        rounded = exact.quantize(decimal.Decimal(1).scaleb(-digits), decimal.ROUND_HALF_UP)
+        text = f"{rounded:,f}"
+        return (text.rstrip("0").rstrip(".") if "." in text else text) if rounded != 0 else "0"
     return str(value)

@@ -9,7 +9,7 @@
   }
   // The same rules as fpprov.report_text.number: integers with separators, at most d decimals, 1.50e-7 style.
   function fmt(v, d) {
-    if (Number.isInteger(v)) return v.toLocaleString("en-US");
+    if (Number.isInteger(v) && Math.abs(v) < 1e15) return v.toLocaleString("en-US");
     if (!isFinite(v)) return String(v);
     if (Math.abs(v) < Math.pow(10, -d) || Math.abs(v) >= 1e9) return v.toExponential(Math.max(d - 2, 1));
     return v.toLocaleString("en-US", { maximumFractionDigits: d });

@@ -208,3 +208,19 @@ def test_script_renders_cells_exactly_like_the_server(browser, report_dir):
         dom = tab.eval(f"[...document.getElementById('table-{table_id}').querySelectorAll('tbody tr')]"
                        ".map(r => [...r.cells].map(c => c.textContent))")
         assert server and dom == server, (page, table_id)
+
+
+def test_number_format_matches_between_python_and_table_js(browser, report_dir):
+    import re
+    from importlib import resources
+
+    from fpprov.report_text import number
+
+    script = resources.files("fpprov.templates").joinpath("table.js").read_text("utf-8")
+    fmt = re.search(r"function fmt\(v, d\) \{.*?\n  \}", script, re.S).group(0)
+    values = [0.03125, -0.03125, 1.5e-7, 9.996e-5, 2.5e9, 12345.678, 0.999999, 1.000008, 0.5, 1.125e-7, 1e-5,
+              123456.5, 3, 0, 1234567, 0.1 + 0.2, 2 / 3, 1e21, 10**16, -7.25e-12, 999999999.99996]
+    tab = Tab(browser, (report_dir / "index.html").as_uri())
+    for digits in (0, 1, 3, 4, 6):
+        in_js = tab.eval(f"(function () {{ {fmt}; return {json.dumps(values)}.map(v => fmt(v, {digits})); }})()")
+        assert in_js == [number(v, digits) for v in values], digits
