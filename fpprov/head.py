@@ -101,6 +101,8 @@ class LMHead:
             own_col = ids[alive] - start
             inside = (own_col >= 0) & (own_col < stop - start)
             rows_inside = torch.nonzero(inside).squeeze(-1)
+            # From here on the own logit is the GEMM's, like the log-sum-exp's: prob = exp(own - lse) <= 1.
+            own[alive[rows_inside]] = logits[rows_inside, own_col[rows_inside]]
             logits[rows_inside, own_col[rows_inside]] = NEG_INF
             cvals, cargs = logits.topk(min(k, stop - start), -1)                   # (A, k)
             merged_vals, order = torch.cat([top_vals[alive], cvals], 1).topk(k, -1)
