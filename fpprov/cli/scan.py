@@ -11,14 +11,14 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ..models import DTYPES, load_aliases, load_model, resolve_model
-from ..scan import ScanOptions, scan_range, scan_vocabulary
 from ..store import check_writable, open_store
 from .common import DbOption, console, db_path, err_console, fail, user_errors
 
 
 def list_models() -> None:
     """The alias table: name, hub id, family, variant, default corpus index."""
+    from ..models import load_aliases
+
     table = Table(title="fpprov model aliases")
     for col in ("alias", "hub id", "family", "variant", "tokenizer", "default index"):
         table.add_column(col)
@@ -47,6 +47,10 @@ def scan(
     force: bool = typer.Option(False, "--force", help="Redo a finished scan with the same settings."),
 ) -> None:
     """Find the token fixed points of MODEL: ids t whose single-token input [t] decodes greedily to t."""
+    # torch and transformers load here, not at CLI start: `fpprov sql` and `--help` stay instant.
+    from ..models import DTYPES, load_model, resolve_model
+    from ..scan import ScanOptions, scan_range, scan_vocabulary
+
     if limit is not None and limit <= 0:
         fail("--limit must be a positive number of tokens")
     if verify not in ("all", "near"):
