@@ -147,7 +147,7 @@ class _Bookkeeper:
         if residual < self.best[index]:
             self.best[index] = residual
 
-    def stop(self, index: int, reason: str, detail: str, vector: torch.Tensor, tol: float,
+    def stop(self, index: int, reason: str, detail: str, vector: torch.Tensor,
              lr_final: float | None = None) -> SeedOutcome:
         residual = self.history[index][-1]
         outcome = SeedOutcome(
@@ -215,7 +215,7 @@ def iterate(fmap: EmbeddingMap, seeds: Sequence[int], x0: torch.Tensor, *, tol: 
                     keep.append(index)
                     x[index] = ta[row]
                 else:
-                    stopped.append(book.stop(index, reason[0], reason[1], xa[row], tol))
+                    stopped.append(book.stop(index, reason[0], reason[1], xa[row]))
             book.report(step, len(active), residuals)
             book.finish(stopped)
             active = keep
@@ -333,7 +333,7 @@ def gradient_descent(fmap: EmbeddingMap, seeds: Sequence[int], x0: torch.Tensor,
             if reason is None:
                 keep.append(row)
             else:
-                stopped.append(book.stop(index, reason[0], reason[1], xa[row], tol, current_lr))
+                stopped.append(book.stop(index, reason[0], reason[1], xa[row], current_lr))
         book.report(step, len(active), values)
         book.finish(stopped)
         if keep:
