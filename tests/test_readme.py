@@ -28,7 +28,8 @@ def test_readme_opens_with_the_demo_and_test_commands():
     assert "bash scripts/test" in ci
 
 
-def test_every_table_view_and_column_is_documented_with_working_examples(tmp_path):
+def test_every_table_view_and_column_is_documented_with_working_examples(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # examples may COPY ... TO a file
     docs = README.read_text("utf-8")
     names = _schema_objects()
     assert {"models", "scans", "token_fps", "vector_fps", "ngram_counts", "shared_fps", "suspicious_tokens"} <= set(names)
