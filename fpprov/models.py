@@ -9,16 +9,14 @@ import difflib
 import importlib
 import logging
 import os
-import tomllib
 import warnings
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .aliases import load_aliases
 from .errors import FpprovError
 
 log = logging.getLogger(__name__)
@@ -33,13 +31,6 @@ LOW_PRECISION = {"bfloat16", "float16"}
 # Model types whose attention sees every position: [t] -> t means nothing there.
 _BIDIRECTIONAL_TYPES = {"bert", "roberta", "xlm-roberta", "deberta", "deberta-v2", "electra", "distilbert",
                         "albert", "camembert", "modernbert", "t5", "bart", "mbart", "mt5"}
-
-
-@lru_cache(maxsize=1)
-def load_aliases() -> dict[str, dict[str, Any]]:
-    """The alias table from ``fpprov/data/models.toml``."""
-    text = resources.files("fpprov.data").joinpath("models.toml").read_text("utf-8")
-    return tomllib.loads(text)["models"]
 
 
 @dataclass

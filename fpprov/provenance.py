@@ -23,7 +23,7 @@ from .corpus.catalog import default_index_for, index_is_proxy
 from .corpus.factory import open_backend
 from .corpus.http import HttpSettings
 from .errors import FpprovError
-from .models import load_aliases
+from .aliases import load_aliases
 from .store import Store
 
 VARIANTS = ("as_is", "space_added", "space_stripped")

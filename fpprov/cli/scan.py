@@ -17,7 +17,7 @@ from .common import DbOption, console, db_path, err_console, fail, user_errors
 
 def list_models() -> None:
     """The alias table: name, hub id, family, variant, default corpus index."""
-    from ..models import load_aliases
+    from ..aliases import load_aliases
 
     table = Table(title="fpprov model aliases")
     for col in ("alias", "hub id", "family", "variant", "tokenizer", "default index"):

@@ -5,17 +5,16 @@ from __future__ import annotations
 import time
 import warnings
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..models import DTYPES, load_model, resolve_model
-from ..rollout import ROLLOUT_FEEDS
 from ..store import open_store
-from ..vector_study import StudySummary, VectorOptions, run_study
-from ..vectors import EMBEDDINGS, METHODS, StepReport
+
+if TYPE_CHECKING:
+    from ..vector_study import StudySummary, VectorOptions
 from .common import DbOption, console, db_path, err_console, fail, user_errors
 
 
@@ -48,6 +47,12 @@ def vectors(
     force: bool = typer.Option(False, "--force", help="Redo seeds already stored with the same settings."),
 ) -> None:
     """Find vector fixed points x = softmax(logits(x)) @ E of MODEL in its embedding space."""
+    # torch and transformers load here, not at CLI start: `fpprov sql` and `--help` stay instant.
+    from ..models import DTYPES, load_model, resolve_model
+    from ..rollout import ROLLOUT_FEEDS
+    from ..vector_study import VectorOptions, run_study
+    from ..vectors import EMBEDDINGS, METHODS
+
     methods = METHODS if method == "both" else (method,)
     if method != "both" and method not in METHODS:
         fail(f"unknown method {method!r}: use iterate, gradient or both")
@@ -86,7 +91,7 @@ def vectors(
                     err_console.print(f"{name}: {skipped} seeds already stored (--force redoes them)")
                 tasks[name] = bar.add_task(name, total=to_run, step=0, best="-", worst="-")
 
-            def step_done(report: StepReport) -> None:
+            def step_done(report) -> None:
                 bar.update(tasks[report.method], completed=report.total - report.active, step=report.step,
                            best=f"{report.best_residual:.2e}", worst=f"{report.worst_residual:.2e}")
 
@@ -98,7 +103,7 @@ def vectors(
         store.close()
 
 
-def print_summary(summary: StudySummary, options: VectorOptions, db: Path, wall: float) -> None:
+def print_summary(summary: "StudySummary", options: "VectorOptions", db: Path, wall: float) -> None:
     for name, runs in summary.runs.items():
         reasons: dict[str, int] = {}
         for run in runs:
