@@ -37,3 +37,14 @@ def gemma_270m():
     from fpprov.models import load_model
 
     return load_model("gemma3-270m")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models gain nothing from threads, and OpenMP spin-waits crawl when other jobs share the cores."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

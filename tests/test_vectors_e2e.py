@@ -7,8 +7,6 @@ import math
 import pytest
 import torch
 
-from fpprov.errors import FpprovError
-from fpprov.models import load_model
 from fpprov.store import open_store
 from fpprov.vector_study import VectorOptions, run_study
 from fpprov.vectors import EmbeddingMap
@@ -17,11 +15,9 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def gemma():
-    try:
-        return load_model("gemma3-270m", device="cpu")
-    except FpprovError as exc:
-        pytest.skip(f"gemma3-270m not available here: {exc}")
+def gemma(gemma_270m):
+    """The session's one load of gemma3-270m (conftest), shared with the scan e2e tests."""
+    return gemma_270m
 
 
 def test_gemma_effective_space_and_iteration_fp(gemma, tmp_path):

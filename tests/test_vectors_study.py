@@ -19,12 +19,8 @@ FAST = dict(max_steps=3000, rollout_steps=10, top_k=5)
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and OpenMP spin-waits crawl when other jobs share the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_torch_thread):
+    """Tiny models gain nothing from threads (see conftest.one_torch_thread)."""
 
 
 @pytest.fixture(scope="module")
