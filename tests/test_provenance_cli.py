@@ -167,3 +167,14 @@ def test_an_unreachable_server_stops_the_run_quickly_with_one_line(tmp_path):
     store = open_store(db)
     assert store.query("SELECT count(*), min(status) FROM ngram_counts") == [(3, "failed")]
     store.close()
+
+
+def test_provenance_on_a_missing_database_creates_nothing(tmp_path):
+    from typer.testing import CliRunner
+
+    from fpprov.cli import app
+
+    db = tmp_path / "typo.duckdb"
+    result = CliRunner().invoke(app, ["provenance", "--db", str(db)])
+    assert result.exit_code == 2 and "does not exist" in result.output
+    assert not db.exists()

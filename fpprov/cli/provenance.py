@@ -80,7 +80,10 @@ def provenance(
                                      source_field=source_field, context_chars=context, concurrency=concurrency,
                                      give_up_after=give_up_after)
     http = HttpSettings(rate=rate, concurrency=concurrency, read_timeout=timeout, retries=retries)
-    store = open_store(db_path(db))
+    path = db_path(db)
+    if not path.exists():  # nothing to trace, and a typo in --db must not leave an empty database behind
+        raise FpprovError(f"database {path} does not exist; run `fpprov scan MODEL` first or pass --db")
+    store = open_store(path)
     try:
         with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), _RateColumn(),
                       TimeElapsedColumn(), console=err_console, transient=False) as bar:
