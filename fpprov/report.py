@@ -356,13 +356,13 @@ def build_reports(db: str | os.PathLike, out_dir: str | os.PathLike = "reports",
     """Write index.html, shared.html and one page per model (or per model named) into out_dir."""
     started = time.perf_counter()
     out = Path(out_dir).expanduser()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise FpprovError(f"cannot create report folder {out}: {exc.strerror}") from None
     env = _environment()
     table_js = resources.files("fpprov.templates").joinpath("table.js").read_text("utf-8")
     with open_read_only(db, upgrade=True) as ro:
+        try:  # only once the database opened: a bad --db leaves no empty folder behind
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise FpprovError(f"cannot create report folder {out}: {exc.strerror}") from None
         store = ro.store
         data.apply_threshold_overrides(store, threshold_overrides or {})
         data.prepare_flags(store)

@@ -268,6 +268,7 @@ def test_bench_database_reports_quickly_at_small_size(tmp_path):
 def test_report_on_a_missing_database_is_one_line(tmp_path):
     result = CliRunner().invoke(app, ["report", "--db", str(tmp_path / "none.duckdb"), "--out", str(tmp_path / "r")])
     assert result.exit_code == 2 and "does not exist" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
 
 
 def test_diverged_rollouts_and_odd_numbers_do_not_break_a_page(tmp_path):
