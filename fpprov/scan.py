@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Callable
 
 import tokenizers
@@ -195,6 +195,19 @@ def top_fps(store: Store, scan_id: int, k: int = 5, ascending: bool = False) -> 
         f" ORDER BY prob {order}, token_id LIMIT ?", [scan_id, k])
 
 
+def pending_chunks(committed: list[tuple[int, int]], id_start: int, id_stop: int, every: int) -> list[tuple[int, int]]:
+    """The gaps of [id_start, id_stop) not covered by ``committed`` chunks, cut every ``every`` ids.
+
+    With the same --commit-every as the first run these are exactly its remaining chunks; with another one,
+    no id is scanned twice.
+    """
+    todo, pos = [], id_start
+    for start, stop in sorted(committed) + [(id_stop, id_stop)]:
+        todo += [(s, min(s + every, start)) for s in range(pos, start, every)]
+        pos = max(pos, stop)
+    return todo
+
+
 def _fp_rows(scan_id: int, model: str, verdicts: dict[str, torch.Tensor], describer: TokenDescriber,
              length_ok: dict[int, bool]) -> list[dict[str, Any]]:
     rows = []
@@ -243,18 +256,23 @@ def scan_vocabulary(loaded: LoadedModel, store: Store, opts: ScanOptions, dtype_
         existing = None
     if existing is None:
         scan_id = store.con.execute(
-            "INSERT INTO scans (model, dtype, device, bos, id_start, id_stop, batch_size, tolerance, check_length,"
-            " verify, method, torch_version, transformers_version, tokenizers_version, fpprov_version,"
-            " tokens_skipped, seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0) RETURNING scan_id",
+            "INSERT INTO scans (model, dtype, device, bos, id_start, id_stop, batch_size, commit_every, tolerance,"
+            " check_length, verify, method, torch_version, transformers_version, tokenizers_version, fpprov_version,"
+            " tokens_skipped, seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0) RETURNING scan_id",
             [loaded.name, dtype_name, str(loaded.device), opts.bos, id_start, id_stop, opts.batch_size,
-             opts.tolerance, opts.check_length, opts.verify, judge.method, *_versions().values(), skipped],
+             opts.commit_every, opts.tolerance, opts.check_length, opts.verify, judge.method, *_versions().values(), skipped],
         ).fetchone()[0]
     else:
         scan_id = existing["scan_id"]
-    done = {row[0] for row in store.query("SELECT chunk_start FROM scan_chunks WHERE scan_id = ?", [scan_id])}
-    chunks = [(s, min(s + opts.commit_every, id_stop)) for s in range(id_start, id_stop, opts.commit_every)]
-    todo = [c for c in chunks if c[0] not in done]
-    resumed_from = sum(stop - start for start, stop in chunks if start in done)
+        kept = {"batch_size": existing["batch_size"], "commit_every": existing["commit_every"],
+                "tolerance": existing["tolerance"]}
+        if kept != {k: getattr(opts, k) for k in kept}:
+            # A resumed scan keeps its own chunks, batches and tolerance: its rows equal an uninterrupted run's.
+            opts = replace(opts, **kept)
+            judge = TokenJudge(loaded, opts)
+    committed = store.query("SELECT chunk_start, chunk_stop FROM scan_chunks WHERE scan_id = ? ORDER BY 1", [scan_id])
+    todo = pending_chunks(committed, id_start, id_stop, opts.commit_every)
+    resumed_from = sum(stop - start for start, stop in committed)
     if on_start:
         on_start(id_stop - id_start, resumed_from)
     describer = TokenDescriber(loaded.tokenizer)

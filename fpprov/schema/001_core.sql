@@ -30,6 +30,7 @@ CREATE TABLE scans (
     id_start        INTEGER NOT NULL,      -- first token id of the scanned range
     id_stop         INTEGER NOT NULL,      -- one past the last token id of the range
     batch_size      INTEGER NOT NULL,
+    commit_every    INTEGER NOT NULL DEFAULT 4096,  -- ids per committed chunk (a resumed scan keeps it)
     tolerance       DOUBLE NOT NULL,       -- relative margin under which a verdict is re-checked in float64
     check_length    INTEGER,               -- --check-length L, else NULL
     verify          VARCHAR NOT NULL DEFAULT 'all',  -- float64 re-checks: 'all' (every FP + near ties) | 'near'
