@@ -5,10 +5,13 @@ Every loaded model is in eval mode with an explicit dtype; callers run it under 
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import functools
 import importlib
 import logging
 import os
+import sys
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -206,12 +209,29 @@ def _load_from(location: str, gguf_file: str | None, torch_dtype: torch.dtype, l
     _check_causal(config, what)
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(location, dtype=torch_dtype, **kwargs)
+        with _quiet_gguf_progress(bool(gguf_file)):
+            model = AutoModelForCausalLM.from_pretrained(location, dtype=torch_dtype, **kwargs)
     except FpprovError:
         raise
     except Exception as exc:
         raise FpprovError(f"cannot load {what}: {_first_line(exc)}") from None
     return model, tokenizer
+
+
+@contextlib.contextmanager
+def _quiet_gguf_progress(active: bool):
+    """transformers draws its own tqdm bar while dequantizing GGUF tensors, ignoring its progress-bar setting;
+    the CLI already shows a loading spinner, so that bar is turned off for the call (and only then)."""
+    module = sys.modules.get("transformers.modeling_gguf_pytorch_utils")
+    bar = getattr(module, "tqdm", None)
+    if not active or bar is None:
+        yield
+        return
+    module.tqdm = functools.partial(bar, disable=True)
+    try:
+        yield
+    finally:
+        module.tqdm = bar
 
 
 def _first_line(exc: BaseException) -> str:
