@@ -129,7 +129,9 @@ def test_rate_limit_spaces_requests(server):
     for _ in range(6):
         backend.count("blah")
     gaps = [b - a for a, b in zip(server.post_times, server.post_times[1:])]
-    assert min(gaps) >= 0.04  # 1/20 s apart, give or take the clock
+    # 1/20 s apart at the client; the server's receive times may jitter on a loaded machine, while an unlimited
+    # client sends these within a millisecond or two of each other.
+    assert min(gaps) >= 0.025 and server.post_times[-1] - server.post_times[0] >= 5 * 0.05 * 0.9
 
 
 def test_concurrency_is_bounded(server):
