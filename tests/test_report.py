@@ -250,15 +250,12 @@ def test_snippet_marks_the_match_and_script_json_cannot_break_out():
 def test_bench_database_reports_quickly_at_small_size(tmp_path):
     """bench/report.py's synthetic database stays valid for the report (the bench itself uses 120,000 FPs)."""
     import importlib.util
-    import time
 
     spec = importlib.util.spec_from_file_location("bench_report", Path(__file__).resolve().parent.parent / "bench" / "report.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     bench.build_database(tmp_path / "bench.duckdb", fps=5000, traced=200)
-    started = time.perf_counter()
-    outcome = build_reports(tmp_path / "bench.duckdb", tmp_path / "out")
-    assert time.perf_counter() - started < 10
+    outcome = build_reports(tmp_path / "bench.duckdb", tmp_path / "out")  # timing lives in bench/report.py
     big = Page(read(tmp_path / "out" / "gemma3-1b.html"))
     fps = next(b for b in big.json_blocks() if len(b["rows"]) == 5000)
     assert fps["pageSize"] == 100 and len(outcome.pages) == 4

@@ -8,7 +8,6 @@ import json
 import subprocess
 import sys
 import textwrap
-import time
 
 import duckdb
 import pyarrow.parquet as pq
@@ -195,10 +194,8 @@ def test_a_slow_query_does_not_need_a_writer_lock(db):
     # Two read-only users at once (e.g. `fpprov sql` while `fpprov report` runs) both work.
     with open_read_only(db) as first, open_read_only(db) as second:
         assert not first.snapshot and not second.snapshot
-        started = time.perf_counter()
         assert run_query(first.store, "SELECT count(*) FROM shared_fps").rows == run_query(
             second.store, "SELECT count(*) FROM shared_fps").rows
-        assert time.perf_counter() - started < 10
 
 
 def _downgrade_to_version_3(path):

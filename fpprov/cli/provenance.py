@@ -134,7 +134,7 @@ def indexes(
     chosen = [b for b in BACKENDS if b != "local"] if backend == "all" else [backend]
     for name in chosen:
         if name not in BACKENDS or name == "local":
-            raise FpprovError(f"--backend takes api, mini or all (local indexes are folders: --index-dir)")
+            raise FpprovError("--backend takes api, mini or all (local indexes are folders: --index-dir)")
         rows, origin = list_indexes(name, api_url if name == "api" or backend != "all" else None, timeout)
         table = Table(title=f"{name} indexes (from the {origin})")
         for col in ("index", "tokenizer", "description"):
