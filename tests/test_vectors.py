@@ -240,3 +240,16 @@ def test_iterate_reports_precision_floor_when_tol_is_below_rounding(qwen_model):
     floor = float(outcome.vector.norm()) * torch.finfo(torch.float32).eps
     assert outcome.stop_reason == "precision_floor" and not outcome.converged
     assert outcome.best_residual < 16 * floor and "--tol" in outcome.stop_detail
+
+
+def test_blocked_vocabulary_products_equal_plain_matmuls():
+    from fpprov.vectors import row_blocks, times_rows_t, weights_times_rows
+
+    torch.manual_seed(0)
+    rows = torch.randn(65536, 8, dtype=torch.float64)  # (V, D)
+    a = torch.randn(3, 8, dtype=torch.float64)         # (S, D)
+    y = torch.softmax(torch.randn(3, 65536, dtype=torch.float64), -1)
+    blocks = row_blocks(rows.shape[0])
+    assert blocks > 1 and row_blocks(315) == 1
+    assert torch.allclose(times_rows_t(a, rows, blocks), a @ rows.T, rtol=0, atol=1e-12)
+    assert torch.allclose(weights_times_rows(y, rows, blocks), y @ rows, rtol=0, atol=1e-12)
