@@ -201,7 +201,7 @@ def test_a_slow_query_does_not_need_a_writer_lock(db):
 def _downgrade_to_version_3(path):
     """Make the file look written by an fpprov without the cross-model views (schema version 3)."""
     with duckdb.connect(str(path)) as con:
-        for view in ("token_suspicion", "suspicious_tokens", "seed_counts", "base_vs_inst", "base_vs_inst_tokens",
+        for view in ("token_suspicion", "suspicious_tokens", "seed_counts", "base_vs_inst", "base_vs_inst_tokens", "base_inst_pairs",
                      "model_overlap", "shared_fps", "primary_fps", "primary_scans", "model_pairs"):
             con.execute(f"DROP VIEW {view}")
         con.execute("DROP TABLE suspicion_thresholds")
@@ -265,7 +265,7 @@ def test_a_gap_in_the_applied_migrations_counts_as_outdated(tmp_path):
 
     path = build_report_db(tmp_path / "gap.duckdb")
     with duckdb.connect(str(path)) as con:                  # version 5 recorded, 4 missing
-        for view in ("seed_counts", "base_vs_inst", "base_vs_inst_tokens", "model_overlap", "shared_fps",
+        for view in ("seed_counts", "base_vs_inst", "base_vs_inst_tokens", "base_inst_pairs", "model_overlap", "shared_fps",
                      "primary_fps", "primary_scans", "model_pairs"):
             con.execute(f"DROP VIEW {view}")
         con.execute("DELETE FROM schema_version WHERE version = 4")

@@ -93,6 +93,18 @@ FROM sizes a
 JOIN sizes b ON a.model <> b.model
 LEFT JOIN pair_counts pc ON pc.model_a = a.model AND pc.model_b = b.model;
 
+-- Each base/instruct pair with their primary scans and the id range both cover (what the two views below
+-- compare). Example: FROM base_inst_pairs ORDER BY family, pair_name;
+CREATE VIEW base_inst_pairs AS
+SELECT b.family, b.pair_name, b.name AS base_model, i.name AS inst_model,
+       sb.scan_id AS base_scan, si.scan_id AS inst_scan,
+       greatest(sb.id_start, si.id_start) AS id_start, least(sb.id_stop, si.id_stop) AS id_stop
+FROM model_pairs b
+JOIN model_pairs i ON i.pair_name = b.pair_name AND i.variant = 'inst'
+JOIN primary_scans sb ON sb.model = b.name
+JOIN primary_scans si ON si.model = i.name
+WHERE b.variant = 'base';
+
 -- Per token, what instruction tuning did to each base/instruct pair of a family: 'kept' (FP in both),
 -- 'lost' (FP of the base model only) or 'gained' (FP of the instruct model only). Base and instruct
 -- models share a tokenizer, so tokens match by id; only ids inside both primary scans' ranges count
@@ -100,16 +112,7 @@ LEFT JOIN pair_counts pc ON pc.model_a = a.model AND pc.model_b = b.model;
 -- Example: SELECT change, text, base_prob, inst_prob FROM base_vs_inst_tokens
 --          WHERE pair_name = 'olmo2-13b' AND change = 'gained' ORDER BY inst_prob DESC;
 CREATE VIEW base_vs_inst_tokens AS
-WITH pairs AS (
-    SELECT b.family, b.pair_name, b.name AS base_model, i.name AS inst_model,
-           sb.scan_id AS base_scan, si.scan_id AS inst_scan,
-           greatest(sb.id_start, si.id_start) AS id_start, least(sb.id_stop, si.id_stop) AS id_stop
-    FROM model_pairs b
-    JOIN model_pairs i ON i.pair_name = b.pair_name AND i.variant = 'inst'
-    JOIN primary_scans sb ON sb.model = b.name
-    JOIN primary_scans si ON si.model = i.name
-    WHERE b.variant = 'base'
-), base AS (
+WITH pairs AS (FROM base_inst_pairs), base AS (
     SELECT p.*, f.token_id, f.raw_token, f.text, f.norm_text, f.prob
     FROM pairs p JOIN token_fps f ON f.scan_id = p.base_scan AND f.token_id >= p.id_start AND f.token_id < p.id_stop
 ), inst AS (
@@ -137,15 +140,7 @@ FULL OUTER JOIN inst i ON i.pair_name = b.pair_name AND i.token_id = b.token_id;
 -- primary scans cover.
 -- Example: FROM base_vs_inst WHERE family = 'olmo2';
 CREATE VIEW base_vs_inst AS
-WITH pairs AS (
-    SELECT b.family, b.pair_name, b.name AS base_model, i.name AS inst_model,
-           greatest(sb.id_start, si.id_start) AS id_start, least(sb.id_stop, si.id_stop) AS id_stop
-    FROM model_pairs b
-    JOIN model_pairs i ON i.pair_name = b.pair_name AND i.variant = 'inst'
-    JOIN primary_scans sb ON sb.model = b.name
-    JOIN primary_scans si ON si.model = i.name
-    WHERE b.variant = 'base'
-), changes AS (
+WITH pairs AS (FROM base_inst_pairs), changes AS (
     SELECT pair_name, base_model, inst_model,
            count(*) FILTER (WHERE change = 'kept') AS kept,
            count(*) FILTER (WHERE change = 'lost') AS lost,
