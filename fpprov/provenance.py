@@ -163,24 +163,18 @@ def store_entries(store: Store, rows: list[dict[str, Any]]) -> None:
         return
     now = datetime.now()
     entries = pa.Table.from_pylist([{**r, "updated_at": now} for r in rows])
-    store.con.register("_provenance_entries", entries)
-    try:
+    with store.registered("_provenance_entries", entries):
         store.con.execute("INSERT OR REPLACE INTO provenance BY NAME SELECT * FROM _provenance_entries")
-    finally:
-        store.con.unregister("_provenance_entries")
 
 
 def pending_queries(store: Store, backend: str, index_name: str, queries: list[str]) -> tuple[list[str], dict[str, int]]:
     """The queries without an 'ok' answer in the cache, and the attempts already made on failed ones."""
     wanted = pa.table({"query": pa.array(queries, pa.string())})
-    store.con.register("_wanted_queries", wanted)
-    try:
+    with store.registered("_wanted_queries", wanted):
         rows = store.query(
             "SELECT w.query, c.attempts FROM _wanted_queries w LEFT JOIN ngram_counts c "
             "ON c.backend = ? AND c.index_name = ? AND c.query = w.query "
             "WHERE c.status IS NULL OR c.status <> 'ok'", [backend, index_name])
-    finally:
-        store.con.unregister("_wanted_queries")
     order = {q: i for i, q in enumerate(queries)}
     rows.sort(key=lambda r: order[r[0]])
     return [r[0] for r in rows], {r[0]: int(r[1]) for r in rows if r[1] is not None}
@@ -269,11 +263,8 @@ class BatchWriter:
             return
         batch, self.rows = pa.Table.from_pylist(self.rows), []
         name = f"_batch_{self.table}"
-        self.store.con.register(name, batch)
-        try:
+        with self.store.registered(name, batch):
             self.store.con.execute(f"INSERT OR REPLACE INTO {self.table} BY NAME SELECT * FROM {name}")
-        finally:
-            self.store.con.unregister(name)
 
 
 def count_queries(store: Store, backend: CorpusBackend, queries: list[str], options: ProvenanceOptions,

@@ -47,8 +47,7 @@ def _queries_needing_docs(store: Store, backend: CorpusBackend, queries: list[st
                           options: "ProvenanceOptions") -> list[tuple[str, int, Any, set[int]]]:
     """(query, count, stored segments, sample numbers already stored ok) for counts >= min_count."""
     wanted = pa.table({"query": pa.array(queries, pa.string())})
-    store.con.register("_doc_queries", wanted)
-    try:
+    with store.registered("_doc_queries", wanted):
         rows = store.query(
             "SELECT c.query, c.count, c.find_segments, "
             "  list(d.sample_no) FILTER (WHERE d.status = 'ok' AND d.sample_no < ?) "
@@ -58,8 +57,6 @@ def _queries_needing_docs(store: Store, backend: CorpusBackend, queries: list[st
             "  AND d.query = c.query AND d.seed = ? "
             "GROUP BY c.query, c.count, c.find_segments ORDER BY c.count DESC, c.query",
             [options.docs, backend.backend, backend.index_name, options.min_count, options.seed])
-    finally:
-        store.con.unregister("_doc_queries")
     return [(q, int(n), seg, set(have or [])) for q, n, seg, have in rows]
 
 
@@ -68,14 +65,11 @@ def _store_segments(store: Store, backend: CorpusBackend, found: dict[str, list[
         return
     table = pa.Table.from_pylist([{"query": q, "segs": [list(s) for s in segs]} for q, segs in found.items()],
                                  schema=pa.schema([("query", pa.string()), ("segs", pa.list_(pa.list_(pa.int64())))]))
-    store.con.register("_found_segments", table)
-    try:
+    with store.registered("_found_segments", table):
         store.con.execute(
             "UPDATE ngram_counts SET find_segments = f.segs FROM _found_segments f "
             "WHERE ngram_counts.backend = ? AND ngram_counts.index_name = ? AND ngram_counts.query = f.query",
             [backend.backend, backend.index_name])
-    finally:
-        store.con.unregister("_found_segments")
 
 
 def refresh_sources(store: Store, backend: CorpusBackend, source_field: str) -> int:
@@ -88,15 +82,12 @@ def refresh_sources(store: Store, backend: CorpusBackend, source_field: str) -> 
     table = pa.Table.from_pylist([
         {"query": q, "seed": s, "sample_no": n, "source": source_of(json.loads(m) if m else {}, source_field)}
         for q, s, n, m in rows])
-    store.con.register("_new_sources", table)
-    try:
+    with store.registered("_new_sources", table):
         store.con.execute(
             "UPDATE documents SET source = t.source, source_field = ? FROM _new_sources t "
             "WHERE documents.backend = ? AND documents.index_name = ? AND documents.query = t.query "
             "AND documents.seed = t.seed AND documents.sample_no = t.sample_no",
             [source_field, backend.backend, backend.index_name])
-    finally:
-        store.con.unregister("_new_sources")
     return len(rows)
 
 

@@ -6,12 +6,13 @@ Migrations are the files ``fpprov/schema/NNN_name.sql``, applied in order of NNN
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import duckdb
 import pyarrow as pa
@@ -78,6 +79,15 @@ class Store:
         verb = "INSERT OR IGNORE" if or_ignore else "INSERT"
         self.con.execute(f"{verb} INTO {table} BY NAME SELECT * FROM arrow_table")
         return arrow_table.num_rows
+
+    @contextlib.contextmanager
+    def registered(self, name: str, table: pa.Table) -> Iterator[None]:
+        """Make an Arrow table readable by SQL as ``name`` for the block (bulk joins, updates, inserts)."""
+        self.con.register(name, table)
+        try:
+            yield
+        finally:
+            self.con.unregister(name)
 
     def transaction(self) -> "_Transaction":
         return _Transaction(self.con)
