@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import tokenizers
@@ -19,7 +19,7 @@ import transformers
 from . import __version__
 from .errors import FpprovError
 from .forward import hidden_forward, hidden_len1, layer_layout
-from .head import HeadRows, LMHead
+from .head import LMHead
 from .models import LoadedModel
 from .store import Store, upsert_model
 from .tokens import TokenDescriber
@@ -75,6 +75,8 @@ def scan_range(loaded: LoadedModel, opts: ScanOptions) -> tuple[int, int, int]:
 class TokenJudge:
     """Computes FP verdicts for batches of token ids of one model."""
 
+    WIDE_TOP = 64   # competitors kept for re-checked rows that the screen dropped
+
     def __init__(self, loaded: LoadedModel, opts: ScanOptions):
         self.loaded, self.opts = loaded, opts
         self.model = loaded.model
@@ -103,13 +105,8 @@ class TokenJudge:
         call rather than once per batch.
         """
         dev_ids = ids.to(self.loaded.device)
-        h32_parts, row_parts = [], []
-        for batch in dev_ids.split(self.opts.batch_size):
-            h = self.hidden(batch)                                           # (B, D)
-            h32_parts.append(h)
-            row_parts.append(self.head.screen(h, batch))
-        h32 = torch.cat(h32_parts)                                           # (N, D)
-        rows = HeadRows(*(torch.cat([getattr(r, f.name) for r in row_parts]) for f in fields(HeadRows)))
+        h32 = torch.cat([self.hidden(batch) for batch in dev_ids.split(self.opts.batch_size)])  # (N, D)
+        rows = self.head.screen(h32, dev_ids)
         gap = rows.own_logit - rows.best_other                               # > 0 for FPs
         near = gap.abs() < self.opts.tolerance * rows.own_logit.abs().clamp(min=1.0)
         recheck = near | rows.is_fp if self.opts.verify == "all" else near
@@ -153,8 +150,20 @@ class TokenJudge:
             is_fp[fits], margin[fits], best_id[fits] = own > best, own - best, arg
         rest = ~fits
         if rest.any():
-            f, own, best, arg, _ = self.head.full_rows(h64[rest.to(dev)], sub[rest.to(dev)], torch.float64)
-            is_fp[rest], margin[rest], best_id[rest] = f, (own - best).double(), arg
+            # No usable kept list (a screen non-FP, or an FP with a crowd of runners-up): a wider float32 list
+            # from the whole row, then the same candidate argument; the whole float64 row only if that fails too.
+            r = rest.to(dev)
+            wide_vals, wide_ids = self.head.top_competitors(h32[part.to(dev)][r], sub[r], self.WIDE_TOP)
+            wide_floor = wide_vals[:, 0].double() - 2 * bound[rest]
+            wide_fits = wide_vals[:, -1].double() < wide_floor
+            idx_fit, idx_full = torch.nonzero(rest).squeeze(-1)[wide_fits], torch.nonzero(rest).squeeze(-1)[~wide_fits]
+            if idx_fit.numel():
+                cands = wide_ids[wide_fits].masked_fill(wide_vals[wide_fits].double() < wide_floor[wide_fits, None], -1)
+                own, best, arg = self.head.candidate_rows(h64[idx_fit.to(dev)], sub[idx_fit.to(dev)], cands.to(dev))
+                is_fp[idx_fit], margin[idx_fit], best_id[idx_fit] = own > best, own - best, arg
+            if idx_full.numel():
+                f, own, best, arg, _ = self.head.full_rows(h64[idx_full.to(dev)], sub[idx_full.to(dev)], torch.float64)
+                is_fp[idx_full], margin[idx_full], best_id[idx_full] = f, (own - best).double(), arg
         out["is_fp"][part], out["f64_margin"][part], out["f64_best_id"][part] = is_fp, margin, best_id
 
     @torch.no_grad()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 
 from fpprov import forward
 from fpprov.models import load_model
-from fpprov.scan import ScanOptions, scan_vocabulary
+from fpprov.head import LMHead
+from fpprov.scan import ScanOptions, TokenJudge, scan_vocabulary
 from fpprov.store import open_store
 from reference import float64_one_at_a_time
 from tiny import FAMILIES
@@ -89,7 +92,17 @@ def _plant_near_tie(loaded, token_id: int, gap: float) -> int:
     return rival
 
 
-def test_near_ties_are_decided_in_float64(tiny_model_dir, tmp_path):
+@pytest.mark.parametrize("lists", ["kept", "none"])
+def test_near_ties_are_decided_in_float64(lists, tiny_model_dir, tmp_path, monkeypatch):
+    # "none": competitor lists of one entry never cover the candidates, so every re-check takes the whole
+    # float64 row; "kept": the screen's and the wide float32 lists decide which rows need float64 at all.
+    calls = []
+    if lists == "none":
+        monkeypatch.setattr("fpprov.scan.LMHead", functools.partial(LMHead, keep_top=1))
+        monkeypatch.setattr(TokenJudge, "WIDE_TOP", 1)
+    full_rows = LMHead.full_rows
+    monkeypatch.setattr(LMHead, "full_rows", lambda self, h, ids, dtype: calls.append((len(ids), dtype))
+                        or full_rows(self, h, ids, dtype))
     loaded = load_model(str(tiny_model_dir("llama", False)))
     ref0 = float64_one_at_a_time(loaded.model, range(len(loaded.tokenizer)))
     planted = [t for t, r in ref0.items() if r["is_fp"]][:8]
@@ -107,6 +120,11 @@ def test_near_ties_are_decided_in_float64(tiny_model_dir, tmp_path):
     # The float32 screen alone gets some of these wrong: the re-check is what makes the verdicts exact.
     assert any(checked[t][1] != checked[t][2] for t in planted)
     assert result.flipped > 0
+    whole_rows64 = sum(n for n, dtype in calls if dtype == torch.float64)
+    if lists == "none":
+        assert whole_rows64 == len(checked)
+    else:  # only rows with a crowd of exact ties (e.g. an all-zero hidden state) need the whole row
+        assert whole_rows64 < len(checked) / 4
 
 
 def test_verify_near_rechecks_only_near_ties_and_keeps_the_verdicts(tiny_model_dir, tmp_path):
