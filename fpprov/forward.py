@@ -49,8 +49,28 @@ def _decoder(model: Any) -> Any:
 def _attention_len1(attn: Any, x: torch.Tensor, n_heads: int, n_kv: int) -> torch.Tensor:
     v = attn.v_proj(x)                                            # (B, n_kv * hd)
     head_dim = v.shape[-1] // n_kv
+    if isinstance(attn, _CastLayer) and n_heads != n_kv:
+        return _grouped_o_proj(attn._layer.o_proj, v, n_heads, n_kv, head_dim)
     v = v.view(-1, n_kv, head_dim).repeat_interleave(n_heads // n_kv, dim=1)  # (B, n_heads, hd)
     return attn.o_proj(v.reshape(v.shape[0], n_heads * head_dim))  # (B, D)
+
+
+def _grouped_o_proj(o_proj: Any, v: torch.Tensor, n_heads: int, n_kv: int, head_dim: int) -> torch.Tensor:
+    """o_proj(v repeated over each query group) as one product with o_proj's weight summed over the group.
+
+    Used for re-checks in a wider dtype (float64), where the summed weight is exact to the last bit that
+    matters and the product is group times smaller (4x on gemma3-270m); the scan-dtype path keeps the
+    model's own o_proj so that it stays bit-identical to the model's forward.
+    """
+    weight = o_proj.weight                                        # (D, n_heads * hd)
+    key = (v.dtype, weight._version, weight.data_ptr())
+    cache = o_proj.__dict__.setdefault("_fpprov_grouped", {})
+    if key not in cache:
+        cache.clear()
+        grouped = weight.to(v.dtype).view(weight.shape[0], n_kv, n_heads // n_kv, head_dim).sum(2)
+        cache[key] = grouped.reshape(weight.shape[0], n_kv * head_dim)  # (D, n_kv * hd)
+    out = v @ cache[key].T                                        # (B, D)
+    return out if o_proj.bias is None else out + o_proj.bias.to(v.dtype)
 
 
 def _layer_len1(layer: Any, h: torch.Tensor, layout: str, n_heads: int, n_kv: int) -> torch.Tensor:

@@ -79,6 +79,19 @@ def test_length1_shortcut_is_bit_identical_to_model_forward(family, tiny_model_d
     assert torch.equal(fast, full)
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_float64_shortcut_with_grouped_o_proj_matches_float64_forward(family, tiny_model_dir):
+    # Re-checks sum o_proj's weight over each query group (the tiny models have 4 query heads per 2 KV heads).
+    loaded = load_model(str(tiny_model_dir(family, False)))
+    assert loaded.model.config.num_attention_heads > loaded.model.config.num_key_value_heads
+    ids = torch.arange(len(loaded.tokenizer))
+    with torch.no_grad():
+        fast = forward.hidden_len1(loaded.model, ids, forward.layer_layout(loaded.model), torch.float64)
+        full = forward.hidden_forward(loaded.model, ids[:, None], torch.float64)
+    assert fast.dtype == torch.float64
+    assert torch.allclose(fast, full, rtol=1e-12, atol=1e-12 * full.abs().max().item())
+
+
 def _plant_near_tie(loaded, token_id: int, gap: float) -> int:
     """Move a competitor's head row so that its float64 logit sits ``gap`` below token_id's own."""
     with torch.no_grad():
