@@ -44,11 +44,33 @@ def test_verdicts_equal_float64_reference(family, tied, tiny_model_dir, tmp_path
         r = ref[row["token_id"]]
         assert row["runner_up_id"] == r["runner_up_id"]
         assert row["prob"] == pytest.approx(r["prob"], rel=1e-4, abs=1e-7) and row["prob"] <= 1.0
+        # The other ids' mass too, also where it is far below float32's resolution of a probability near 1.
+        assert 1 - row["prob"] == pytest.approx(1 - r["prob"], rel=1e-3, abs=1e-15)
         assert row["margin"] == pytest.approx(r["margin"], abs=1e-4)
         assert row["margin_float64"] == pytest.approx(r["margin"], abs=1e-9)
         assert row["verified_float64"] is True
         assert row["runner_up_logit"] == pytest.approx(row["logit"] - row["margin"], abs=1e-5)
     assert {r["token_id"] for r in rechecks} >= expected
+
+
+def test_probability_near_one_keeps_the_mass_of_the_other_ids(tiny_model_dir, tmp_path):
+    # Scaling an FP's head row lifts its own logit ~25 nats above the rest: p = 1 - O(1e-11), which a float32
+    # log-sum-exp stores as exactly 1.0.
+    loaded = load_model(str(tiny_model_dir("qwen3", False)))
+    ref0 = float64_one_at_a_time(loaded.model, range(len(loaded.tokenizer)))
+    token = max((t for t, r in ref0.items() if r["is_fp"]), key=lambda t: ref0[t]["margin"])
+    with torch.no_grad():
+        logits = loaded.model(input_ids=torch.tensor([[token]])).logits[0, -1]      # (V,)
+        own, lse_others = logits[token].item(), torch.cat([logits[:token], logits[token + 1:]]).logsumexp(0).item()
+        assert own > 0
+        head = loaded.model.get_output_embeddings().weight
+        head[token] *= (lse_others + 25) / own
+    ref = float64_one_at_a_time(loaded.model, [token])[token]
+    assert 0 < 1 - ref["prob"] < 1e-9
+    with open_store(tmp_path / "p1.duckdb") as store:
+        result = scan_vocabulary(loaded, store, ScanOptions(head_chunk=32))
+        prob = store.query("SELECT prob FROM token_fps WHERE scan_id = ? AND token_id = ?", [result.scan_id, token])[0][0]
+    assert prob < 1.0 and 1 - prob == pytest.approx(1 - ref["prob"], rel=1e-3)
 
 
 def test_bos_prefix_uses_forward_and_matches_reference(tiny_model_dir, tmp_path):
