@@ -130,41 +130,43 @@ class TokenJudge:
                          out: dict[str, torch.Tensor]) -> None:
         """float64 verdicts for rows ``part``: the body always in float64; the head over a proven candidate set.
 
-        For a screen FP, every competitor whose float64 logit could reach the runner-up's is within
-        2 * error_bound of the float32 runner-up, and the screen kept the top competitors: when all of those
-        fit in the kept set, only they are computed in float64; otherwise (and for dropped rows) the whole row.
+        Every competitor whose float64 logit could reach the runner-up's is within 2 * error_bound of the
+        float32 runner-up. A screen FP's kept list decides when it holds all of those; otherwise (and for
+        screen non-FPs, which have no list) a 64-wide float32 list from the whole row; only when that fails
+        too (e.g. a crowd of exact ties) is the whole row computed in float64.
         """
         dev = self.loaded.device
         sub = ids[part].to(dev)
         h64 = self.hidden(ids[part], torch.float64)                          # (P, D)
-        bound = self.head.error_bound(h32[part.to(dev)], h64).cpu()          # (P,)
-        top_vals, top_ids = rows.top_vals[part], rows.top_ids[part]          # (P, K)
-        floor = rows.best_other[part] - 2 * bound                            # (P,)
-        fits = rows.is_fp[part] & (top_vals[:, -1] < floor)
-        is_fp = torch.zeros(len(part), dtype=torch.bool)
-        margin = torch.zeros(len(part), dtype=torch.float64)
-        best_id = torch.full((len(part),), -1, dtype=torch.int64)
-        if fits.any():
-            cands = top_ids[fits].masked_fill(top_vals[fits] < floor[fits, None], -1)
-            own, best, arg = self.head.candidate_rows(h64[fits.to(dev)], sub[fits.to(dev)], cands.to(dev))
-            is_fp[fits], margin[fits], best_id[fits] = own > best, own - best, arg
-        rest = ~fits
-        if rest.any():
-            # No usable kept list (a screen non-FP, or an FP with a crowd of runners-up): a wider float32 list
-            # from the whole row, then the same candidate argument; the whole float64 row only if that fails too.
-            r = rest.to(dev)
-            wide_vals, wide_ids = self.head.top_competitors(h32[part.to(dev)][r], sub[r], self.WIDE_TOP)
-            wide_floor = wide_vals[:, 0].double() - 2 * bound[rest]
-            wide_fits = wide_vals[:, -1].double() < wide_floor
-            idx_fit, idx_full = torch.nonzero(rest).squeeze(-1)[wide_fits], torch.nonzero(rest).squeeze(-1)[~wide_fits]
-            if idx_fit.numel():
-                cands = wide_ids[wide_fits].masked_fill(wide_vals[wide_fits].double() < wide_floor[wide_fits, None], -1)
-                own, best, arg = self.head.candidate_rows(h64[idx_fit.to(dev)], sub[idx_fit.to(dev)], cands.to(dev))
-                is_fp[idx_fit], margin[idx_fit], best_id[idx_fit] = own > best, own - best, arg
-            if idx_full.numel():
-                f, own, best, arg, _ = self.head.full_rows(h64[idx_full.to(dev)], sub[idx_full.to(dev)], torch.float64)
-                is_fp[idx_full], margin[idx_full], best_id[idx_full] = f, (own - best).double(), arg
-        out["is_fp"][part], out["f64_margin"][part], out["f64_best_id"][part] = is_fp, margin, best_id
+        h32 = h32[part.to(dev)]                                              # (P, D)
+        bound = self.head.error_bound(h32, h64).cpu()                        # (P,)
+        verdict = (torch.zeros(len(part), dtype=torch.bool), torch.zeros(len(part), dtype=torch.float64),
+                   torch.full((len(part),), -1, dtype=torch.int64))          # is_fp, margin, runner-up id
+        screen_fps = torch.nonzero(rows.is_fp[part]).squeeze(-1)
+        left = self._decide_from_list(screen_fps, rows.top_vals[part][screen_fps], rows.top_ids[part][screen_fps],
+                                      bound, h64, sub, verdict)
+        left = torch.cat([torch.nonzero(~rows.is_fp[part]).squeeze(-1), left])
+        if left.numel():
+            wide_vals, wide_ids = self.head.top_competitors(h32[left.to(dev)], sub[left.to(dev)], self.WIDE_TOP)
+            left = self._decide_from_list(left, wide_vals.double(), wide_ids, bound, h64, sub, verdict)
+        if left.numel():
+            f, own, best, arg, _ = self.head.full_rows(h64[left.to(dev)], sub[left.to(dev)], torch.float64)
+            verdict[0][left], verdict[1][left], verdict[2][left] = f, (own - best).double(), arg
+        out["is_fp"][part], out["f64_margin"][part], out["f64_best_id"][part] = verdict
+
+    def _decide_from_list(self, sel: torch.Tensor, vals: torch.Tensor, cand_ids: torch.Tensor, bound: torch.Tensor,
+                          h64: torch.Tensor, sub: torch.Tensor, verdict: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """float64 verdicts of rows ``sel`` whose competitor list (``vals`` descending, (S, K)) holds every
+        candidate; returns the rows it could not decide."""
+        floor = vals[:, 0] - 2 * bound[sel]                                  # (S,)
+        fits = vals[:, -1] < floor
+        done = sel[fits]
+        if done.numel():
+            cands = cand_ids[fits].masked_fill(vals[fits] < floor[fits, None], -1)
+            dev = self.loaded.device
+            own, best, arg = self.head.candidate_rows(h64[done.to(dev)], sub[done.to(dev)], cands.to(dev))
+            verdict[0][done], verdict[1][done], verdict[2][done] = own > best, own - best, arg
+        return sel[~fits]
 
     @torch.no_grad()
     def repeats_to_self(self, ids: torch.Tensor, length: int) -> torch.Tensor:
