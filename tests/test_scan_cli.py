@@ -205,3 +205,10 @@ def test_alias_prefers_the_local_hub_cache(tiny_model_dir, tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["hub-cache", "None", "303", "google/gemma-3-270m"]
+
+
+def test_summary_shows_how_far_a_near_certain_probability_is_from_1():
+    from fpprov.cli.scan import format_prob
+
+    assert format_prob(1 - 1.1354e-07) == "1 - 1.1e-07"
+    assert format_prob(0.5) == "0.5000" and format_prob(1.0) == "1.0000"

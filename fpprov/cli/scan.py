@@ -107,6 +107,11 @@ def scan(
         store.close()
 
 
+def format_prob(prob: float) -> str:
+    """Four decimals, or '1 - 1.1e-07' where four decimals would all read 1.0000."""
+    return f"1 - {1 - prob:.1e}" if prob >= 0.99995 and prob < 1 else f"{prob:.4f}"
+
+
 def print_summary(result, db: Path, wall: float) -> None:
     if result.already_complete:
         console.print(f"scan {result.scan_id} of {result.model} is already complete (use --force to redo it)")
@@ -118,7 +123,7 @@ def print_summary(result, db: Path, wall: float) -> None:
         for col in ("id", "raw", "text", "prob", "margin"):
             table.add_column(col)
         for row in result.top:
-            table.add_row(str(row["token_id"]), repr(row["raw_token"]), repr(row["text"]), f"{row['prob']:.4f}",
+            table.add_row(str(row["token_id"]), repr(row["raw_token"]), repr(row["text"]), format_prob(row["prob"]),
                           f"{row['margin']:.4g}")
         console.print(table)
     console.print(f"results: {db} (scan_id {result.scan_id}); e.g. "
