@@ -71,8 +71,8 @@ def load_gguf_streaming(gguf_path: Path, config: Any, torch_dtype: torch.dtype) 
                 if hf_name is None or hf_name not in params:
                     break                                    # a tensor the model has no parameter for
                 target = params[hf_name]
-                if tuple(target.shape)[1:] != tuple(result.weights.shape)[1:] and rows > 1:
-                    return None
+                if rows > 1 and (target.shape[0] != rows or tuple(target.shape)[1:] != tuple(result.weights.shape)[1:]):
+                    return None                              # a layout this loader does not know
                 loaded.add(hf_name)
             with torch.no_grad():
                 values = torch.from_numpy(np.ascontiguousarray(result.weights)).to(torch_dtype)

