@@ -21,6 +21,7 @@ import torch
 
 from .aliases import load_aliases
 from .errors import FpprovError
+from .devices import resolve_device
 from .gguf_load import load_gguf_streaming
 
 log = logging.getLogger(__name__)
@@ -130,15 +131,7 @@ def _package_gguf(spec: ModelSpec) -> Path | None:
 
 
 def pick_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise FpprovError(f"unknown device {device!r}: use auto, cpu or cuda[:N]") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise FpprovError(f"device {device} asked for but CUDA is not available; use --device cpu")
-    return dev
+    return resolve_device(device)
 
 
 def pick_dtype(dtype: str) -> torch.dtype:

@@ -9,6 +9,8 @@ from typing import Any, Callable, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
 
 from ..errors import FpprovError
 from ..store import default_db_path
@@ -24,9 +26,19 @@ def db_path(db: Optional[Path]) -> Path:
     return Path(db) if db else default_db_path()
 
 
+def esc(value: Any) -> str:
+    """Data (token texts, names, paths, messages) for a markup string: brackets shown literally."""
+    return escape(str(value))
+
+
+def cell(value: Any) -> Text:
+    """A table cell holding data: never parsed as markup."""
+    return Text(str(value))
+
+
 def fail(message: str, code: int = 2) -> None:
     """Print one line and exit: the CLI's only way of reporting bad input."""
-    err_console.print(f"[bold red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {esc(message)}", markup=True, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

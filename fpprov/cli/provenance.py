@@ -17,7 +17,7 @@ from ..corpus.http import HttpSettings
 from ..corpus.index_build import build_index
 from ..errors import FpprovError
 from ..store import open_store
-from .common import DbOption, console, db_path, err_console, user_errors
+from .common import DbOption, cell, console, db_path, err_console, esc, user_errors
 
 
 def parse_ladder(ngram: int, ladder: Optional[str]) -> tuple[int, ...]:
@@ -41,10 +41,13 @@ class RichProgress(prov.Progress):
     """Shows each phase (counts, documents) with queries/s and cache hits."""
 
     def __init__(self, progress: Progress):
-        self.progress, self.task = progress, None
+        self.progress, self.task, self.started = progress, None, False
 
     def phase(self, name: str, total: int, cached: int = 0) -> None:
-        self.task = self.progress.add_task(name, total=total, completed=cached, cached=cached)
+        if not self.started:  # drawn from the first phase on: an error before it is one line, no blank bar
+            self.progress.start()
+            self.started = True
+        self.task = self.progress.add_task(esc(name), total=total, completed=cached, cached=cached)
 
     def advance(self, n: int = 1) -> None:
         if self.task is not None:
@@ -85,11 +88,15 @@ def provenance(
         raise FpprovError(f"database {path} does not exist; run `fpprov scan MODEL` first or pass --db")
     store = open_store(path)
     try:
-        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), _RateColumn(),
-                      TimeElapsedColumn(), console=err_console, transient=False) as bar:
+        bar = RichProgress(Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                    _RateColumn(), TimeElapsedColumn(), console=err_console, transient=False))
+        try:
             summary = prov.run_provenance(store, backend=backend, models=model or None, index=index,
                                           index_dirs=index_dir or None, api_url=api_url, http=http,
-                                          options=options, progress=RichProgress(bar))
+                                          options=options, progress=bar)
+        finally:
+            if bar.started:
+                bar.progress.stop()
         print_summary(store, summary)
     finally:
         store.close()
@@ -101,13 +108,14 @@ def provenance(
 
 def print_summary(store, summary: prov.RunSummary) -> None:
     n = max(summary.ladder) if summary.ladder else "?"
-    table = Table(title=f"top FP tokens by count of the text x {n} ({summary.backend}: {', '.join(summary.indexes)})")
+    title = f"top FP tokens by count of the text x {n} ({summary.backend}: {', '.join(summary.indexes)})"
+    table = Table(title=esc(title))
     for col in ("model", "token id", "token", "n", "variant", "count", "proxy"):
         table.add_column(col, justify="right" if col in ("token id", "n", "count") else "left")
     for row in prov.top_rows(store, summary):
         proxy = {True: "proxy", False: "", None: "-"}[row["index_is_proxy"]]
-        table.add_row(row["model"], str(row["token_id"]), repr(row["token_text"]), str(row["n"]), row["variant"],
-                      f"{row['count']:,}", proxy)
+        table.add_row(*(cell(v) for v in (row["model"], row["token_id"], repr(row["token_text"]), row["n"],
+                                          row["variant"], f"{row['count']:,}", proxy)))
     console.print(table)
     rate = summary.sent / summary.seconds if summary.seconds else 0.0
     console.print(
@@ -115,13 +123,13 @@ def print_summary(store, summary: prov.RunSummary) -> None:
         f"{summary.queries:,} queries: {summary.cached:,} cached, {summary.sent:,} sent ({summary.ok:,} ok, "
         f"{summary.failed:,} failed), {rate:,.0f} queries/s; documents: {summary.docs_fetched:,} fetched, "
         f"{summary.docs_cached:,} cached, {summary.docs_failed:,} failed; {summary.requests:,} backend calls "
-        f"in {summary.seconds:.1f}s")
+        f"in {summary.seconds:.1f}s", markup=False)
     if summary.failures:
         failures = Table(title="failures (first few)")
         failures.add_column("query")
         failures.add_column("reason")
         for query, reason in summary.failures[:10]:
-            failures.add_row(repr(query[:60]), reason)
+            failures.add_row(cell(repr(query[:60])), cell(reason))
         console.print(failures)
 
 
@@ -136,11 +144,11 @@ def indexes(
         if name not in BACKENDS or name == "local":
             raise FpprovError("--backend takes api, mini or all (local indexes are folders: --index-dir)")
         rows, origin = list_indexes(name, api_url if name == "api" or backend != "all" else None, timeout)
-        table = Table(title=f"{name} indexes (from the {origin})")
+        table = Table(title=esc(f"{name} indexes (from the {origin})"))
         for col in ("index", "tokenizer", "description"):
             table.add_column(col)
         for row in rows:
-            table.add_row(row["index"], row["tokenizer"], row["description"])
+            table.add_row(cell(row["index"]), cell(row["tokenizer"]), cell(row["description"]))
         console.print(table)
 
 
@@ -153,14 +161,14 @@ def index_build(
     force: bool = typer.Option(False, "--force", help="Replace an existing index folder."),
 ) -> None:
     """Build a local byte-level infini-gram index from your own corpus, offline."""
-    with err_console.status(f"indexing {corpus} ..."):
+    with err_console.status(f"indexing {esc(corpus)} ..."):
         result = build_index(corpus, out, shards=shards, mem_gb=mem, force=force, source_field=source_field)
     console.print(f"built {result.out_dir}: {result.documents:,} documents from {result.files} file(s), "
-                  f"{result.text_bytes:,} bytes, {result.shards} shard(s), {result.seconds:.1f}s")
+                  f"{result.text_bytes:,} bytes, {result.shards} shard(s), {result.seconds:.1f}s", markup=False)
     if result.sources:
         shares = ", ".join(f"{k} {v}" for k, v in sorted(result.sources.items(), key=lambda kv: -kv[1]))
-        console.print(f"documents per {source_field}: {shares}")
-    console.print(f"next: fpprov provenance --backend local --index-dir {result.out_dir}")
+        console.print(f"documents per {source_field}: {shares}", markup=False)
+    console.print(f"next: fpprov provenance --backend local --index-dir {result.out_dir}", markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..store import check_writable, open_store
-from .common import DbOption, console, db_path, err_console, fail, user_errors
+from .common import DbOption, cell, console, db_path, err_console, esc, fail, user_errors
 
 
 def list_models() -> None:
@@ -26,16 +26,17 @@ def list_models() -> None:
         index = entry.get("default_index", "")
         if entry.get("index_is_proxy"):
             index += " (proxy)"
-        table.add_row(name, entry["hub_id"], entry["family"], entry["variant"], entry.get("tokenizer_family", ""), index)
+        table.add_row(*(cell(v) for v in (name, entry["hub_id"], entry["family"], entry["variant"],
+                                           entry.get("tokenizer_family", ""), index)))
     console.print(table)
-    console.print("Also accepted: any hub id (org/name), a save_pretrained directory, or a .gguf file.")
+    console.print("Also accepted: any hub id (org/name), a save_pretrained directory, or a .gguf file.", markup=False)
 
 
 def scan(
     model: str = typer.Argument(..., help="Alias (see `fpprov models`), hub id, model directory or .gguf file."),
     db: Optional[Path] = DbOption,
     dtype: str = typer.Option("float32", help="float32 | float64 | bfloat16 | float16 (the last two warn)."),
-    device: str = typer.Option("auto", help="auto | cpu | cuda[:N]."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda[:N] | mps | xpu (what this torch build can use)."),
     bos: bool = typer.Option(False, "--bos/--no-bos", help="Prepend the tokenizer's BOS: input [bos, t]."),
     start: int = typer.Option(0, help="First token id to scan."),
     limit: Optional[int] = typer.Option(None, help="Scan at most this many ids from --start (default: all)."),
@@ -48,6 +49,7 @@ def scan(
 ) -> None:
     """Find the token fixed points of MODEL: ids t whose single-token input [t] decodes greedily to t."""
     # torch and transformers load here, not at CLI start: `fpprov sql` and `--help` stay instant.
+    from ..devices import resolve_device
     from ..models import DTYPES, load_model, resolve_model
     from ..scan import ScanOptions, scan_range, scan_vocabulary
 
@@ -57,33 +59,36 @@ def scan(
         fail(f"unknown --verify {verify!r}: use all or near")
     if dtype not in DTYPES:
         fail(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")
+    resolve_device(device)  # an unusable --device fails before anything is loaded or opened
     spec = resolve_model(model)
     path = check_writable(db_path(db))  # before the slow load; bad input leaves the database untouched
-    with err_console.status(f"loading {spec.name} ({spec.source_kind}: {spec.location}) ..."):
+    with err_console.status(f"loading {esc(spec.name)} ({spec.source_kind}: {esc(spec.location)}) ..."):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)
             loaded = load_model(spec, dtype=dtype, device=device)
     opts = ScanOptions(bos=bos, batch_size=batch_size, tolerance=tolerance, check_length=check_length,
                        start=start, limit=limit, commit_every=commit_every, force=force, verify=verify)
     scan_range(loaded, opts)  # a bad --start fails before the database is touched
+    if bos and loaded.tokenizer.bos_token_id is None:  # checked again by the scan; here before the store opens
+        fail(f"--bos asked for but the tokenizer of {loaded.name} has no BOS token")
     store = open_store(path)
     try:
         for w in caught:
             if "precision" in str(w.message):
-                err_console.print(f"[yellow]warning:[/] {w.message}")
+                err_console.print(f"[yellow]warning:[/] {esc(w.message)}")
         if not loaded.rotary:
-            err_console.print("[yellow]warning:[/] this model has no rotary position embeddings: [t] -> t no longer "
-                              "implies [t, ..., t] -> t; use --check-length L to test repeated inputs")
+            err_console.print("[yellow]warning:[/] " + esc("this model has no rotary position embeddings: [t] -> t "
+                              "no longer implies [t, ..., t] -> t; use --check-length L to test repeated inputs"))
         t0 = time.perf_counter()
         with Progress(TextColumn("[bold]scan[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
                       TextColumn("{task.fields[rate]} tok/s  FPs {task.fields[fps]}"), TimeElapsedColumn(),
                       TimeRemainingColumn(), console=err_console, transient=False) as bar:
-            task = bar.add_task(loaded.name, total=None, rate="-", fps=0)
+            task = bar.add_task(esc(loaded.name), total=None, rate="-", fps=0)
             counters = {"done": 0, "fps": 0, "total": 0, "logged": time.perf_counter()}
 
             def started(total: int, resumed: int) -> None:
                 err_console.print(f"scanning {total:,} ids of {loaded.name} ({loaded.info['quantization'] or dtype}, "
-                                  f"{'BOS prefix' if bos else 'no BOS'}) into {store.path}")
+                                  f"{'BOS prefix' if bos else 'no BOS'}) into {store.path}", markup=False)
                 counters["total"], counters["resumed"] = total, resumed
                 bar.update(task, total=total, completed=resumed)
                 if resumed:
@@ -114,8 +119,9 @@ def format_prob(prob: float) -> str:
 
 def print_summary(result, db: Path, wall: float) -> None:
     if result.already_complete:
-        console.print(f"scan {result.scan_id} of {result.model} is already complete (use --force to redo it)")
-    console.print(f"[bold]{result.model}[/]: {result.fp_count:,} token FPs among {result.tokens_scanned:,} ids "
+        console.print(f"scan {result.scan_id} of {result.model} is already complete (use --force to redo it)",
+                      markup=False)
+    console.print(f"[bold]{esc(result.model)}[/]: {result.fp_count:,} token FPs among {result.tokens_scanned:,} ids "
                   f"({result.tokens_skipped:,} skipped); {result.rechecked:,} verdicts re-checked in float64, "
                   f"{result.flipped} flipped; {wall:,.1f} s this run")
     if result.top:
@@ -123,11 +129,12 @@ def print_summary(result, db: Path, wall: float) -> None:
         for col in ("id", "raw", "text", "prob", "margin"):
             table.add_column(col)
         for row in result.top:
-            table.add_row(str(row["token_id"]), repr(row["raw_token"]), repr(row["text"]), format_prob(row["prob"]),
-                          f"{row['margin']:.4g}")
+            table.add_row(*(cell(v) for v in (row["token_id"], repr(row["raw_token"]), repr(row["text"]),
+                                              format_prob(row["prob"]), f"{row['margin']:.4g}")))
         console.print(table)
     console.print(f"results: {db} (scan_id {result.scan_id}); e.g. "
-                  f"duckdb {db} -c \"FROM token_fps WHERE scan_id = {result.scan_id} ORDER BY prob DESC LIMIT 20\"")
+                  f"duckdb {db} -c \"FROM token_fps WHERE scan_id = {result.scan_id} ORDER BY prob DESC LIMIT 20\"",
+                  markup=False)
 
 
 def register(app: typer.Typer) -> None:

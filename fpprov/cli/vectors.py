@@ -11,11 +11,11 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..store import open_store
+from ..store import check_writable, open_store
 
 if TYPE_CHECKING:
     from ..vector_study import StudySummary, VectorOptions
-from .common import DbOption, console, db_path, err_console, fail, user_errors
+from .common import DbOption, cell, console, db_path, err_console, esc, fail, user_errors
 
 
 def vectors(
@@ -43,11 +43,12 @@ def vectors(
     stable_threshold: float = typer.Option(1e-3, help="Stable when every rollout distance stays below this."),
     top_k: int = typer.Option(20, help="Tokens of each FP's mixture to store."),
     dtype: str = typer.Option("float32", help="float32 | float64 | bfloat16 | float16 (the last two warn)."),
-    device: str = typer.Option("auto", help="auto | cpu | cuda[:N]."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda[:N] | mps | xpu (what this torch build can use)."),
     force: bool = typer.Option(False, "--force", help="Redo seeds already stored with the same settings."),
 ) -> None:
     """Find vector fixed points x = softmax(logits(x)) @ E of MODEL in its embedding space."""
     # torch and transformers load here, not at CLI start: `fpprov sql` and `--help` stay instant.
+    from ..devices import resolve_device
     from ..models import DTYPES, load_model, resolve_model
     from ..rollout import ROLLOUT_FEEDS
     from ..vector_study import VectorOptions, run_study
@@ -70,16 +71,19 @@ def vectors(
         detach=detach, init_std=init_std, dedup_distance=dedup, rollout_steps=rollout_steps,
         rollout_feed=rollout_feed, stable_threshold=stable_threshold, top_k=top_k, force=force)
     options.check()
+    resolve_device(device)  # an unusable --device fails before anything is loaded or opened
     spec = resolve_model(model)
-    store = open_store(db_path(db))  # before the slow load: a locked or unwritable DB fails at once
+    path = check_writable(db_path(db))  # before the slow load: a locked or unwritable DB fails at once
+    # The model loads before the store opens: a model that cannot be used leaves no empty database behind.
+    with err_console.status(f"loading {esc(spec.name)} ({spec.source_kind}: {esc(spec.location)}) ..."):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            loaded = load_model(spec, dtype=dtype, device=device)
+    store = open_store(path)
     try:
-        with err_console.status(f"loading {spec.name} ({spec.source_kind}: {spec.location}) ..."):
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", UserWarning)
-                loaded = load_model(spec, dtype=dtype, device=device)
         for w in caught:
             if "precision" in str(w.message):
-                err_console.print(f"[yellow]warning:[/] {w.message}")
+                err_console.print(f"[yellow]warning:[/] {esc(w.message)}")
         t0 = time.perf_counter()
         with Progress(TextColumn("[bold]{task.description}[/]"), BarColumn(), MofNCompleteColumn(),
                       TextColumn("step {task.fields[step]}  residual {task.fields[best]} .. {task.fields[worst]}"),
@@ -88,8 +92,8 @@ def vectors(
 
             def method_started(name: str, to_run: int, skipped: int) -> None:
                 if skipped:
-                    err_console.print(f"{name}: {skipped} seeds already stored (--force redoes them)")
-                tasks[name] = bar.add_task(name, total=to_run, step=0, best="-", worst="-")
+                    err_console.print(f"{name}: {skipped} seeds already stored (--force redoes them)", markup=False)
+                tasks[name] = bar.add_task(esc(name), total=to_run, step=0, best="-", worst="-")
 
             def step_done(report) -> None:
                 bar.update(tasks[report.method], completed=report.total - report.active, step=report.step,
@@ -109,12 +113,13 @@ def print_summary(summary: "StudySummary", options: "VectorOptions", db: Path, w
         for run in runs:
             reasons[run["stop_reason"]] = reasons.get(run["stop_reason"], 0) + 1
         told = ", ".join(f"{n} {reason}" for reason, n in sorted(reasons.items()))
-        console.print(f"{name}: {sum(r['converged'] for r in runs)}/{len(runs)} seeds converged ({told})")
+        console.print(f"{name}: {sum(r['converged'] for r in runs)}/{len(runs)} seeds converged ({told})",
+                      markup=False)
         floor = next((r for r in runs if r["stop_reason"] == "precision_floor"), None)
         if floor is not None:
-            console.print(f"  [yellow]precision_floor[/] (seed {floor['seed']}): {floor['stop_detail']}")
+            console.print(f"  [yellow]precision_floor[/] (seed {floor['seed']}): {esc(floor['stop_detail'])}")
     stable = sum(fp["stable"] for fp in summary.fps)
-    console.print(f"[bold]{summary.model}[/]: {len(summary.fps)} vector FPs ({stable} stable) in the "
+    console.print(f"[bold]{esc(summary.model)}[/]: {len(summary.fps)} vector FPs ({stable} stable) in the "
                   f"{options.embedding} embedding space; {wall:,.1f} s this run")
     if summary.fps:
         table = Table(title="vector FPs")
@@ -123,12 +128,12 @@ def print_summary(summary: "StudySummary", options: "VectorOptions", db: Path, w
         for fp in summary.fps:
             tokens = summary.tokens.get(fp["vector_id"], [])[:3]
             top = ", ".join(f"{t['text']!r} {t['weight']:.3f}{' (FP)' if t['is_token_fp'] else ''}" for t in tokens)
-            table.add_row(str(fp["vector_id"]), "+".join(fp["methods"]), ",".join(map(str, fp["seeds"])),
-                          f"{fp['residual']:.2e}", f"{fp['rollout_dist_max']:.2e}", "yes" if fp["stable"] else "NO",
-                          f"{fp['entropy']:.3f}", top)
+            table.add_row(*(cell(v) for v in (
+                fp["vector_id"], "+".join(fp["methods"]), ",".join(map(str, fp["seeds"])), f"{fp['residual']:.2e}",
+                f"{fp['rollout_dist_max']:.2e}", "yes" if fp["stable"] else "NO", f"{fp['entropy']:.3f}", top)))
         console.print(table)
     console.print(f"results: {db}; e.g. duckdb {db} -c \"FROM vector_fps SELECT vector_id, methods, stable, "
-                  f"top_token_text, top_weight WHERE model = '{summary.model}'\"")
+                  f"top_token_text, top_weight WHERE model = '{summary.model}'\"", markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,63 @@
+"""One place that decides which --device values this torch build can actually use."""
+
+from __future__ import annotations
+
+import torch
+
+from .errors import FpprovError
+
+
+def _xpu_available() -> bool:
+    xpu = getattr(torch, "xpu", None)
+    try:
+        return bool(xpu is not None and xpu.is_available())
+    except Exception:
+        return False
+
+
+def _mps_available() -> bool:
+    try:
+        return bool(torch.backends.mps.is_available())
+    except Exception:
+        return False
+
+
+def usable_devices() -> list[str]:
+    """What this machine accepts, for error messages: cpu, cuda[:N], mps, xpu."""
+    names = ["cpu"]
+    if torch.cuda.is_available():
+        names.append(f"cuda[:0..{torch.cuda.device_count() - 1}]")
+    if _mps_available():
+        names.append("mps")
+    if _xpu_available():
+        names.append("xpu")
+    return names
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto', 'cpu', 'cuda[:N]', 'mps' or 'xpu' -> a torch.device this build can use; FpprovError otherwise.
+
+    torch.device() accepts many types (meta, xpu, mps, hpu, ...) that the running build may not support;
+    only the ones that can actually hold a model are accepted, so bad input fails before any work."""
+    name = (name or "").strip()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    choices = f"use auto or {', '.join(usable_devices())}"
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError, TypeError):
+        raise FpprovError(f"unknown device {name!r}: {choices}") from None
+    if dev.type == "cpu":
+        return torch.device("cpu")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise FpprovError(f"device {name} asked for but CUDA is not available; {choices}")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise FpprovError(f"device {name} does not exist: this machine has {count} CUDA device(s); {choices}")
+        return dev
+    if dev.type == "mps" and _mps_available():
+        return dev
+    if dev.type == "xpu" and _xpu_available():
+        return dev
+    raise FpprovError(f"device {name} cannot be used by this torch build; {choices}")
