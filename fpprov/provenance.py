@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import pyarrow as pa
 
-from .corpus.base import CorpusBackend, QueryFailed
+from .corpus.base import MAX_REPETITIONS, CorpusBackend, QueryFailed
 from .corpus.catalog import default_index_for, index_is_proxy
 from .corpus.factory import open_backend
 from .corpus.http import HttpSettings
@@ -54,6 +54,29 @@ class ProvenanceOptions:
     concurrency: int = 2              # queries in flight (HTTP backends)
     flush_seconds: float = 1.0        # commit buffered answers at least this often
     give_up_after: int = 20           # consecutive failed queries that stop the run (server down, offline)
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """Every numeric option's range, checked before any database is opened or query string built."""
+        ladder = tuple(self.ladder)
+        if not ladder:
+            raise FpprovError("--ngram / --ladder needs at least one n")
+        if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in ladder):
+            raise FpprovError(f"--ngram / --ladder values must be positive integers (got {list(ladder)})")
+        if max(ladder) > MAX_REPETITIONS:
+            raise FpprovError(f"--ngram / --ladder n = {max(ladder)} is over the limit of {MAX_REPETITIONS} "
+                              "repetitions (the api and mini take at most 1,000 characters a query)")
+        for name, low in (("docs", 0), ("min_count", 1), ("context_chars", 0), ("concurrency", 1),
+                          ("give_up_after", 0)):
+            if getattr(self, name) < low:
+                flag = {"context_chars": "context"}.get(name, name).replace("_", "-")
+                raise FpprovError(f"--{flag} must be at least {low} (got {getattr(self, name)})")
+        if self.concurrency > 8:
+            raise FpprovError(f"--concurrency must be at most 8 (got {self.concurrency})")
+        if not self.flush_seconds > 0:
+            raise FpprovError(f"flush_seconds must be positive (got {self.flush_seconds})")
 
 
 class Progress:
@@ -151,8 +174,9 @@ def plan_entries(tokens: Iterable[FpToken], backend: CorpusBackend, is_proxy: bo
             continue
         for n in ladder:
             for variant, unit in token_variants(token.text):
-                query = unit * n
-                why = backend.unqueryable_reason(query)
+                why = backend.repeated_reason(unit, n)   # before building: n copies may be far too long
+                query = None if why else unit * n
+                why = why or backend.unqueryable_reason(query)
                 rows.append({**common, "n": n, "variant": variant, "queryable": why is None, "reason": why,
                              "query": None if why else query})
     return rows
@@ -308,8 +332,7 @@ def run_provenance(store: Store, *, backend: str = "api", models: list[str] | No
 
     options = options or ProvenanceOptions()
     progress = progress or Progress()
-    if not options.ladder or min(options.ladder) < 1:
-        raise FpprovError("--ngram / --ladder values must be positive integers")
+    options.check()
     started = time.perf_counter()
     tokens_by_model = load_fp_tokens(store, models)
     aliases = load_aliases()

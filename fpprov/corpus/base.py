@@ -14,6 +14,15 @@ from typing import Any
 from ..errors import FpprovError
 
 
+# The most repetitions of a token's text one query may hold, on every backend: the api and mini servers take
+# at most 1,000 characters a query (and the api 500 tokens), and each copy is at least one character, so a
+# larger n can never fit; the local engine gets the same bound, plus LOCAL_MAX_QUERY_BYTES below.
+MAX_REPETITIONS = 1000
+# The local engine has no limit of its own; a query longer than this is not a sane n-gram (16 KiB: 1,000
+# copies of a 16-byte token).
+LOCAL_MAX_QUERY_BYTES = 16384
+
+
 class QueryFailed(Exception):
     """One query could not be answered; ``reason`` is the one line stored in the database."""
 
@@ -65,6 +74,21 @@ class CorpusBackend(ABC):
         """Why this query string cannot be sent to this backend, or None when it can."""
         if not query:
             return "empty query"
+        return None
+
+    def repeated_reason(self, unit: str, n: int) -> str | None:
+        """Why ``unit`` x ``n`` is too long for this backend, decided from lengths alone, so an n-fold text
+        that cannot be sent is never built."""
+        if n > MAX_REPETITIONS:
+            return f"n = {n} is over the limit of {MAX_REPETITIONS} repetitions"
+        chars = len(unit) * n
+        max_chars = getattr(self, "max_chars", None)
+        if max_chars and chars > max_chars:
+            return f"query is {chars} characters, over the {self.backend} limit of {max_chars}"
+        max_bytes = LOCAL_MAX_QUERY_BYTES if self.backend == "local" else None
+        if max_bytes and len(unit.encode("utf-8")) * n > max_bytes:
+            return (f"query is {len(unit.encode('utf-8')) * n} bytes, over the {self.backend} limit of "
+                    f"{max_bytes}")
         return None
 
     @abstractmethod
