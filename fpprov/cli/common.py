@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
+from .. import interrupts
 from ..errors import FpprovError
 from ..store import default_db_path
 
@@ -43,8 +44,7 @@ def fail(message: str, code: int = 2) -> None:
 
 
 def _interrupted() -> None:
-    err_console.print("interrupted: committed work is kept; rerun the same command to resume")
-    sys.exit(130)
+    sys.exit(interrupts.report())
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
