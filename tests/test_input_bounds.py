@@ -132,3 +132,37 @@ def test_local_long_token_is_stored_not_queryable_and_the_run_succeeds(tmp_path,
     too_long = [r for r in rows if r[0] == 1 and r[1] == 1000]
     assert too_long and all(not r[2] and "over the local limit of 16384" in r[3] for r in too_long)
     assert all(r[2] for r in rows if r[1] == 2)
+
+
+# -- vectors: numeric options ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("field,value,flag", [
+    ("init_std", 0.0, "--init-std"), ("init_std", -0.5, "--init-std"), ("stall_window", -1, "--stall-window"),
+    ("lr_floor", -1e-9, "--lr-floor"), ("weight_decay", -0.01, "--weight-decay"), ("tol", float("nan"), "--tol"),
+    ("lr", float("inf"), "--lr"), ("max_steps", 0, "--max-steps"), ("top_k", 0, "--top-k"),
+    ("dedup_distance", -1.0, "--dedup"), ("rollout_steps", 0, "--rollout-steps")])
+def test_vector_option_ranges_reject(field, value, flag):
+    from fpprov.vector_study import VectorOptions
+    from fpprov.vectors import check_option_ranges
+
+    with pytest.raises(FpprovError, match=flag):
+        check_option_ranges(VectorOptions(**{field: value}))
+
+
+def test_vector_option_ranges_accept_defaults_and_bounds():
+    from fpprov.vector_study import VectorOptions
+    from fpprov.vectors import check_option_ranges
+
+    check_option_ranges(VectorOptions())
+    check_option_ranges(VectorOptions(init_std=0.02, stall_window=0, lr_floor=0.0, weight_decay=0.0))
+
+
+@pytest.mark.xfail(reason="needs VectorOptions.check() in fpprov/vector_study.py to call "
+                          "vectors.check_option_ranges(self) (file not owned here)", strict=False)
+@pytest.mark.parametrize("flag", [["--init-std", "0"], ["--init-std", "-1"], ["--stall-window", "-1"],
+                                  ["--lr-floor", "-1"], ["--weight-decay", "-0.1"]])
+def test_vectors_cli_bad_option_is_one_line_and_no_db(tmp_path, flag):
+    db = tmp_path / "v.duckdb"
+    result = runner.invoke(app, ["vectors", "no-such-model-needed", "--db", str(db), *flag])
+    one_line_error(result, flag[0])
+    assert not db.exists()
