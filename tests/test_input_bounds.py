@@ -166,3 +166,69 @@ def test_vectors_cli_bad_option_is_one_line_and_no_db(tmp_path, flag):
     result = runner.invoke(app, ["vectors", "no-such-model-needed", "--db", str(db), *flag])
     one_line_error(result, flag[0])
     assert not db.exists()
+
+
+# -- index build on bad files -------------------------------------------------------------------------
+
+def _corpus(tmp_path, name: str, data: bytes):
+    folder = tmp_path / "corpus"
+    folder.mkdir(exist_ok=True)
+    good = "".join(json.dumps({"text": f"doc {i} blah"}) + "\n" for i in range(3)).encode()
+    (folder / "a.jsonl").write_bytes(good)
+    (folder / name).write_bytes(data)
+    return folder
+
+
+def _build(folder, out):
+    return runner.invoke(app, ["index", "build", str(folder), "--out", str(out)])
+
+
+def _gz(text: str) -> bytes:
+    import gzip
+    return gzip.compress(text.encode())
+
+
+@pytest.mark.parametrize("name,data,words", [
+    ("b.jsonl.gz", b"\x1f\x8bnot really gzip data at all", ["b.jsonl.gz:1", "cannot read"]),
+    ("b.jsonl.gz", _gz('{"text": "one"}\n' * 200)[:-30], ["b.jsonl.gz:", "truncated gzip"]),
+    ("b.jsonl", '{"text": "ok"}\n{"text": "caf\u00e9"}\n'.encode("latin-1"), ["b.jsonl:2", "not UTF-8"]),
+    ("b.jsonl", b'{"text": "ok"}\n{"text": \n', ["b.jsonl:2", "not a JSON line"]),
+])
+def test_index_build_bad_file_is_one_line_with_file_and_line(tmp_path, name, data, words):
+    folder = _corpus(tmp_path, name, data)
+    out = tmp_path / "index"
+    one_line_error(_build(folder, out), *words)
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".index")]  # no half-built folder
+
+
+def test_index_build_output_path_that_is_a_file(tmp_path):
+    folder = _corpus(tmp_path, "b.jsonl", b'{"text": "x"}\n')
+    out = tmp_path / "taken"
+    out.write_text("mine")
+    one_line_error(_build(folder, out), "is a file")
+    assert out.read_text() == "mine"
+    one_line_error(_build(folder, out / "sub"), "is a file")
+
+
+def test_index_build_skips_blank_lines_and_accepts_a_bom(tmp_path):
+    import tempfile
+    from pathlib import Path
+
+    from fpprov.corpus.local import LocalBackend
+
+    staged = set(Path(tempfile.gettempdir()).glob("fpprov-corpus-*"))
+    text = '{"text": "zqx first"}\n\n   \n{"text": "zqx second"}\n'
+    folder = _corpus(tmp_path, "b.jsonl", b"\xef\xbb\xbf" + text.encode())
+    (folder / "c.jsonl.gz").write_bytes(_gz("\n" + text))
+    out = tmp_path / "index"
+    result = _build(folder, out)
+    assert result.exit_code == 0, result.output
+    assert "7 documents from 3 file(s)" in " ".join(result.output.split())
+    backend = LocalBackend([out])
+    try:
+        assert backend.count("zqx").count == 4
+        assert backend.count("\ufeff").count == 0
+    finally:
+        backend.close()
+    assert set(Path(tempfile.gettempdir()).glob("fpprov-corpus-*")) <= staged  # the cleaned copy is gone

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from dataclasses import asdict, dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -55,10 +56,38 @@ def corpus_files(corpus_dir: Path) -> list[Path]:
     return found
 
 
-def _lines(path: Path):
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        yield from f
+_BOM = b"\xef\xbb\xbf"
+
+
+def _lines(path: Path, where: str):
+    """(line number, text) of each non-blank line, a UTF-8 BOM at the start accepted; a file that cannot be
+    read or decoded raises FpprovError naming the file and line."""
+    line_no = 0
+    try:
+        with (gzip.open(path, "rb") if path.name.endswith(".gz") else path.open("rb")) as f:
+            for line_no, raw in enumerate(f, 1):
+                if line_no == 1 and raw.startswith(_BOM):
+                    raw = raw[len(_BOM):]
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise FpprovError(f"{where}:{line_no}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at "
+                                      f"column {exc.start + 1}); re-encode the file as UTF-8") from None
+                if text.strip():
+                    yield line_no, text
+    except (OSError, EOFError, zlib.error) as exc:
+        what = "truncated gzip file" if isinstance(exc, EOFError) else f"cannot read ({exc})"
+        raise FpprovError(f"{where}:{line_no + 1}: {what}") from None
+
+
+def _needs_copy(path: Path) -> bool:
+    """Whether the indexer, which reads every line as JSON in strict UTF-8, needs a cleaned copy of the file
+    (a BOM or a blank line)."""
+    with (gzip.open(path, "rb") if path.name.endswith(".gz") else path.open("rb")) as f:
+        for line_no, raw in enumerate(f, 1):
+            if (line_no == 1 and raw.startswith(_BOM)) or not raw.strip():
+                return True
+    return False
 
 
 def survey(files: list[Path], corpus_dir: Path, shards: int, source_field: str) -> tuple[int, int, dict[str, int], list[int]]:
@@ -66,21 +95,54 @@ def survey(files: list[Path], corpus_dir: Path, shards: int, source_field: str) 
     documents each shard will get (the tool deals a file's lines out to shards round-robin)."""
     documents, text_bytes, sources, per_shard = 0, 0, {}, [0] * shards
     for path in files:
-        for line_no, line in enumerate(_lines(path), 1):
-            where = f"{path.relative_to(corpus_dir)}:{line_no}"
+        name = str(path.relative_to(corpus_dir))
+        for doc_no, (line_no, line) in enumerate(_lines(path, name)):
+            where = f"{name}:{line_no}"
             try:
                 record = json.loads(line)
             except ValueError:
                 raise FpprovError(f"{where}: not a JSON line") from None
             if not isinstance(record, dict) or not isinstance(record.get("text"), str):
                 raise FpprovError(f"{where}: each line needs a string field 'text'")
-            per_shard[(line_no - 1) % shards] += 1
+            per_shard[doc_no % shards] += 1
             documents += 1
             text_bytes += len(record["text"].encode("utf-8")) + 1
             source = record.get(source_field)
             if source is not None:
                 sources[str(source)] = sources.get(str(source), 0) + 1
     return documents, text_bytes, sources, per_shard
+
+
+def stage_corpus(files: list[Path], corpus_dir: Path) -> Path | None:
+    """None when the indexer can read every file as it is; else a temporary folder with the same relative
+    paths: cleaned copies (no BOM, no blank lines) of the files that need one, links to the others."""
+    dirty = [p for p in files if _needs_copy(p)]
+    if not dirty:
+        return None
+    staging = Path(tempfile.mkdtemp(prefix="fpprov-corpus-"))
+    for path in files:
+        target = staging / path.relative_to(corpus_dir)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if path not in dirty:
+            target.symlink_to(path)
+            continue
+        name = str(path.relative_to(corpus_dir))
+        with (gzip.open(target, "wt", encoding="utf-8", compresslevel=1) if path.name.endswith(".gz")
+              else target.open("w", encoding="utf-8")) as out:
+            for _, line in _lines(path, name):
+                out.write(line if line.endswith("\n") else line + "\n")
+    return staging
+
+
+def _check_out(out: Path, force: bool) -> None:
+    """The output must be a folder (or not exist yet) below folders, never a file."""
+    for folder in [out, *out.parents]:
+        if folder.exists():
+            if not folder.is_dir():
+                raise FpprovError(f"{folder} is a file, not a folder; choose another --out")
+            break
+    if out.exists() and any(out.iterdir()) and not force:
+        raise FpprovError(f"{out} exists and is not empty; pass --force to replace it")
 
 
 def build_index(corpus_dir: str | Path, out_dir: str | Path, *, shards: int = 1, mem_gb: int = 2,
@@ -91,9 +153,7 @@ def build_index(corpus_dir: str | Path, out_dir: str | Path, *, shards: int = 1,
         raise FpprovError(f"corpus folder {corpus} does not exist")
     if shards < 1:
         raise FpprovError("--shards must be at least 1")
-    if out.exists() and any(out.iterdir()):
-        if not force:
-            raise FpprovError(f"{out} exists and is not empty; pass --force to replace it")
+    _check_out(out, force)
     if corpus == out or corpus in out.parents:
         raise FpprovError("the index folder must not be inside the corpus folder (the indexer would read it)")
     files = corpus_files(corpus)
@@ -104,20 +164,44 @@ def build_index(corpus_dir: str | Path, out_dir: str | Path, *, shards: int = 1,
         big = text_bytes // shards >= _PARALLEL_MIN_SHARD_BYTES
         cpus = max(1, min(os.cpu_count() or 1, 8)) if big else 1
 
-    building = _building_dir(out)
+    staging = stage_corpus(files, corpus)
+    try:
+        building = _building_dir(out)
+    except OSError as exc:
+        _remove(staging)
+        raise FpprovError(f"cannot create the index folder next to {out}: {exc}") from None
+    try:
+        result = _run_indexer(corpus, staging or corpus, building, out, files=len(files), documents=documents,
+                              text_bytes=text_bytes, shards=shards, cpus=cpus, sources=sources, mem_gb=mem_gb,
+                              source_field=source_field)
+    except BaseException:
+        _remove(building)   # never a half-built index left behind
+        raise
+    finally:
+        _remove(staging)
+    return result
+
+
+def _remove(path: Path | None) -> None:
+    if path is not None:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _run_indexer(corpus: Path, data_dir: Path, building: Path, out: Path, *, files: int, documents: int,
+                 text_bytes: int, shards: int, cpus: int, sources: dict[str, int], mem_gb: int,
+                 source_field: str) -> BuildResult:
     hard_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     ulimit = hard_limit if hard_limit != resource.RLIM_INFINITY else 1 << 20
-    command = [sys.executable, "-m", "infini_gram.indexing", "--data_dir", str(corpus), "--save_dir", str(building),
-               "--temp_dir", str(building), "--token_dtype", "u8", "--add_metadata", "--shards", str(shards),
-               "--mem", str(mem_gb), "--cpus", str(cpus), "--ulimit", str(ulimit)]
+    command = [sys.executable, "-m", "infini_gram.indexing", "--data_dir", str(data_dir), "--save_dir",
+               str(building), "--temp_dir", str(building), "--token_dtype", "u8", "--add_metadata", "--shards",
+               str(shards), "--mem", str(mem_gb), "--cpus", str(cpus), "--ulimit", str(ulimit)]
     started = time.perf_counter()
     proc = subprocess.run(command, capture_output=True, text=True)
     if proc.returncode != 0 or "Something went wrong" in proc.stdout:
         tail = (proc.stderr.strip() or proc.stdout.strip() or "no output").splitlines()[-1]
-        shutil.rmtree(building, ignore_errors=True)
         raise FpprovError(f"infini_gram.indexing failed (exit {proc.returncode}): {tail[:300]}")
     check_index_dir(building)
-    result = BuildResult(out_dir=str(out), corpus_dir=str(corpus), files=len(files), documents=documents,
+    result = BuildResult(out_dir=str(out), corpus_dir=str(corpus), files=files, documents=documents,
                          text_bytes=text_bytes, shards=shards, cpus=cpus,
                          seconds=round(time.perf_counter() - started, 3), sources=sources)
     manifest = {**asdict(result), "token_dtype": "u8", "source_field": source_field,
