@@ -114,7 +114,7 @@ def test_kill_9_mid_run_then_rerun_completes_only_what_is_missing(tmp_path, inde
         srv.delay_seconds = 0.04
         env = {**os.environ, "FPPROV_API_URL": srv.url}
         proc = subprocess.Popen(
-            [sys.executable, "-c", "from fpprov.cli import main; main()", "provenance", "--db", db,
+            [sys.executable, "-c", "from fpprov.entry import main; main()", "provenance", "--db", db,
              "--index", "test_index", "--ngram", "1", "--rate", "0", "--concurrency", "1"],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 30

@@ -23,6 +23,7 @@ for _name in COMMAND_MODULES:
     importlib.import_module(f"{__name__}.{_name}").register(app)
 
 
-def main() -> None:
+def run() -> None:
+    """Run the command line from sys.argv; ends in SystemExit (fpprov.entry adds the Ctrl-C guard around it)."""
     warnings.filterwarnings("ignore", category=FutureWarning)
     app()
