@@ -4,6 +4,10 @@ DuckDB lets several processes read a file, but not beside a writer. So that `fpp
 report` work while a scan writes, a locked database is read from a snapshot: the file and its WAL copied
 to a temporary folder (retried until the copy is not torn by a concurrent checkpoint) and opened read-only,
 which replays the WAL in memory. The snapshot shows every committed chunk up to the moment of the copy.
+
+Every connection opened here is locked down (store.lock_down): it reads its own database and nothing
+else, so a query can neither write other files (COPY TO, ATTACH ... READ_WRITE) nor read them (read_csv),
+nor change that configuration. Export alone may also write (and read back) its output folder.
 """
 
 from __future__ import annotations
@@ -22,12 +26,12 @@ import uuid
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import duckdb
 
 from .errors import FpprovError
-from .store import Store, list_migrations, migrate, open_store
+from .store import Store, connect, list_migrations, lock_down, migrate, open_store
 
 FORMATS = ("table", "csv", "json")
 _SNAPSHOT_TRIES = 5
@@ -76,14 +80,20 @@ def _copy_snapshot(path: Path, folder: Path) -> Path:
 
 
 @contextlib.contextmanager
-def _snapshot(db: Path) -> Iterator[ReadOnlyStore]:
+def _snapshot(db: Path, allowed_directories: Sequence[Path] = ()) -> Iterator[ReadOnlyStore]:
     with tempfile.TemporaryDirectory(prefix="fpprov-snapshot-") as folder:
         copy = _copy_snapshot(db, Path(folder))
         try:
             # The copy is ours: bring its schema up to date (views of newer fpprov versions) before reading.
-            with duckdb.connect(str(copy)) as con:
+            with connect(copy) as con:
                 migrate(con)
-            store = Store(duckdb.connect(str(copy), read_only=True), db, read_only=True)
+            con = connect(copy, read_only=True)
+            try:
+                lock_down(con, allowed_directories)
+            except BaseException:
+                con.close()
+                raise
+            store = Store(con, db, read_only=True)
         except duckdb.Error as exc:
             raise FpprovError(f"cannot read a snapshot of {db} (locked by a writer): "
                               f"{str(exc).splitlines()[0]}") from None
@@ -94,19 +104,22 @@ def _snapshot(db: Path) -> Iterator[ReadOnlyStore]:
 
 
 @contextlib.contextmanager
-def open_read_only(path: str | os.PathLike, *, upgrade: bool = False) -> Iterator[ReadOnlyStore]:
-    """Open the database read-only, from a snapshot copy when another process holds the write lock.
+def open_read_only(path: str | os.PathLike, *, upgrade: bool = False,
+                   allowed_directories: Sequence[Path] = ()) -> Iterator[ReadOnlyStore]:
+    """Open the database read-only and locked down, from a snapshot copy when another process holds the
+    write lock. The connection reaches no file but the database (and the folders in allowed_directories).
 
     A file written by an older fpprov lacks the newer views: with upgrade=True (report, export) it is
     migrated first, as every writing command does; otherwise (sql) it is read as it is and `schema` says so.
     """
     db = Path(path).expanduser()
+    locked = {"read_only": True, "locked": True, "allowed_directories": allowed_directories}
     try:
-        store = open_store(db, read_only=True)
+        store = open_store(db, **locked)
     except FpprovError as exc:
-        if "locked" not in str(exc):
+        if "locked by another process" not in str(exc):
             raise
-        with _snapshot(db) as ro:
+        with _snapshot(db, allowed_directories) as ro:
             yield ro
         return
     # migrate() applies every missing version, so a gap (not only an older maximum) means "outdated"
@@ -119,10 +132,10 @@ def open_read_only(path: str | os.PathLike, *, upgrade: bool = False) -> Iterato
             open_store(db).close()          # migrates
         except FpprovError:
             # a writer appeared meanwhile, or the file is not ours to write: upgrade a copy instead
-            with _snapshot(db) as ro:
+            with _snapshot(db, allowed_directories) as ro:
                 yield ro
             return
-        store, outdated = open_store(db, read_only=True), False
+        store, outdated = open_store(db, **locked), False
     try:
         yield ReadOnlyStore(store, snapshot=False, schema=(current, latest) if outdated else None)
     finally:
@@ -184,6 +197,8 @@ def run_query(store: Store, sql: str, params: list[Any] | None = None) -> QueryR
         return QueryResult([d[0] for d in cursor.description], cursor.fetchall())
     except duckdb.Error as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if isinstance(exc, duckdb.PermissionException) or "configuration has been locked" in first:
+            raise FpprovError(f"refused: {first} (queries may only read this database)") from None
         raise FpprovError(f"SQL error: {first}") from None
 
 
@@ -282,7 +297,7 @@ def export_parquet(db: str | os.PathLike, out_dir: str | os.PathLike) -> list[tu
     except OSError as exc:
         raise FpprovError(f"cannot create {out}: {exc.strerror}") from None
     written = []
-    with open_read_only(db, upgrade=True) as ro:
+    with open_read_only(db, upgrade=True, allowed_directories=[out]) as ro:
         con = ro.store.con
         for name, kind in relation_names(ro.store):
             target = out / f"{name}.parquet"

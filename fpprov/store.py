@@ -20,6 +20,10 @@ import pyarrow as pa
 from .errors import FpprovError
 
 DEFAULT_DB = "fpprov.duckdb"
+DUCKDB_MAGIC = b"DUCK"          # bytes 8..11 of every DuckDB database file
+# fpprov needs only DuckDB's built-in extensions (parquet, json): a query or a foreign file (SQLite, ...)
+# must never make DuckDB download or load one
+BASE_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
 _MIGRATION_NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 
 
@@ -53,6 +57,49 @@ def _connect_error(path: Path, exc: Exception) -> FpprovError:
     if "lock" in text.lower() or "Conflicting lock" in text:
         return FpprovError(f"database {path} is locked by another process; wait for it or use --db OTHER.duckdb")
     return FpprovError(f"cannot open database {path}: {text.splitlines()[0]}")
+
+
+def check_duckdb_file(path: str | os.PathLike) -> None:
+    """Refuse an existing, non-empty file that is not a DuckDB database (before DuckDB opens it).
+
+    A missing or empty file is left to the caller (created, or reported as missing)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(12)
+    except (FileNotFoundError, IsADirectoryError):
+        return
+    except OSError as exc:
+        raise FpprovError(f"cannot open database {path}: {exc.strerror}") from None
+    if head and head[8:12] != DUCKDB_MAGIC:
+        raise FpprovError(f"{path} is not a DuckDB database")
+
+
+def connect(path: str | os.PathLike, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """duckdb.connect for fpprov: only DuckDB files, no extension auto-install or auto-load, one-line errors."""
+    db_path = Path(path)
+    check_duckdb_file(db_path)
+    try:
+        return duckdb.connect(str(db_path), read_only=read_only, config=dict(BASE_CONFIG))
+    except duckdb.Error as exc:
+        raise _connect_error(db_path, exc) from None
+
+
+def lock_down(con: duckdb.DuckDBPyConnection, allowed_directories: Sequence[str | os.PathLike] = ()) -> None:
+    """Confine a connection to its own database: no other file read or written (COPY, ATTACH, read_csv,
+    EXPORT, INSTALL/LOAD), no Python variables as tables, and the configuration locked so that no query can
+    SET or RESET its way out. Only the folders in allowed_directories (export's output) stay reachable."""
+    setting = "SELECT current_setting('lock_configuration'), current_setting('enable_external_access')"
+    locked, external = con.execute(setting).fetchone()
+    if locked:      # another connection of this process to the same file (one DuckDB instance) locked it
+        if external:
+            raise FpprovError(f"cannot lock down the connection to {con.execute('PRAGMA database_list').fetchone()[2]}")
+        return
+    if allowed_directories:
+        folders = [os.path.join(os.path.abspath(d), "") for d in allowed_directories]
+        con.execute("SET allowed_directories = ?", [folders])
+    con.execute("SET enable_external_access = false")
+    con.execute("SET python_enable_replacements = false")
+    con.execute("SET lock_configuration = true")
 
 
 class Store:
@@ -170,29 +217,33 @@ def check_writable(path: str | os.PathLike | None = None) -> Path:
     if not os.access(parent, os.W_OK) or (db_path.exists() and not os.access(db_path, os.W_OK)):
         raise FpprovError(f"cannot write database {db_path}: permission denied")
     if db_path.exists():
-        try:
-            duckdb.connect(str(db_path)).close()
-        except duckdb.Error as exc:
-            raise _connect_error(db_path, exc) from None
+        connect(db_path).close()
     return db_path
 
 
-def open_store(path: str | os.PathLike | None = None, *, read_only: bool = False) -> Store:
+def open_store(path: str | os.PathLike | None = None, *, read_only: bool = False,
+               locked: bool = False, allowed_directories: Sequence[str | os.PathLike] = ()) -> Store:
     """Open (creating if needed) the database and bring its schema up to date.
 
     Read-only opens do not migrate; they work while another process writes only if DuckDB allows it
     (it allows several read-only processes, not a reader beside a writer), so callers show the error.
+    locked=True (read-only only) confines the connection to this file, see lock_down().
     """
     db_path = Path(path) if path is not None else default_db_path()
     db_path = db_path.expanduser()
     if read_only and not db_path.exists():
         raise FpprovError(f"database {db_path} does not exist; run `fpprov scan` first or pass --db")
+    if locked and not read_only:
+        raise ValueError("only a read-only store can be locked down")
     if not read_only:
         check_writable(db_path)
-    try:
-        con = duckdb.connect(str(db_path), read_only=read_only)
-    except duckdb.Error as exc:
-        raise _connect_error(db_path, exc) from None
+    con = connect(db_path, read_only=read_only)
+    if locked:
+        try:
+            lock_down(con, allowed_directories)
+        except BaseException:
+            con.close()
+            raise
     if not read_only:
         migrate(con)
     return Store(con, db_path, read_only)

@@ -53,3 +53,52 @@ def test_check_writable_refuses_bad_paths_and_creates_nothing(tmp_path):
         check_writable(tmp_path)
     assert check_writable(tmp_path / "new.duckdb") == tmp_path / "new.duckdb"
     assert not (tmp_path / "new.duckdb").exists()
+
+
+def _sqlite_file(path):
+    import sqlite3
+
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE t (a INTEGER)")
+    con.commit()
+    con.close()
+    return path
+
+
+def test_a_non_duckdb_file_is_refused_before_duckdb_opens_it(tmp_path):
+    path = _sqlite_file(tmp_path / "results.sqlite")
+    before = path.read_bytes()
+    for read_only in (True, False):
+        with pytest.raises(FpprovError, match="is not a DuckDB database"):
+            open_store(path, read_only=read_only)
+    with pytest.raises(FpprovError, match="is not a DuckDB database"):
+        check_writable(path)
+    short = tmp_path / "short.duckdb"
+    short.write_bytes(b"DUCK")                       # too short to hold the magic at offset 8
+    with pytest.raises(FpprovError, match="is not a DuckDB database"):
+        open_store(short, read_only=True)
+    assert path.read_bytes() == before and not list(tmp_path.glob("*.wal"))
+
+
+def test_duckdb_files_have_the_magic_and_empty_or_missing_paths_behave_as_before(tmp_path):
+    with open_store(tmp_path / "new.duckdb") as store:   # missing: created
+        assert store.schema_version() > 0
+    assert (tmp_path / "new.duckdb").read_bytes()[8:12] == b"DUCK"
+    empty = tmp_path / "empty.duckdb"
+    empty.touch()
+    with pytest.raises(FpprovError, match="cannot open database"):   # empty: DuckDB's own one-line refusal, as before
+        open_store(empty)
+    assert empty.read_bytes() == b""
+
+
+def test_connections_never_install_or_load_extensions_by_themselves(tmp_path):
+    with open_store(tmp_path / "e.duckdb") as store:
+        settings = dict(store.query("SELECT name, value FROM duckdb_settings() WHERE name IN "
+                                    "('autoinstall_known_extensions', 'autoload_known_extensions')"))
+        assert settings == {"autoinstall_known_extensions": "false", "autoload_known_extensions": "false"}
+    with open_store(tmp_path / "e.duckdb", read_only=True, locked=True) as store:
+        locked = dict(store.query("SELECT name, value FROM duckdb_settings() WHERE name IN "
+                                  "('enable_external_access', 'lock_configuration')"))
+        assert locked == {"enable_external_access": "false", "lock_configuration": "true"}
+    with pytest.raises(ValueError):
+        open_store(tmp_path / "e.duckdb", locked=True)

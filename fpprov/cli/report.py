@@ -55,7 +55,12 @@ def sql(
     db: Optional[Path] = DbOption,
     fmt: str = typer.Option("table", "--format", "-f", help=f"Output: {' | '.join(FORMATS)}."),
 ) -> None:
-    """Run SQL on the results, read-only (works while a scan writes). Lists canned queries without QUERY."""
+    """Run read-only SQL on the results (works while a scan writes). Lists canned queries without QUERY.
+
+    Allowed: SELECT and other queries over this database (temporary tables included). Refused: writes to
+    it, ATTACH, COPY ... TO, EXPORT, INSTALL/LOAD, SET of locked settings, and reading or writing any other
+    file (read_csv, read_parquet, ...); use `fpprov export` for parquet files.
+    """
     if query is None:
         for name, text in canned_queries().items():
             console.print(f"{name:24} {query_summary(text)}", markup=False, highlight=False, soft_wrap=True)
