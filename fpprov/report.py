@@ -11,6 +11,7 @@ import datetime as dt
 import decimal
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from importlib import metadata, resources
@@ -354,15 +355,36 @@ def build_reports(db: str | os.PathLike, out_dir: str | os.PathLike = "reports",
                   threshold_overrides: dict[str, float] | None = None, models: list[str] | None = None,
                   page_size: int = DEFAULT_PAGE_SIZE) -> ReportOutcome:
     """Write index.html, shared.html and one page per model (or per model named) into out_dir."""
-    started = time.perf_counter()
     out = Path(out_dir).expanduser()
+    created = first_missing_folder(out)
+    try:
+        return _build_reports(db, out, threshold_overrides, models, page_size)
+    except BaseException:
+        remove_folder(created)   # a failed run leaves no folder it made behind
+        raise
+
+
+def first_missing_folder(path: Path) -> Path | None:
+    """The outermost folder of ``path`` that does not exist yet: what ``mkdir(parents=True)`` would create."""
+    top = None
+    for folder in [path, *path.parents]:
+        if folder.exists() or folder.is_symlink():
+            break
+        top = folder
+    return top
+
+
+def remove_folder(folder: Path | None) -> None:
+    if folder is not None and folder.is_dir() and not folder.is_symlink():
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _build_reports(db: str | os.PathLike, out: Path, threshold_overrides: dict[str, float] | None,
+                   models: list[str] | None, page_size: int) -> ReportOutcome:
+    started = time.perf_counter()
     env = _environment()
     table_js = resources.files("fpprov.templates").joinpath("table.js").read_text("utf-8")
     with open_read_only(db, upgrade=True) as ro:
-        try:  # only once the database opened: a bad --db leaves no empty folder behind
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise FpprovError(f"cannot create report folder {out}: {exc.strerror}") from None
         store = ro.store
         data.apply_threshold_overrides(store, threshold_overrides or {})
         data.prepare_flags(store)
@@ -371,6 +393,10 @@ def build_reports(db: str | os.PathLike, out_dir: str | os.PathLike = "reports",
         missing = sorted(set(models or []) - known)
         if missing:
             raise FpprovError(f"no results for model {', '.join(missing)} in {db}; models: {', '.join(sorted(known)) or 'none'}")
+        try:  # only once the database opened and the options are checked: no empty folder on a bad input
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise FpprovError(f"cannot create report folder {out}: {exc.strerror}") from None
         pages = page_names([m["model"] for m in all_models])
         common = {"script_hash": csp_hash(table_js), "table_js": Markup(table_js), "version": _version(),
                   "db_name": Path(db).name, "snapshot": ro.snapshot,

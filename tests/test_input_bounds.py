@@ -232,3 +232,38 @@ def test_index_build_skips_blank_lines_and_accepts_a_bom(tmp_path):
     finally:
         backend.close()
     assert set(Path(tempfile.gettempdir()).glob("fpprov-corpus-*")) <= staged  # the cleaned copy is gone
+
+
+# -- report / export: no empty folder left on failure -------------------------------------------------
+
+def test_report_with_unknown_model_or_missing_db_leaves_no_folder(tmp_path):
+    db = make_db(tmp_path / "a.duckdb")
+    out = tmp_path / "new" / "reports"
+    one_line_error(runner.invoke(app, ["report", "--db", str(db), "--out", str(out), "-m", "nope"]), "nope")
+    assert not (tmp_path / "new").exists()
+    one_line_error(runner.invoke(app, ["report", "--db", str(db), "--out", str(out), "-t", "nope=1"]), "nope")
+    assert not (tmp_path / "new").exists()
+    one_line_error(runner.invoke(app, ["report", "--db", str(tmp_path / "missing.duckdb"), "--out", str(out)]))
+    assert not (tmp_path / "new").exists() and not (tmp_path / "missing.duckdb").exists()
+    ok = runner.invoke(app, ["report", "--db", str(db), "--out", str(out)])
+    assert ok.exit_code == 0, ok.output
+    assert (out / "index.html").exists()
+
+
+def test_report_failure_keeps_a_folder_that_was_there(tmp_path):
+    db = make_db(tmp_path / "a.duckdb")
+    out = tmp_path / "mine"
+    out.mkdir()
+    one_line_error(runner.invoke(app, ["report", "--db", str(db), "--out", str(out), "-m", "nope"]), "nope")
+    assert out.is_dir()
+
+
+def test_export_with_missing_db_leaves_no_folder(tmp_path):
+    out = tmp_path / "new" / "parquet"
+    result = runner.invoke(app, ["export", "--db", str(tmp_path / "missing.duckdb"), "--parquet", str(out)])
+    one_line_error(result)
+    assert not (tmp_path / "new").exists() and not (tmp_path / "missing.duckdb").exists()
+    db = make_db(tmp_path / "a.duckdb")
+    ok = runner.invoke(app, ["export", "--db", str(db), "--parquet", str(out)])
+    assert ok.exit_code == 0, ok.output
+    assert (out / "provenance.parquet").exists()

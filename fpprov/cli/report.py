@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 
 from ..errors import FpprovError
-from ..report import DEFAULT_PAGE_SIZE, build_reports
+from ..report import DEFAULT_PAGE_SIZE, build_reports, first_missing_folder, remove_folder
 from ..sql import FORMATS, canned_queries, export_parquet, format_result, query_database, query_summary
 from .common import DbOption, console, db_path, err_console, user_errors
 
@@ -86,7 +86,12 @@ def export(
     db: Optional[Path] = DbOption,
 ) -> None:
     """Export every table and view to parquet files."""
-    written = export_parquet(db_path(db), parquet)
+    created = first_missing_folder(parquet.expanduser())
+    try:
+        written = export_parquet(db_path(db), parquet)
+    except BaseException:
+        remove_folder(created)   # a bad --db or a failed table leaves no folder this command made
+        raise
     for name, kind, rows, path in written:
         console.print(f"{kind:5} {name:28} {rows:>10,} rows  {path}", markup=False, highlight=False, soft_wrap=True)
     err_console.print(f"{len(written)} files in {parquet}")
