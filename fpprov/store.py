@@ -79,9 +79,19 @@ def connect(path: str | os.PathLike, *, read_only: bool = False) -> duckdb.DuckD
     db_path = Path(path)
     check_duckdb_file(db_path)
     try:
-        return duckdb.connect(str(db_path), read_only=read_only, config=dict(BASE_CONFIG))
+        con = duckdb.connect(str(db_path), read_only=read_only)
     except duckdb.Error as exc:
         raise _connect_error(db_path, exc) from None
+    # SET, not connect(config=...): DuckDB refuses a second connection to a file whose open instance has a
+    # different config, and a caller (a test, a script) may hold a plain one. A locked instance has them.
+    try:
+        if not con.execute("SELECT current_setting('lock_configuration')").fetchone()[0]:
+            for name, value in BASE_CONFIG.items():
+                con.execute(f"SET {name} = {'true' if value else 'false'}")
+    except BaseException:
+        con.close()
+        raise
+    return con
 
 
 def lock_down(con: duckdb.DuckDBPyConnection, allowed_directories: Sequence[str | os.PathLike] = ()) -> None:

@@ -102,3 +102,14 @@ def test_connections_never_install_or_load_extensions_by_themselves(tmp_path):
         assert locked == {"enable_external_access": "false", "lock_configuration": "true"}
     with pytest.raises(ValueError):
         open_store(tmp_path / "e.duckdb", locked=True)
+
+
+def test_a_plain_connection_held_open_does_not_block_open_store(tmp_path):
+    # DuckDB refuses a connection whose config differs from the file's open instance: fpprov SETs instead
+    path = tmp_path / "shared.duckdb"
+    plain = duckdb.connect(str(path))
+    try:
+        with open_store(path) as store:
+            assert store.schema_version() > 0
+    finally:
+        plain.close()
