@@ -120,17 +120,24 @@ def stage_corpus(files: list[Path], corpus_dir: Path) -> Path | None:
     if not dirty:
         return None
     staging = Path(tempfile.mkdtemp(prefix="fpprov-corpus-"))
-    for path in files:
-        target = staging / path.relative_to(corpus_dir)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if path not in dirty:
-            target.symlink_to(path)
-            continue
-        name = str(path.relative_to(corpus_dir))
-        with (gzip.open(target, "wt", encoding="utf-8", compresslevel=1) if path.name.endswith(".gz")
-              else target.open("w", encoding="utf-8")) as out:
-            for _, line in _lines(path, name):
-                out.write(line if line.endswith("\n") else line + "\n")
+    try:
+        for path in files:
+            target = staging / path.relative_to(corpus_dir)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if path not in dirty:
+                target.symlink_to(path)
+                continue
+            name = str(path.relative_to(corpus_dir))
+            with (gzip.open(target, "wt", encoding="utf-8", compresslevel=1) if path.name.endswith(".gz")
+                  else target.open("w", encoding="utf-8")) as out:
+                for _, line in _lines(path, name):
+                    out.write(line if line.endswith("\n") else line + "\n")
+    except OSError as exc:
+        _remove(staging)
+        raise FpprovError(f"cannot write a cleaned copy of the corpus in {staging.parent}: {exc}") from None
+    except BaseException:
+        _remove(staging)
+        raise
     return staging
 
 
