@@ -212,3 +212,104 @@ def test_summary_shows_how_far_a_near_certain_probability_is_from_1():
 
     assert format_prob(1 - 1.1354e-07) == "1 - 1.1e-07"
     assert format_prob(0.5) == "0.5000" and format_prob(1.0) == "1.0000"
+
+
+def _unusable_devices() -> list[str]:
+    names = ["meta", "bogus", "cuda:99"] + ([] if torch.cuda.is_available() else ["cuda"])
+    if not torch.backends.mps.is_available():
+        names.append("mps")
+    if not (hasattr(torch, "xpu") and torch.xpu.is_available()):
+        names.append("xpu")
+    return names
+
+
+@pytest.mark.parametrize("command", ["scan", "vectors"])
+@pytest.mark.parametrize("device", _unusable_devices())
+def test_devices_this_torch_cannot_use_are_one_line_and_create_nothing(command, device, tiny_model_dir, tmp_path):
+    db = tmp_path / "x.duckdb"
+    line = _error_line(runner.invoke(app, [command, str(tiny_model_dir("llama")), "--device", device, "--db", str(db)]))
+    assert "device" in line and "cpu" in line
+    assert not db.exists()
+
+
+def test_resolve_device_accepts_what_this_torch_can_use():
+    from fpprov.devices import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if torch.cuda.is_available():
+        assert resolve_device(f"cuda:{torch.cuda.device_count() - 1}").type == "cuda"
+
+
+def _bert(tmp_path):
+    from transformers import BertConfig, BertModel
+
+    out = tmp_path / "bert"
+    BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=32)).save_pretrained(out)
+    return out
+
+
+def test_vectors_on_a_model_it_cannot_use_leaves_no_database(tmp_path):
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF" + b"\x00garbage" * 100)
+    for model, expected in ((_bert(tmp_path), "not a causal"), (bad, "truncated or corrupt")):
+        db = tmp_path / "v.duckdb"
+        assert expected in _error_line(runner.invoke(app, ["vectors", str(model), "--db", str(db)]))
+        assert not db.exists()
+
+
+def test_scan_bos_without_a_bos_token_leaves_no_database(tmp_path):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+    from tiny import build_tokenizer
+
+    tokenizer = build_tokenizer()
+    tokenizer.bos_token = None
+    out = tmp_path / "nobos"
+    LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                 num_attention_heads=2, num_key_value_heads=1)).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    db = tmp_path / "b.duckdb"
+    assert "no BOS token" in _error_line(runner.invoke(app, ["scan", str(out), "--bos", "--db", str(db)]))
+    assert not db.exists()
+
+
+def test_truncated_gguf_says_so(tmp_path):
+    import numpy as np
+    from gguf import GGUFWriter
+
+    whole = tmp_path / "whole.gguf"
+    writer = GGUFWriter(str(whole), "llama")
+    writer.add_tensor("token_embd.weight", np.zeros((64, 32), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(whole.read_bytes()[:-3000])
+    line = _error_line(runner.invoke(app, ["scan", str(cut), "--db", str(tmp_path / "x.duckdb")]))
+    assert "cut.gguf" in line and "looks truncated or corrupt" in line
+
+
+def test_a_missing_org_name_folder_with_the_hub_off_says_both(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+    line = _error_line(runner.invoke(app, ["scan", "models/nope", "--db", str(tmp_path / "x.duckdb")]))
+    assert "no directory models/nope" in line and "HF_HUB_OFFLINE" in line
+    assert not (tmp_path / "x.duckdb").exists()
+
+
+def test_a_missing_org_name_folder_with_the_hub_unreachable_fails_fast(tmp_path, monkeypatch):
+    import time
+
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
+    started = time.monotonic()
+    line = _error_line(runner.invoke(app, ["scan", "models/nope", "--db", str(tmp_path / "x.duckdb")]))
+    assert "no directory models/nope" in line and "unreachable" in line
+    assert time.monotonic() - started < 10

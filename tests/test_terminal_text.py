@@ -141,3 +141,31 @@ def test_a_corpus_source_and_index_label_with_brackets_through_index_build_and_p
     out = _ok(runner.invoke(app, ["provenance", "--db", str(db), "--backend", "local", "--index-dir",
                                   str(tmp_path / "idx"), "--index", "[/]label", "--ngram", "1", "--docs", "2"]))
     assert "'blah'" in out and "[/]tiny" in out and "[/]label" in out  # the table shows counted texts only
+
+
+def test_provenance_errors_before_any_phase_are_one_line_without_a_blank_line_first(tmp_path):
+    from fpprov.store import open_store
+
+    db = tmp_path / "p.duckdb"
+    store = open_store(db)
+    add_fp_scan(store, "tiny", [(1, "blah", "normal")])
+    store.close()
+    result = runner.invoke(app, ["provenance", "--db", str(db), "--backend", "local",
+                                 "--index-dir", str(tmp_path / "no-such-index")])
+    assert result.exit_code == 2 and not result.output.startswith("\n"), repr(result.output)
+    assert _error_line(result).startswith("error: ")
+
+
+def test_an_unreachable_server_is_reported_in_a_few_words():
+    import socket
+
+    from fpprov.corpus.base import QueryFailed
+    from fpprov.corpus.http import HttpSettings, JsonClient
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    client = JsonClient(f"http://127.0.0.1:{port}/", HttpSettings(rate=0, retries=1, backoff=0.01))
+    with pytest.raises(QueryFailed) as caught:
+        client.post({"query": "x"})
+    assert str(caught.value) == f"connection error: 127.0.0.1:{port} unreachable (NewConnectionError)"
