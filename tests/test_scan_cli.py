@@ -158,6 +158,7 @@ def test_model_without_rope_warns_and_check_length_is_recorded(tmp_path):
     result = runner.invoke(app, ["scan", str(out), "--db", str(db), "--check-length", "6"], terminal_width=200)
     assert result.exit_code == 0, result.output
     assert "no rotary position embeddings" in result.output
+    assert "[t] -> t no longer implies [t, ..., t] -> t" in " ".join(result.output.split())  # brackets kept
     con = duckdb.connect(str(db), read_only=True)
     rotary, method, length = con.execute(
         "SELECT rotary, method, check_length FROM models JOIN scans ON scans.model = models.name").fetchone()
