@@ -75,7 +75,8 @@ def test_hostile_tokens_model_and_db_path_through_scan_vectors_report_sql(hostil
     assert "[bold]tiny: " in out and "a[/]x.duckdb" in out
     out = _ok(runner.invoke(app, ["report", "--db", str(db), "--out", str(tmp_path / "r[")]))
     assert "index.html" in out
-    out = _ok(runner.invoke(app, ["sql", "--db", str(db), "SELECT text FROM token_fps WHERE text LIKE '[%' ORDER BY 1"]))
+    query = "SELECT text FROM token_fps WHERE text LIKE '[%' ORDER BY 1"
+    out = _ok(runner.invoke(app, ["sql", "--db", str(db), query]))
     assert "[/INST]" in out and "[bold]boo" in out
 
 
@@ -108,7 +109,7 @@ def test_a_model_name_with_brackets_is_one_literal_line():
     assert "x[/]y" in line
 
 
-def test_fail_prints_its_message_literally(capsys):
+def test_fail_prints_its_message_literally():
     import typer
 
     from fpprov.cli import common
