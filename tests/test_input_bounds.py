@@ -68,8 +68,6 @@ def test_provenance_bad_n_with_a_missing_db_creates_nothing(tmp_path):
     assert not db.exists()
 
 
-@pytest.mark.xfail(reason="needs fpprov/cli/provenance.py parse_ladder: `if ladder is None` instead of "
-                          "`if not ladder` (owned by another engineer)", strict=False)
 def test_provenance_empty_ladder_is_an_error(tmp_path):
     db = make_db(tmp_path / "a.duckdb")
     before = digest(db)

@@ -21,7 +21,7 @@ from .common import DbOption, cell, console, db_path, err_console, esc, user_err
 
 
 def parse_ladder(ngram: int, ladder: Optional[str]) -> tuple[int, ...]:
-    if not ladder:
+    if ladder is None:
         return (ngram,)
     try:
         values = tuple(sorted({int(v) for v in ladder.split(",") if v.strip()}))

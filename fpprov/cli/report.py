@@ -94,7 +94,7 @@ def export(
         raise
     for name, kind, rows, path in written:
         console.print(f"{kind:5} {name:28} {rows:>10,} rows  {path}", markup=False, highlight=False, soft_wrap=True)
-    err_console.print(f"{len(written)} files in {parquet}")
+    err_console.print(f"{len(written)} files in {parquet}", markup=False, highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
