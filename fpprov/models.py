@@ -15,14 +15,14 @@ import re
 import socket
 import sys
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .aliases import load_aliases
-from .errors import FpprovError
+from .errors import FpprovError, LowPrecisionWarning
 from .devices import resolve_device
 from .gguf_load import load_gguf_streaming
 
@@ -159,7 +159,7 @@ def pick_dtype(dtype: str) -> torch.dtype:
         raise FpprovError(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")
     if dtype in LOW_PRECISION:
         warnings.warn(f"{dtype} loses the precision fixed points need (the seed saw it fail); float32 is the reference",
-                      stacklevel=2)
+                      LowPrecisionWarning, stacklevel=2)
     return DTYPES[dtype]
 
 
@@ -184,9 +184,6 @@ class LoadedModel:
 
     def input_embeddings(self) -> torch.nn.Module:
         return self.model.get_input_embeddings()
-
-    def output_weight(self) -> torch.Tensor:
-        return self.model.get_output_embeddings().weight  # (V_rows, D)
 
     def scannable_ids(self) -> tuple[int, int]:
         """(n_ids, n_rows): tokenizer ids including added tokens, and embedding rows."""
@@ -347,7 +344,3 @@ def _quiet_transformers() -> None:
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-
-
-def spec_as_dict(spec: ModelSpec) -> dict[str, Any]:
-    return {k: v for k, v in asdict(spec).items() if k != "alias"}

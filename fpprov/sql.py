@@ -30,7 +30,7 @@ from typing import Any, Iterator, Sequence
 
 import duckdb
 
-from .errors import FpprovError
+from .errors import DatabaseLockedError, FpprovError
 from .store import Store, connect, list_migrations, lock_down, migrate, open_store
 
 FORMATS = ("table", "csv", "json")
@@ -116,9 +116,7 @@ def open_read_only(path: str | os.PathLike, *, upgrade: bool = False,
     locked = {"read_only": True, "locked": True, "allowed_directories": allowed_directories}
     try:
         store = open_store(db, **locked)
-    except FpprovError as exc:
-        if "locked by another process" not in str(exc):
-            raise
+    except DatabaseLockedError:
         with _snapshot(db, allowed_directories) as ro:
             yield ro
         return

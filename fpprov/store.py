@@ -17,7 +17,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import duckdb
 import pyarrow as pa
 
-from .errors import FpprovError
+from .errors import DatabaseLockedError, FpprovError
 
 DEFAULT_DB = "fpprov.duckdb"
 DUCKDB_MAGIC = b"DUCK"          # bytes 8..11 of every DuckDB database file
@@ -55,7 +55,7 @@ def list_migrations() -> list[Migration]:
 def _connect_error(path: Path, exc: Exception) -> FpprovError:
     text = str(exc)
     if "lock" in text.lower() or "Conflicting lock" in text:
-        return FpprovError(f"database {path} is locked by another process; wait for it or use --db OTHER.duckdb")
+        return DatabaseLockedError(f"database {path} is locked by another process; wait for it or use --db OTHER.duckdb")
     return FpprovError(f"cannot open database {path}: {text.splitlines()[0]}")
 
 
@@ -129,13 +129,6 @@ class Store:
         verb = "INSERT OR IGNORE" if or_ignore else "INSERT"
         self.con.execute(f"{verb} INTO {table} BY NAME SELECT * FROM arrow_rows")
         return len(rows)
-
-    def insert_arrow(self, table: str, arrow_table: pa.Table, *, or_ignore: bool = False) -> int:
-        if arrow_table.num_rows == 0:
-            return 0
-        verb = "INSERT OR IGNORE" if or_ignore else "INSERT"
-        self.con.execute(f"{verb} INTO {table} BY NAME SELECT * FROM arrow_table")
-        return arrow_table.num_rows
 
     @contextlib.contextmanager
     def registered(self, name: str, table: pa.Table) -> Iterator[None]:

@@ -11,6 +11,7 @@ from tiny import build_tiny_model
 from typer.testing import CliRunner
 
 from fpprov.cli import app
+from fpprov.errors import LowPrecisionWarning
 from fpprov.models import load_model
 from fpprov.store import open_store
 from fpprov.vector_study import VectorOptions, run_study
@@ -110,7 +111,7 @@ def test_interrupted_run_keeps_finished_seeds(store, olmo_model):
 
 
 def test_bfloat16_warns_and_is_recorded(store, constant_dir):
-    with pytest.warns(UserWarning, match="precision"):
+    with pytest.warns(LowPrecisionWarning, match="precision"):
         model = load_model(str(constant_dir), dtype="bfloat16", device="cpu")
     run_study(store, model, VectorOptions(methods=("iterate",), seeds=(0,), tol=1e-2, **FAST))
     (row,) = store.query_dicts("SELECT dtype, settings FROM vector_runs")

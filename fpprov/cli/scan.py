@@ -11,6 +11,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from ..errors import LowPrecisionWarning
 from ..store import check_writable, open_store
 from .common import DbOption, cell, console, db_path, err_console, esc, fail, user_errors
 
@@ -74,7 +75,7 @@ def scan(
     store = open_store(path)
     try:
         for w in caught:
-            if "precision" in str(w.message):
+            if issubclass(w.category, LowPrecisionWarning):
                 err_console.print(f"[yellow]warning:[/] {esc(w.message)}")
         if not loaded.rotary:
             err_console.print("[yellow]warning:[/] " + esc("this model has no rotary position embeddings: [t] -> t "

@@ -11,6 +11,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ..errors import LowPrecisionWarning
 from ..store import check_writable, open_store
 
 if TYPE_CHECKING:
@@ -82,7 +83,7 @@ def vectors(
     store = open_store(path)
     try:
         for w in caught:
-            if "precision" in str(w.message):
+            if issubclass(w.category, LowPrecisionWarning):
                 err_console.print(f"[yellow]warning:[/] {esc(w.message)}")
         t0 = time.perf_counter()
         with Progress(TextColumn("[bold]{task.description}[/]"), BarColumn(), MofNCompleteColumn(),
