@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from fpprov.report import build_reports
-from test_report_db import build_report_db
+from report_db import build_report_db
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 SCREENSHOT_DIR = Path(os.environ.get("FPPROV_SCREENSHOT_DIR") or Path(__file__).resolve().parent.parent / "reports" / "screenshots")

@@ -7,7 +7,7 @@ from importlib import resources
 from pathlib import Path
 
 from fpprov.store import open_store
-from test_report_db import build_report_db
+from report_db import build_report_db
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

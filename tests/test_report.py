@@ -15,7 +15,7 @@ from fpprov.errors import FpprovError
 from fpprov.report import build_reports
 from fpprov.report_text import csp_hash, flat, page_names, script_json, segments, snippet_cell
 from fpprov.store import open_store
-from test_report_db import HOSTILE_MODEL, HOSTILE_TEXTS, build_report_db
+from report_db import HOSTILE_MODEL, HOSTILE_TEXTS, build_report_db
 
 
 class Page(HTMLParser):

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from fpprov.cli import app
 from fpprov.errors import FpprovError
 from fpprov.sql import canned_queries, format_table, open_read_only, resolve_query, run_query, QueryResult
-from test_report_db import HOSTILE_TEXTS, build_report_db
+from report_db import HOSTILE_TEXTS, build_report_db
 
 runner = CliRunner()
 

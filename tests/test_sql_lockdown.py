@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from fpprov.cli import app
 from fpprov.errors import FpprovError
 from fpprov.sql import canned_queries, open_read_only, run_query
-from test_report_db import build_report_db
+from report_db import build_report_db
 
 runner = CliRunner()
 SENTINEL = b"sentinel bytes: not to be overwritten\n"
