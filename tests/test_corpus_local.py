@@ -150,3 +150,14 @@ def test_build_works_under_a_folder_named_tokenized(tmp_path):
     build_index(corpus_dir, out)
     assert LocalBackend([out]).count("blah").count == independent_count(records, "blah") > 0
     assert [p.name for p in out.parent.iterdir()] == ["tokenized-index"]
+
+
+def test_build_with_glob_characters_in_the_corpus_and_out_paths(tmp_path):
+    records = make_records(seed=4, docs=10)
+    corpus = tmp_path / "corpus[1]*"
+    write_corpus(corpus, records)
+    out = tmp_path / "i[" / "]dx?"
+    result = build_index(corpus, out)
+    assert result.documents == len(records) and (out / MANIFEST).exists()
+    backend = LocalBackend([out])
+    assert backend.count("blah").count == independent_count(records, "blah")

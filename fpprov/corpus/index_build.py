@@ -115,9 +115,10 @@ def survey(files: list[Path], corpus_dir: Path, shards: int, source_field: str) 
 
 def stage_corpus(files: list[Path], corpus_dir: Path) -> Path | None:
     """None when the indexer can read every file as it is; else a temporary folder with the same relative
-    paths: cleaned copies (no BOM, no blank lines) of the files that need one, links to the others."""
+    paths: cleaned copies (no BOM, no blank lines) of the files that need one, links to the others. A corpus
+    folder whose path holds glob characters is always staged: the indexer globs it."""
     dirty = [p for p in files if _needs_copy(p)]
-    if not dirty:
+    if not dirty and not _has_glob_characters(corpus_dir):
         return None
     staging = Path(tempfile.mkdtemp(prefix="fpprov-corpus-"))
     try:
@@ -222,14 +223,19 @@ def _run_indexer(corpus: Path, data_dir: Path, building: Path, out: Path, *, fil
     return result
 
 
+def _has_glob_characters(path: Path) -> bool:
+    return any(c in str(path) for c in "[]*?")
+
+
 def _building_dir(out: Path) -> Path:
     """A fresh folder to build in, next to ``out`` so the final move is a rename.
 
     The indexer derives each suffix-array path with ``path.replace('tokenized', 'table')`` over the WHOLE
     path, so a folder name containing 'tokenized' sends the table to a folder that does not exist; such
-    paths build in the system temporary folder instead and are moved into place.
+    paths build in the system temporary folder instead and are moved into place, and so do paths with glob
+    characters (``[``, ``*``, ``?``), which the indexer's own globbing would read as patterns.
     """
-    if "tokenized" in str(out.parent):
+    if "tokenized" in str(out.parent) or _has_glob_characters(out):
         return Path(tempfile.mkdtemp(prefix="fpprov-index-"))
     building = out.parent / f".{out.name.replace('tokenized', 'tok')}.building"
     shutil.rmtree(building, ignore_errors=True)
