@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -48,3 +51,31 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def hold_db_lock():
+    """A context manager: `with hold_db_lock(path, *statements):` runs a second process that opens the DuckDB
+    file read-write, executes the statements (committed rows, left in the WAL), and holds the file's lock until
+    the block ends. The block starts once the lock is held."""
+
+    @contextlib.contextmanager
+    def hold(path, *statements: str):
+        script = textwrap.dedent(f"""
+            import duckdb, sys
+            con = duckdb.connect({str(path)!r})
+            for statement in {list(statements)!r}:
+                con.execute(statement)
+            print("ready", flush=True)
+            sys.stdin.read()
+        """)
+        holder = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  text=True)
+        try:
+            assert holder.stdout.readline().strip() == "ready"
+            yield holder
+        finally:
+            holder.kill()
+            holder.wait(timeout=30)
+
+    return hold

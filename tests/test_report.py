@@ -357,29 +357,15 @@ def test_model_page_of_a_pair_shows_what_instruction_tuning_changed(reports):
     assert "Base vs instruct" not in Page(read(outcome.index.parent / "olmo2-1b.html")).visible
 
 
-def test_report_while_another_process_writes_reads_a_snapshot(tmp_path):
-    import subprocess
-    import sys
-    import textwrap
-
+def test_report_while_another_process_writes_reads_a_snapshot(tmp_path, hold_db_lock):
     db = build_report_db(tmp_path / "busy.duckdb")
-    writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
-        import duckdb, time
-        con = duckdb.connect({str(db)!r})
-        print("ready", flush=True)
-        time.sleep(60)
-    """)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert writer.stdout.readline().strip() == "ready"
+    with hold_db_lock(db):
         result = CliRunner().invoke(app, ["report", "--db", str(db), "--out", str(tmp_path / "r"),
                                           "-t", "prob_near_one=0.2"])
         assert result.exit_code == 0, result.output
         assert "snapshot" in result.stderr
         index = Page(read(tmp_path / "r" / "index.html"))
         assert "from a snapshot" in index.visible and "gemma3-270m" in index.visible
-    finally:
-        writer.kill()
-        writer.wait()
 
 
 def test_chart_labels_are_escaped_and_visible():

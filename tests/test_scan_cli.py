@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import textwrap
 
 import duckdb
 import pytest
@@ -12,7 +11,9 @@ import torch
 from typer.testing import CliRunner
 
 from fpprov.cli import app
+from fpprov.errors import DatabaseLockedError
 from fpprov.models import load_aliases
+from fpprov.store import open_store
 
 runner = CliRunner()
 
@@ -121,23 +122,15 @@ def test_unwritable_database_paths(tiny_model_dir, tmp_path):
     assert "folder" in _error_line(runner.invoke(app, ["scan", model, "--db", str(tmp_path)]))
 
 
-def test_database_locked_by_another_process(tiny_model_dir, tmp_path):
+def test_database_locked_by_another_process(tiny_model_dir, tmp_path, hold_db_lock):
     db = tmp_path / "locked.duckdb"
     duckdb.connect(str(db)).close()
     before = db.read_bytes()
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
-        import duckdb, sys, time
-        con = duckdb.connect({str(db)!r})
-        print("ready", flush=True)
-        sys.stdin.read()
-    """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    try:
-        assert holder.stdout.readline().strip() == b"ready"
+    with hold_db_lock(db):
         line = _error_line(runner.invoke(app, ["scan", str(tiny_model_dir("llama")), "--db", str(db)]))
         assert "locked by another process" in line
-    finally:
-        holder.stdin.close()
-        holder.wait(timeout=30)
+        with pytest.raises(DatabaseLockedError):
+            open_store(db)
     assert db.read_bytes() == before
 
 

@@ -5,9 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import subprocess
-import sys
-import textwrap
 
 import duckdb
 import pyarrow.parquet as pq
@@ -133,17 +130,9 @@ def test_sql_leaves_the_file_untouched(db):
     assert (db.stat().st_mtime_ns, db.read_bytes()) == before
 
 
-def test_sql_reads_a_snapshot_while_another_process_writes(tmp_path):
+def test_sql_reads_a_snapshot_while_another_process_writes(tmp_path, hold_db_lock):
     path = build_report_db(tmp_path / "busy.duckdb")
-    writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
-        import duckdb, sys, time
-        con = duckdb.connect({str(path)!r})
-        con.execute("INSERT INTO models (name, source_kind) VALUES ('written-meanwhile', 'hub')")
-        print("ready", flush=True)
-        time.sleep(60)
-    """)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert writer.stdout.readline().strip() == "ready"
+    with hold_db_lock(path, "INSERT INTO models (name, source_kind) VALUES ('written-meanwhile', 'hub')"):
         with pytest.raises(duckdb.IOException):          # DuckDB alone refuses a reader beside a writer
             duckdb.connect(str(path), read_only=True)
         result = invoke("sql", "--db", path, "-f", "json", "SELECT name FROM models ORDER BY name")
@@ -151,9 +140,6 @@ def test_sql_reads_a_snapshot_while_another_process_writes(tmp_path):
         assert "snapshot" in result.stderr
         names = [r["name"] for r in json.loads(result.stdout)]
         assert "written-meanwhile" in names and "gemma3-270m" in names    # committed rows, WAL included
-    finally:
-        writer.kill()
-        writer.wait()
 
 
 def test_format_table_aligns_wide_characters_and_cuts_long_cells():
@@ -223,23 +209,13 @@ def test_an_older_database_is_read_as_is_by_sql_and_upgraded_by_report(tmp_path)
     assert invoke("sql", "--db", path, "FROM shared_fps").exit_code == 0
 
 
-def test_a_snapshot_of_an_older_database_gets_the_new_views(tmp_path):
+def test_a_snapshot_of_an_older_database_gets_the_new_views(tmp_path, hold_db_lock):
     path = build_report_db(tmp_path / "old-busy.duckdb")
     _downgrade_to_version_3(path)
-    writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
-        import duckdb, time
-        con = duckdb.connect({str(path)!r})
-        print("ready", flush=True)
-        time.sleep(60)
-    """)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert writer.stdout.readline().strip() == "ready"
+    with hold_db_lock(path):
         result = invoke("sql", "--db", path, "-f", "json", "SELECT norm_text FROM shared_fps ORDER BY norm_text")
         assert result.exit_code == 0, result.output
         assert "BLAH" in [r["norm_text"] for r in json.loads(result.stdout)]
-    finally:
-        writer.kill()
-        writer.wait()
     with duckdb.connect(str(path), read_only=True) as con:      # the file itself was not touched
         assert con.execute("SELECT max(version) FROM schema_version").fetchone()[0] == 3
 

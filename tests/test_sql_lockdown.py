@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
-import sys
-import textwrap
 
 import duckdb
 import pyarrow.parquet as pq
@@ -151,20 +148,12 @@ def test_help_says_what_sql_allows():
     assert "read-only" in text and "ATTACH" in text and "COPY ... TO" in text and "other file" in text
 
 
-def test_the_snapshot_read_beside_a_writer_is_locked_down_too(tmp_path):
+def test_the_snapshot_read_beside_a_writer_is_locked_down_too(tmp_path, hold_db_lock):
     path = build_report_db(tmp_path / "busy.duckdb")
     victim = tmp_path / "victim.csv"
     victim.write_bytes(SENTINEL)
     other = other_duckdb(tmp_path / "other.duckdb")
-    writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
-        import duckdb, time
-        con = duckdb.connect({str(path)!r})
-        con.execute("INSERT INTO models (name, source_kind) VALUES ('written-meanwhile', 'hub')")
-        print("ready", flush=True)
-        time.sleep(60)
-    """)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert writer.stdout.readline().strip() == "ready"
+    with hold_db_lock(path, "INSERT INTO models (name, source_kind) VALUES ('written-meanwhile', 'hub')"):
         ok = invoke("sql", "--db", path, "-f", "csv", "SELECT name FROM models WHERE name = 'written-meanwhile'")
         assert ok.exit_code == 0 and "snapshot" in ok.stderr, ok.output
         for statement in (f"COPY (SELECT 1) TO '{victim}' (FORMAT csv)",
@@ -180,9 +169,6 @@ def test_the_snapshot_read_beside_a_writer_is_locked_down_too(tmp_path):
         exported = invoke("export", "--db", path, "--parquet", out)
         assert exported.exit_code == 0, exported.output
         assert "written-meanwhile" in {r["name"] for r in pq.read_table(out / "models.parquet").to_pylist()}
-    finally:
-        writer.kill()
-        writer.wait()
     assert victim.read_bytes() == SENTINEL
     assert precious_rows(other) == [(42,)]
 
