@@ -79,3 +79,14 @@ def hold_db_lock():
             holder.wait(timeout=30)
 
     return hold
+
+
+@pytest.fixture(scope="session")
+def tiny_model_sizes():
+    """sizes(model_dir) -> (vocab_size, embedding_rows): len(tokenizer) and the embedding rows of its config."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    def sizes(model_dir) -> tuple[int, int]:
+        return len(AutoTokenizer.from_pretrained(model_dir)), AutoConfig.from_pretrained(model_dir).vocab_size
+
+    return sizes

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import duckdb
 import pytest
 import torch
 from typer.testing import CliRunner
 
+import fpprov
 from fpprov.cli import app
 from fpprov.errors import DatabaseLockedError
 from fpprov.models import load_aliases
@@ -46,7 +49,8 @@ def test_models_lists_every_alias_of_the_seed_tables():
         assert f"qwen3-{size}" in aliases and f"qwen3-{size}-inst" in aliases
     for name in ("gemma3-270m", "gemma3-270m-inst", "gemma3-1b", "gemma3-1b-inst"):
         assert name in aliases
-    assert len(aliases) == 20
+    toml_text = (Path(fpprov.__file__).parent / "data" / "models.toml").read_text()
+    assert len(aliases) == len(re.findall(r'^\[models\."[^"]+"\]', toml_text, re.M))
     for name, entry in aliases.items():
         assert name in result.output and entry["hub_id"] in result.output
         assert {"hub_id", "family", "variant", "tokenizer_family", "default_index"} <= set(entry)
@@ -58,9 +62,10 @@ def test_help_everywhere():
         assert result.exit_code == 0 and "Usage" in result.output
 
 
-def test_scan_cli_end_to_end_with_summary(tiny_model_dir, tmp_path, monkeypatch):
+def test_scan_cli_end_to_end_with_summary(tiny_model_dir, tiny_model_sizes, tmp_path, monkeypatch):
     db = tmp_path / "env.duckdb"
     monkeypatch.setenv("FPPROV_DB", str(db))
+    vocab_size, embedding_rows = tiny_model_sizes(tiny_model_dir("qwen3", True))
     result = runner.invoke(app, ["scan", str(tiny_model_dir("qwen3", True)), "--limit", "120", "--start", "10"],
                            terminal_width=200)
     assert result.exit_code == 0, result.output
@@ -70,7 +75,8 @@ def test_scan_cli_end_to_end_with_summary(tiny_model_dir, tmp_path, monkeypatch)
     model = con.execute("SELECT source_kind, family, rotary, tied_head, vocab_size, embedding_rows FROM models").fetchone()
     con.close()
     assert scan[:3] == (10, 130, 120) and scan[4] and scan[3] == n_rows
-    assert model == ("directory", "qwen3", True, True, 303, 315)
+    assert model == ("directory", "qwen3", True, True, vocab_size, embedding_rows)
+    assert embedding_rows > vocab_size   # the tiny model pads its embedding past len(tokenizer)
     assert f"{n_rows} token FPs among 120 ids" in result.output and "top FPs by probability" in result.output
 
 
@@ -185,7 +191,7 @@ def test_cuda_without_cuda_is_one_line(tiny_model_dir, tmp_path):
     assert "CUDA is not available" in line
 
 
-def test_alias_prefers_the_local_hub_cache(tiny_model_dir, tmp_path):
+def test_alias_prefers_the_local_hub_cache(tiny_model_dir, tiny_model_sizes, tmp_path):
     """gemma3-270m loads from the Hugging Face cache when the hub model is there (not the embedded GGUF)."""
     import shutil
 
@@ -198,7 +204,8 @@ def test_alias_prefers_the_local_hub_cache(tiny_model_dir, tmp_path):
             "print(m.info['source_kind'], m.info['quantization'], m.info['vocab_size'], m.info['hub_id'])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split() == ["hub-cache", "None", "303", "google/gemma-3-270m"]
+    vocab_size, _ = tiny_model_sizes(tiny_model_dir("gemma3"))
+    assert out.stdout.split() == ["hub-cache", "None", str(vocab_size), "google/gemma-3-270m"]
 
 
 def test_summary_shows_how_far_a_near_certain_probability_is_from_1():

@@ -108,8 +108,10 @@ def test_ctrl_c_on_the_cli_keeps_committed_chunks_and_resumes(tiny_model_dir, tm
     assert _rows(db) == _uninterrupted(model_dir, tmp_path / "clean.duckdb", commit_every=1, batch_size=1)
 
 
-def test_resume_with_other_chunk_and_batch_sizes_keeps_the_first_runs_settings(tiny_model_dir, tmp_path):
+def test_resume_with_other_chunk_and_batch_sizes_keeps_the_first_runs_settings(tiny_model_dir, tiny_model_sizes,
+                                                                                tmp_path):
     model_dir = tiny_model_dir("gemma3", True)
+    vocab_size, _ = tiny_model_sizes(model_dir)
     db = tmp_path / "killed.duckdb"
     proc = subprocess.run([sys.executable, "-c", KILLER, str(model_dir), str(db)], capture_output=True, timeout=300)
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
@@ -117,6 +119,7 @@ def test_resume_with_other_chunk_and_batch_sizes_keeps_the_first_runs_settings(t
         result = scan_vocabulary(load_model(str(model_dir)), store, ScanOptions(commit_every=64, batch_size=100))
         scan = store.query_dicts("SELECT batch_size, commit_every, tokens_scanned, complete FROM scans")[0]
         chunks = store.query("SELECT chunk_start, chunk_stop FROM scan_chunks ORDER BY 1")
-    assert result.complete and scan == {"batch_size": 16, "commit_every": 40, "tokens_scanned": 303, "complete": True}
-    assert chunks == [(s, min(s + 40, 303)) for s in range(0, 303, 40)]
+    assert result.complete and scan == {"batch_size": 16, "commit_every": 40, "tokens_scanned": vocab_size,
+                                    "complete": True}
+    assert chunks == [(s, min(s + 40, vocab_size)) for s in range(0, vocab_size, 40)]
     assert _rows(db) == _uninterrupted(model_dir, tmp_path / "clean.duckdb")
