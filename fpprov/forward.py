@@ -152,7 +152,3 @@ def hidden_forward(model: Any, input_ids: torch.Tensor, dtype: torch.dtype | Non
              for name, t in list(decoder.named_parameters()) + list(decoder.named_buffers())}
     out = functional_call(decoder, state, (), {"input_ids": input_ids, "use_cache": False})
     return out.last_hidden_state[:, -1, :]
-
-
-def final_softcap(model: Any) -> float | None:
-    return getattr(model.config, "final_logit_softcapping", None) or None

@@ -79,7 +79,7 @@ class ProvenanceOptions:
             raise FpprovError(f"flush_seconds must be positive (got {self.flush_seconds})")
 
 
-class Progress:
+class ProvenanceProgress:
     """Hooks the CLI fills in with a rich progress bar; the library calls them, tests may ignore them."""
 
     def phase(self, name: str, total: int, cached: int = 0) -> None: ...
@@ -292,7 +292,7 @@ class BatchWriter:
 
 
 def count_queries(store: Store, backend: CorpusBackend, queries: list[str], options: ProvenanceOptions,
-                  progress: Progress, summary: RunSummary) -> None:
+                  progress: ProvenanceProgress, summary: RunSummary) -> None:
     """Send every query without a stored 'ok' answer; store each answer or failure as it arrives."""
     todo, attempts = pending_queries(store, backend.backend, backend.index_name, queries)
     summary.queries += len(queries)
@@ -326,12 +326,12 @@ def count_queries(store: Store, backend: CorpusBackend, queries: list[str], opti
 def run_provenance(store: Store, *, backend: str = "api", models: list[str] | None = None,
                    index: str | None = None, index_dirs: list[str | Path] | None = None,
                    api_url: str | None = None, http: HttpSettings | None = None,
-                   options: ProvenanceOptions | None = None, progress: Progress | None = None) -> RunSummary:
+                   options: ProvenanceOptions | None = None, progress: ProvenanceProgress | None = None) -> RunSummary:
     """Count (and optionally sample documents for) every FP token of the chosen models' complete scans."""
     from .provenance_docs import sample_documents
 
     options = options or ProvenanceOptions()
-    progress = progress or Progress()
+    progress = progress or ProvenanceProgress()
     options.check()
     started = time.perf_counter()
     tokens_by_model = load_fp_tokens(store, models)

@@ -19,7 +19,7 @@ from .corpus.base import CorpusBackend, source_of
 from .store import Store
 
 if TYPE_CHECKING:
-    from .provenance import Progress, ProvenanceOptions, RunSummary
+    from .provenance import ProvenanceOptions, ProvenanceProgress, RunSummary
 
 
 def sample_positions(total: int, k: int, seed: int, query: str) -> list[int]:
@@ -92,7 +92,7 @@ def refresh_sources(store: Store, backend: CorpusBackend, source_field: str) -> 
 
 
 def sample_documents(store: Store, backend: CorpusBackend, queries: list[str], options: "ProvenanceOptions",
-                     progress: "Progress", summary: "RunSummary") -> None:
+                     progress: "ProvenanceProgress", summary: "RunSummary") -> None:
     """Fetch the missing sampled documents of every query with count >= min_count."""
     from .provenance import BatchWriter, FailureStreak, run_each
 

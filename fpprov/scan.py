@@ -12,19 +12,17 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
-import tokenizers
 import torch
-import transformers
 
-from . import __version__
 from .errors import FpprovError
 from .forward import hidden_forward, hidden_len1, layer_layout
 from .head import LMHead
 from .models import LoadedModel
 from .store import Store, upsert_model
 from .tokens import TokenDescriber
+from .versions import library_versions
 
-Progress = Callable[[int, int], None]  # (tokens just finished, FPs among them)
+BatchCallback = Callable[[int, int], None]  # (tokens just finished, FPs among them)
 
 
 @dataclass
@@ -64,6 +62,11 @@ def scan_range(loaded: LoadedModel, opts: ScanOptions) -> tuple[int, int, int]:
     scannable = min(n_ids, n_rows)
     if opts.limit is not None and opts.limit <= 0:
         raise FpprovError("--limit must be a positive number of tokens")
+    context = getattr(loaded.model.config, "max_position_embeddings", None)
+    if opts.check_length is not None and (opts.check_length < 2 or (context and opts.check_length > context)):
+        # [t] * L must fit the model's context: past it the check measures nothing, and the input grows unbounded
+        raise FpprovError(f"--check-length must be between 2 and the model's context ({context or 'unknown'}), "
+                          f"got {opts.check_length}")
     if opts.start < 0 or opts.start >= scannable:
         raise FpprovError(f"--start {opts.start} is outside the vocabulary (0..{scannable - 1})")
     stop = scannable if opts.limit is None else min(scannable, opts.start + opts.limit)
@@ -179,11 +182,6 @@ class TokenJudge:
         return is_fp
 
 
-def _versions() -> dict[str, str]:
-    return {"torch_version": torch.__version__, "transformers_version": transformers.__version__,
-            "tokenizers_version": tokenizers.__version__, "fpprov_version": __version__}
-
-
 def find_scan(store: Store, model: str, dtype: str, opts: ScanOptions, id_start: int, id_stop: int) -> dict | None:
     found = store.query_dicts(
         "SELECT * FROM scans WHERE model = ? AND dtype = ? AND bos = ? AND id_start = ? AND id_stop = ?"
@@ -252,7 +250,7 @@ def _recheck_rows(scan_id: int, verdicts: dict[str, torch.Tensor]) -> list[dict[
 
 
 def scan_vocabulary(loaded: LoadedModel, store: Store, opts: ScanOptions, dtype_name: str = "float32",
-                    progress: Progress | None = None, on_start: Callable[[int, int], None] | None = None) -> ScanResult:
+                    progress: BatchCallback | None = None, on_start: Callable[[int, int], None] | None = None) -> ScanResult:
     """Scan ids [start, start+limit) of ``loaded`` for token FPs, committing per chunk; resumable."""
     if opts.verify not in ("all", "near"):
         raise FpprovError(f"unknown --verify {opts.verify!r}: use all or near")
@@ -271,7 +269,7 @@ def scan_vocabulary(loaded: LoadedModel, store: Store, opts: ScanOptions, dtype_
             " check_length, verify, method, torch_version, transformers_version, tokenizers_version, fpprov_version,"
             " tokens_skipped, seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0) RETURNING scan_id",
             [loaded.name, dtype_name, str(loaded.device), opts.bos, id_start, id_stop, opts.batch_size,
-             opts.commit_every, opts.tolerance, opts.check_length, opts.verify, judge.method, *_versions().values(), skipped],
+             opts.commit_every, opts.tolerance, opts.check_length, opts.verify, judge.method, *library_versions().values(), skipped],
         ).fetchone()[0]
     else:
         scan_id = existing["scan_id"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 CATEGORIES = ("normal", "special", "byte_fragment", "unreachable")
 _BYTE_TOKEN = re.compile(r"^<0x[0-9A-Fa-f]{2}>$")
@@ -74,6 +74,3 @@ class TokenDescriber:
         if len(ids) != 1 and norm != text:
             ids = self.tokenizer.encode(norm, add_special_tokens=False)
         return list(ids)
-
-    def describe_many(self, token_ids: Iterable[int]) -> list[TokenInfo]:
-        return [self.describe(int(t)) for t in token_ids]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from importlib import metadata
 from typing import Any, Callable, Sequence
 
 import torch
@@ -18,7 +17,8 @@ import torch
 from .errors import FpprovError
 from .rollout import ROLLOUT_FEEDS, judge_rollout, rollout_distances, token_mixtures
 from .store import Store, upsert_model
-from .vectors import (EMBEDDINGS, METHODS, EmbeddingMap, Finished, Progress, SeedOutcome, default_init_std,
+from .versions import library_versions
+from .vectors import (EMBEDDINGS, METHODS, EmbeddingMap, Finished, SeedOutcome, StepCallback, default_init_std,
                       gradient_descent, iterate)
 
 
@@ -83,20 +83,16 @@ class StudySummary:
 
 
 def _versions() -> dict[str, str | None]:
-    def version(dist: str) -> str | None:
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            return None
-    return {"torch_version": torch.__version__, "transformers_version": version("transformers"),
-            "fpprov_version": version("fpprov")}
+    """The versions a vector_runs row records (its table has no tokenizers column)."""
+    versions = library_versions()
+    return {k: versions[k] for k in ("torch_version", "transformers_version", "fpprov_version")}
 
 
 def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def run_study(store: Store, loaded: Any, options: VectorOptions, *, progress: Progress | None = None,
+def run_study(store: Store, loaded: Any, options: VectorOptions, *, progress: StepCallback | None = None,
               on_method: Callable[[str, int, int], None] | None = None) -> StudySummary:
     """Run the requested methods for the seeds not yet stored, then deduplicate and analyse the group.
 
@@ -147,7 +143,7 @@ def run_study(store: Store, loaded: Any, options: VectorOptions, *, progress: Pr
 
 
 def run_method(fmap: EmbeddingMap, method: str, seeds: Sequence[int], options: VectorOptions, init_std: float,
-               on_finish: Finished | None = None, progress: Progress | None = None) -> list[SeedOutcome]:
+               on_finish: Finished | None = None, progress: StepCallback | None = None) -> list[SeedOutcome]:
     """One method over all ``seeds`` in one batch (no storage)."""
     x0 = fmap.initial_vectors(seeds, init_std)                              # (S, D)
     if method == "iterate":

@@ -189,7 +189,7 @@ class StepReport:
     worst_residual: float
 
 
-Progress = Callable[[StepReport], None]
+StepCallback = Callable[[StepReport], None]
 Finished = Callable[[list[SeedOutcome]], None]
 
 
@@ -197,7 +197,7 @@ class _Bookkeeper:
     """Per-seed residual history, stop decisions and outcome records, shared by both searches."""
 
     def __init__(self, method: str, seeds: Sequence[int], max_steps: int, on_finish: Finished | None,
-                 progress: Progress | None):
+                 progress: StepCallback | None):
         self.method, self.seeds, self.max_steps = method, list(seeds), max_steps
         self.best = [math.inf] * len(seeds)
         self.history: list[list[float]] = [[] for _ in seeds]
@@ -256,7 +256,7 @@ def _stalled(history: list[float], window: int) -> str | None:
 
 def iterate(fmap: EmbeddingMap, seeds: Sequence[int], x0: torch.Tensor, *, tol: float = 1e-6,
             max_steps: int = 10_000, stall_window: int = 200, on_finish: Finished | None = None,
-            progress: Progress | None = None) -> list[SeedOutcome]:
+            progress: StepCallback | None = None) -> list[SeedOutcome]:
     """Fixed-point iteration x <- T(x) for every seed at once, each stopping on its own."""
     book = _Bookkeeper("iterate", seeds, max_steps, on_finish, progress)
     x = x0.clone()                                                         # (S, D)
@@ -363,7 +363,7 @@ class BatchedPlateau:
 def gradient_descent(fmap: EmbeddingMap, seeds: Sequence[int], x0: torch.Tensor, *, tol: float = 1e-6,
                      max_steps: int = 10_000, lr: float = 1e-2, lr_floor: float = 1e-9,
                      weight_decay: float = 0.01, detach: bool = True, on_finish: Finished | None = None,
-                     progress: Progress | None = None) -> list[SeedOutcome]:
+                     progress: StepCallback | None = None) -> list[SeedOutcome]:
     """AdamW on ||x - T(x)||_2 (T detached by default) with ReduceLROnPlateau, every seed with its own state.
 
     The seed's setup (torch AdamW at lr 1e-2 with default betas and weight decay, ReduceLROnPlateau with

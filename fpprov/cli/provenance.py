@@ -37,7 +37,7 @@ class _RateColumn(ProgressColumn):
         return Text(f"{task.speed or 0:,.0f}/s {task.fields.get('cached', 0):,} hits")
 
 
-class RichProgress(prov.Progress):
+class RichProgress(prov.ProvenanceProgress):
     """Shows each phase (counts, documents) with queries/s and cache hits."""
 
     def __init__(self, progress: Progress):
