@@ -314,3 +314,12 @@ def test_a_missing_org_name_folder_with_the_hub_unreachable_fails_fast(tmp_path,
     line = _error_line(runner.invoke(app, ["scan", "models/nope", "--db", str(tmp_path / "x.duckdb")]))
     assert "no directory models/nope" in line and "unreachable" in line
     assert time.monotonic() - started < 10
+
+
+def test_check_length_past_the_models_context_is_one_line_and_creates_nothing(tiny_model_dir, tmp_path):
+    db = tmp_path / "ctx.duckdb"
+    result = runner.invoke(app, ["scan", str(tiny_model_dir("llama", True)), "--db", str(db), "--check-length",
+                                 "1000000"])
+    assert result.exit_code == 2, result.output
+    assert "--check-length must be between 2 and the model's context (256)" in result.output
+    assert not db.exists()
