@@ -25,27 +25,6 @@ EMBEDDINGS = ("effective", "raw")
 # A residual within this factor of ||x|| * eps that stops improving has hit rounding, not a dead end.
 PRECISION_FLOOR_FACTOR = 16.0
 METHODS = ("iterate", "gradient")
-# Every numeric option of `fpprov vectors`: (field, flag, lowest, lowest allowed itself?); None may skip.
-_RANGES = (("tol", "tol", 0, False), ("max_steps", "max-steps", 1, True), ("stall_window", "stall-window", 0, True),
-           ("lr", "lr", 0, False), ("lr_floor", "lr-floor", 0, True), ("weight_decay", "weight-decay", 0, True),
-           ("init_std", "init-std", 0, False), ("dedup_distance", "dedup", 0, False),
-           ("rollout_steps", "rollout-steps", 1, True), ("stable_threshold", "stable-threshold", 0, False),
-           ("top_k", "top-k", 1, True))
-
-
-def check_option_ranges(options: Any) -> None:
-    """Raise FpprovError for the first numeric option of a VectorOptions outside its range (NaN and infinity
-    included): e.g. --init-std 0 would start every seed at the same x0, a negative --stall-window never stalls."""
-    for name, flag, low, inclusive in _RANGES:
-        value = getattr(options, name, None)
-        if value is None and name == "init_std":
-            continue
-        ok = value is not None and math.isfinite(value) and (value >= low if inclusive else value > low)
-        if not ok:
-            bound = f"at least {low}" if inclusive else "positive" if low == 0 else f"over {low}"
-            raise FpprovError(f"--{flag} must be {bound} and finite (got {value})")
-
-
 def effective_embedding_matrix(module: torch.nn.Module, chunk: int = 16384) -> torch.Tensor:
     """The embedding module's output for every row id, (V, D); the weight itself when the module is plain.
 

@@ -141,7 +141,7 @@ def test_local_long_token_is_stored_not_queryable_and_the_run_succeeds(tmp_path,
     ("dedup_distance", -1.0, "--dedup"), ("rollout_steps", 0, "--rollout-steps")])
 def test_vector_option_ranges_reject(field, value, flag):
     from fpprov.vector_study import VectorOptions
-    from fpprov.vectors import check_option_ranges
+    from fpprov.vector_study import check_option_ranges
 
     with pytest.raises(FpprovError, match=flag):
         check_option_ranges(VectorOptions(**{field: value}))
@@ -149,14 +149,12 @@ def test_vector_option_ranges_reject(field, value, flag):
 
 def test_vector_option_ranges_accept_defaults_and_bounds():
     from fpprov.vector_study import VectorOptions
-    from fpprov.vectors import check_option_ranges
+    from fpprov.vector_study import check_option_ranges
 
     check_option_ranges(VectorOptions())
     check_option_ranges(VectorOptions(init_std=0.02, stall_window=0, lr_floor=0.0, weight_decay=0.0))
 
 
-@pytest.mark.xfail(reason="needs VectorOptions.check() in fpprov/vector_study.py to call "
-                          "vectors.check_option_ranges(self) (file not owned here)", strict=False)
 @pytest.mark.parametrize("flag", [["--init-std", "0"], ["--init-std", "-1"], ["--stall-window", "-1"],
                                   ["--lr-floor", "-1"], ["--weight-decay", "-0.1"]])
 def test_vectors_cli_bad_option_is_one_line_and_no_db(tmp_path, flag):
