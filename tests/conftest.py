@@ -90,3 +90,25 @@ def tiny_model_sizes():
         return len(AutoTokenizer.from_pretrained(model_dir)), AutoConfig.from_pretrained(model_dir).vocab_size
 
     return sizes
+
+
+@pytest.fixture(scope="session")
+def corpus_index(tmp_path_factory):
+    """A factory: corpus_index(seed, shards=1) -> (index_dir, records), a make_records(seed) corpus written with
+    write_corpus and built with build_index, once per session. The seed stays per test module: their queries
+    count strings of those exact records."""
+    from fpprov.corpus.index_build import build_index
+    from infinigram_server import make_records, write_corpus
+
+    built: dict[tuple[int, int], tuple[Path, list]] = {}
+
+    def make(seed: int, shards: int = 1) -> tuple[Path, list]:
+        if (seed, shards) not in built:
+            base = tmp_path_factory.mktemp(f"corpus-{seed}")
+            records = make_records(seed=seed)
+            write_corpus(base / "corpus", records)
+            build_index(base / "corpus", base / "index", shards=shards)
+            built[seed, shards] = base / "index", records
+        return built[seed, shards]
+
+    return make

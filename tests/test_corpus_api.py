@@ -9,20 +9,15 @@ import pytest
 from fpprov.corpus.api import ApiBackend
 from fpprov.corpus.base import QueryFailed, UnknownIndex
 from fpprov.corpus.http import HttpSettings
-from fpprov.corpus.index_build import build_index
-from infinigram_server import independent_count, make_records, serve, write_corpus
+from infinigram_server import independent_count, serve
 
 # Fast retries: the backoff logic is urllib3's and ours; the waiting is not what is under test.
 FAST = dict(rate=0, concurrency=2, backoff=0.01, backoff_max=0.05, read_timeout=2.0, retries=3, body_retries=2)
 
 
 @pytest.fixture(scope="module")
-def index(tmp_path_factory):
-    base = tmp_path_factory.mktemp("api")
-    records = make_records(seed=3)
-    write_corpus(base / "corpus", records)
-    build_index(base / "corpus", base / "index", shards=2)
-    return base / "index", records
+def index(corpus_index):
+    return corpus_index(3, shards=2)
 
 
 @pytest.fixture()

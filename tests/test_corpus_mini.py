@@ -6,20 +6,15 @@ import pytest
 
 from fpprov.corpus.base import QueryFailed
 from fpprov.corpus.http import HttpSettings
-from fpprov.corpus.index_build import build_index
 from fpprov.corpus.mini import MiniBackend
-from infinigram_server import independent_count, make_records, serve, write_corpus
+from infinigram_server import independent_count, serve
 
 FAST = dict(rate=0, backoff=0.01, backoff_max=0.05, read_timeout=2.0, retries=2, body_retries=1)
 
 
 @pytest.fixture(scope="module")
-def index(tmp_path_factory):
-    base = tmp_path_factory.mktemp("mini")
-    records = make_records(seed=4)
-    write_corpus(base / "corpus", records)
-    build_index(base / "corpus", base / "index")
-    return base / "index", records
+def index(corpus_index):
+    return corpus_index(4)
 
 
 def test_mini_counts_finds_and_fetches_text_documents(index):

@@ -8,12 +8,11 @@ import json
 import pytest
 
 from fpprov.corpus.http import HttpSettings
-from fpprov.corpus.index_build import build_index
 from fpprov.errors import FpprovError
 from fpprov.provenance import FpToken, ProvenanceOptions, no_text_reason, run_provenance, token_variants, top_rows
 from fpprov.provenance_docs import sample_positions
 from fpprov.store import open_store
-from infinigram_server import add_fp_scan, independent_count, make_records, serve, write_corpus
+from infinigram_server import add_fp_scan, independent_count, serve
 
 TOKENS = [(1, "blah", "normal"), (2, "Á", "normal"), (3, "ffi", "normal"), (4, " Justine", "normal"),
           (5, "лье", "normal"), (6, "<0xC3>", "byte_fragment"), (7, "<bos>", "special"), (8, "\n", "normal"),
@@ -22,12 +21,8 @@ FAST = HttpSettings(rate=0, concurrency=2, backoff=0.01, backoff_max=0.05, read_
 
 
 @pytest.fixture(scope="module")
-def index(tmp_path_factory):
-    base = tmp_path_factory.mktemp("prov")
-    records = make_records(seed=5)
-    write_corpus(base / "corpus", records)
-    build_index(base / "corpus", base / "index", shards=2)
-    return base / "index", records
+def index(corpus_index):
+    return corpus_index(5, shards=2)
 
 
 @pytest.fixture()
