@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import torch
 from transformers import DynamicCache
 
+from .tokens import TokenDescriber
 from .vectors import EmbeddingMap
 
 ROLLOUT_FEEDS = ("output", "x")
@@ -75,30 +76,45 @@ class Mixture:
     tokens: list[MixtureToken]
 
 
-def token_fp_flags(model: Any, token_ids: Sequence[int]) -> list[bool]:
-    """[t] -> t under greedy decoding (input_ids, no BOS, the token scan's default), for each t."""
+def _stored_verdicts(store: Any, model: str, token_ids: Sequence[int]) -> dict[int, bool]:
+    """Verdicts of the model's primary scan (token_fps holds its FPs) for the ids that complete scan covers."""
+    row = store.con.execute("SELECT scan_id, id_start, id_stop FROM primary_scans WHERE model = ? AND complete",
+                            [model]).fetchone()
+    if row is None:
+        return {}
+    scan_id, start, stop = row
+    covered = [int(t) for t in token_ids if start <= int(t) < stop]
+    if not covered:
+        return {}
+    fps = {t for (t,) in store.con.execute("SELECT token_id FROM token_fps WHERE scan_id = ? AND list_contains(?, token_id)",
+                                           [scan_id, covered]).fetchall()}
+    return {t: t in fps for t in covered}
+
+
+def token_fp_flags(loaded: Any, token_ids: Sequence[int], store: Any = None) -> list[bool]:
+    """Whether [t] -> t, for each t: the stored verdict of the model's scan when one covers t, else the
+    scan's own judge (fpprov.scan.TokenJudge: float64-verified, default options, no BOS). One definition."""
     if not token_ids:
         return []
-    device = model.get_input_embeddings().weight.device
-    ids = torch.tensor(list(token_ids), device=device)                      # (K,)
-    with torch.no_grad():
-        logits = model(input_ids=ids[:, None], use_cache=False).logits[:, -1, :]  # (K, V)
-    return [bool(v) for v in (logits.argmax(dim=-1) == ids).cpu()]
+    verdicts = _stored_verdicts(store, loaded.name, token_ids) if store is not None else {}
+    missing = sorted({int(t) for t in token_ids} - set(verdicts))
+    if missing:
+        from .scan import ScanOptions, TokenJudge  # scan imports the model stack; keep rollout light
+
+        out = TokenJudge(loaded, ScanOptions()).judge(torch.tensor(missing))
+        verdicts.update(zip(missing, (bool(v) for v in out["is_fp"].cpu())))
+    return [verdicts[int(t)] for t in token_ids]
 
 
-def token_texts(tokenizer: Any, token_id: int) -> tuple[str | None, str | None]:
-    """(vocabulary string, decoded text); (None, None) for padded embedding rows past the tokenizer."""
-    if token_id >= len(tokenizer):
+def _texts(describer: TokenDescriber, n_ids: int, token_id: int) -> tuple[str | None, str | None]:
+    """(vocabulary string, decoded text) as the scan describes them; (None, None) for padded rows."""
+    if token_id >= n_ids:
         return None, None
-    raw = tokenizer.convert_ids_to_tokens(token_id)
-    try:
-        text = tokenizer.decode([token_id])
-    except Exception:  # some tokenizers refuse lone special or byte ids; the raw string still says it
-        text = None
-    return raw, text
+    info = describer.describe(token_id)
+    return info.raw_token, info.text
 
 
-def token_mixtures(fmap: EmbeddingMap, fps: torch.Tensor, top_k: int = 20) -> list[Mixture]:
+def token_mixtures(fmap: EmbeddingMap, fps: torch.Tensor, top_k: int = 20, store: Any = None) -> list[Mixture]:
     """The mixture y = softmax(logits(x)) of each FP: entropy (nats) and the top_k tokens."""
     x = fps.to(device=fmap.device, dtype=fmap.dtype)                        # (F, D)
     with torch.no_grad():
@@ -108,15 +124,16 @@ def token_mixtures(fmap: EmbeddingMap, fps: torch.Tensor, top_k: int = 20) -> li
     entropy = -(y * log_y).nan_to_num().sum(dim=-1)                         # (F,)
     k = min(top_k, y.shape[1])
     weights, ids = y.topk(k, dim=-1)                                        # (F, k) each
-    flags = token_fp_flags(fmap.model, sorted({int(t) for t in ids.flatten()}))
-    flag_of = dict(zip(sorted({int(t) for t in ids.flatten()}), flags))
+    unique = sorted({int(t) for t in ids.flatten()})
+    flag_of = dict(zip(unique, token_fp_flags(fmap.loaded, unique, store)))
     tokenizer = fmap.loaded.tokenizer
+    describer = TokenDescriber(tokenizer)
     mixtures = []
     for f in range(x.shape[0]):
         tokens = []
         for rank in range(k):
             token_id = int(ids[f, rank])
-            raw, text = token_texts(tokenizer, token_id)
+            raw, text = _texts(describer, len(tokenizer), token_id)
             tokens.append(MixtureToken(rank + 1, token_id, raw, text, float(weights[f, rank]), flag_of[token_id]))
         mixtures.append(Mixture(float(entropy[f]), tokens))
     return mixtures

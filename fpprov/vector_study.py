@@ -253,7 +253,7 @@ def sync_fps(store: Store, fmap: EmbeddingMap, model: str, options: VectorOption
         else:
             fresh_rows.append(row)
         rows.append((rep, row))
-    token_rows = _analyse(fmap, [row for row in fresh_rows], options)
+    token_rows = _analyse(fmap, [row for row in fresh_rows], options, store)
     with store.transaction() as con:
         kept_ids = [row["vector_id"] for _, row in rows if "vector_id" in row]
         dropped = [o["vector_id"] for o in old if o["vector_id"] not in kept_ids]
@@ -275,14 +275,15 @@ def sync_fps(store: Store, fmap: EmbeddingMap, model: str, options: VectorOption
                         f"({', '.join(str(int(r)) for r in row['run_ids'])})", [row["vector_id"]])
 
 
-def _analyse(fmap: EmbeddingMap, rows: list[dict[str, Any]], options: VectorOptions) -> dict[int, list[dict]]:
+def _analyse(fmap: EmbeddingMap, rows: list[dict[str, Any]], options: VectorOptions,
+             store: Store | None = None) -> dict[int, list[dict]]:
     """Fill rollout and mixture fields of ``rows`` in place (one batch); return their token rows by id(row)."""
     if not rows:
         return {}
     fps = torch.tensor([row["vector"] for row in rows], dtype=torch.float32)   # (F, D)
     verdicts = judge_rollout(rollout_distances(fmap, fps, options.rollout_steps, options.rollout_feed),
                              options.stable_threshold)
-    mixtures = token_mixtures(fmap, fps, options.top_k)
+    mixtures = token_mixtures(fmap, fps, options.top_k, store)
     tokens: dict[int, list[dict]] = {}
     for row, verdict, mixture in zip(rows, verdicts, mixtures):
         top = mixture.tokens[0]

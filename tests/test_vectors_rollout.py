@@ -97,8 +97,8 @@ def test_token_fp_flags_match_greedy_decoding(two_token):
     ids = [TOKEN_A, TOKEN_B, 0, 42]
     with torch.no_grad():
         argmax = two_token.model(input_ids=torch.tensor(ids)[:, None]).logits[:, -1].argmax(-1).tolist()
-    assert token_fp_flags(two_token.model, ids) == [a == t for a, t in zip(argmax, ids)]
-    assert token_fp_flags(two_token.model, ids)[:2] == [True, True]
+    assert token_fp_flags(two_token, ids) == [a == t for a, t in zip(argmax, ids)]
+    assert token_fp_flags(two_token, ids)[:2] == [True, True]
 
 
 def test_mixture_entropy_of_even_split(two_token):
@@ -107,3 +107,25 @@ def test_mixture_entropy_of_even_split(two_token):
     assert mixture.entropy == pytest.approx(math.log(2), abs=1e-6)
     assert {mixture.tokens[0].token_id, mixture.tokens[1].token_id} == {TOKEN_A, TOKEN_B}
     assert mixture.tokens[0].weight == pytest.approx(0.5, abs=1e-6)
+
+
+def test_token_fp_flags_prefer_the_stored_scan_verdict(two_token, tmp_path):
+    """One definition of a token FP: where the model's complete primary scan covers a token, its stored verdict
+    wins even against the judge (here a and b judge as FPs, 0 does not; the stored scan says the opposite)."""
+    from fpprov.store import open_store
+
+    ids = [TOKEN_A, TOKEN_B, 0, 42]
+    assert token_fp_flags(two_token, ids)[:3] == [True, True, False]              # the scan's judge, no store
+    with open_store(tmp_path / "s.duckdb") as store:
+        store.con.execute(
+            "INSERT INTO scans (scan_id, model, dtype, device, bos, id_start, id_stop, batch_size, tolerance, method,"
+            " complete) VALUES (1, ?, 'float32', 'cpu', false, 0, ?, 8, 1e-4, 'forward-pruned', true)",
+            [two_token.name, max(TOKEN_A, TOKEN_B)])                            # covers 0 .. b - 1, not b
+        store.con.execute(
+            "INSERT INTO token_fps (scan_id, model, token_id, category, prob, logit, margin, verified_float64)"
+            " VALUES (1, ?, 0, 'normal', 0.5, 1.0, 0.1, true)", [two_token.name])
+        flags = token_fp_flags(two_token, ids, store)
+    stored_a = TOKEN_A < max(TOKEN_A, TOKEN_B)
+    assert flags[ids.index(0)] is True                                           # stored FP, judge says no
+    assert flags[ids.index(TOKEN_A if stored_a else TOKEN_B)] is False           # stored non-FP, judge says yes
+    assert flags[ids.index(TOKEN_B if stored_a else TOKEN_A)] is True            # not covered: the judge
