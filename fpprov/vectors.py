@@ -222,9 +222,9 @@ def _stalled(history: list[float], window: int) -> str | None:
     The seed saw iteration converge within a few dozen steps or never (not after 200); a run that has
     not even halved its residual over the last window/2 steps is cycling or wandering, not converging.
     """
-    if window <= 0 or len(history) < window:
+    half = max(1, window // 2)
+    if window <= 0 or len(history) < max(window, 2):  # a window of 1 still compares its last step with the rest
         return None
-    half = window // 2
     earlier = min(history[:-half])
     recent = min(history[-half:])
     if recent > 0.5 * earlier:

@@ -253,3 +253,12 @@ def test_blocked_vocabulary_products_equal_plain_matmuls():
     assert blocks > 1 and row_blocks(315) == 1
     assert torch.allclose(times_rows_t(a, rows, blocks), a @ rows.T, rtol=0, atol=1e-12)
     assert torch.allclose(weights_times_rows(y, rows, blocks), y @ rows, rtol=0, atol=1e-12)
+
+
+def test_a_stall_window_of_one_or_two_compares_the_last_step_with_the_rest():
+    from fpprov.vectors import _stalled
+
+    assert _stalled([1.0], 1) is None                      # nothing earlier to compare with yet
+    assert _stalled([1.0, 0.9], 1) is not None             # not halved: a stall
+    assert _stalled([1.0, 0.4], 1) is None                 # halved: still converging
+    assert _stalled([1.0, 0.9], 2) is not None and _stalled([1.0, 0.9], 0) is None
