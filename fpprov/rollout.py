@@ -86,8 +86,8 @@ def _stored_verdicts(store: Any, model: str, token_ids: Sequence[int]) -> dict[i
     covered = [int(t) for t in token_ids if start <= int(t) < stop]
     if not covered:
         return {}
-    fps = {t for (t,) in store.con.execute("SELECT token_id FROM token_fps WHERE scan_id = ? AND list_contains(?, token_id)",
-                                           [scan_id, covered]).fetchall()}
+    fps = {t for (t,) in store.con.execute(
+        "SELECT token_id FROM token_fps WHERE scan_id = ? AND list_contains(?, token_id)", [scan_id, covered]).fetchall()}
     return {t: t in fps for t in covered}
 
 

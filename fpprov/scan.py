@@ -269,7 +269,8 @@ def scan_vocabulary(loaded: LoadedModel, store: Store, opts: ScanOptions, dtype_
             " check_length, verify, method, torch_version, transformers_version, tokenizers_version, fpprov_version,"
             " tokens_skipped, seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0) RETURNING scan_id",
             [loaded.name, dtype_name, str(loaded.device), opts.bos, id_start, id_stop, opts.batch_size,
-             opts.commit_every, opts.tolerance, opts.check_length, opts.verify, judge.method, *library_versions().values(), skipped],
+             opts.commit_every, opts.tolerance, opts.check_length, opts.verify, judge.method,
+             *library_versions().values(), skipped],
         ).fetchone()[0]
     else:
         scan_id = existing["scan_id"]
