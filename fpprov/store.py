@@ -55,7 +55,8 @@ def list_migrations() -> list[Migration]:
 def _connect_error(path: Path, exc: Exception) -> FpprovError:
     text = str(exc)
     if "lock" in text.lower() or "Conflicting lock" in text:
-        return DatabaseLockedError(f"database {path} is locked by another process; wait for it or use --db OTHER.duckdb")
+        return DatabaseLockedError(f"database {path} is locked by another process; "
+                                   "wait for it or use --db OTHER.duckdb")
     return FpprovError(f"cannot open database {path}: {text.splitlines()[0]}")
 
 
