@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -257,3 +258,27 @@ def upsert_model(store: Store, info: dict[str, Any]) -> None:
     """Insert or refresh one `models` row (keyed by name)."""
     store.con.execute("DELETE FROM models WHERE name = ?", [info["name"]])
     store.insert_rows("models", [info])
+
+
+class BatchWriter:
+    """Buffers rows and commits them with one INSERT OR REPLACE per batch (never row by row)."""
+
+    def __init__(self, store: Store, table: str, flush_seconds: float, max_rows: int = 5000):
+        self.store, self.table = store, table
+        self.flush_seconds, self.max_rows = flush_seconds, max_rows
+        self.rows: list[dict[str, Any]] = []
+        self.last_flush = time.monotonic()
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        if len(self.rows) >= self.max_rows or time.monotonic() - self.last_flush >= self.flush_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        self.last_flush = time.monotonic()
+        if not self.rows:
+            return
+        batch, self.rows = pa.Table.from_pylist(self.rows), []
+        name = f"_batch_{self.table}"
+        with self.store.registered(name, batch):
+            self.store.con.execute(f"INSERT OR REPLACE INTO {self.table} BY NAME SELECT * FROM {name}")
