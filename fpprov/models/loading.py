@@ -21,10 +21,10 @@ from typing import Any
 
 import torch
 
-from .aliases import load_aliases
-from .errors import FpprovError, LowPrecisionWarning
-from .devices import resolve_device
-from .gguf_load import load_gguf_streaming
+from ..aliases import load_aliases
+from ..errors import FpprovError, LowPrecisionWarning
+from ..devices import resolve_device
+from ..gguf_load import load_gguf_streaming
 
 log = logging.getLogger(__name__)
 
