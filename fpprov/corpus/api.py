@@ -26,12 +26,16 @@ def _index_list(answer: Any) -> list[str] | None:
 class HttpBackend(CorpusBackend):
     """What the api and mini backends share: the client, the index check, the error mapping."""
 
+    concurrency = HttpSettings.concurrency   # the client's bound on requests in flight (set per instance)
+
     def __init__(self, index: str, url: str, settings: HttpSettings | None = None):
         # The index is not checked here: that would cost a request on runs that find everything cached, and
         # the data file may lag behind the server. The server's 400 on the first query is the check.
         super().__init__()
         self.index_name = index
         self.client = JsonClient(url, settings)
+        # More queries in flight than the client's slots would only wait on its semaphore.
+        self.concurrency = max(1, self.client.settings.concurrency)
         self.config = backend_config(self.backend)
         self.max_chars = int(self.config.get("max_query_chars", 0)) or None
 

@@ -16,11 +16,8 @@ from ..errors import FpprovError
 
 # The most repetitions of a token's text one query may hold, on every backend: the api and mini servers take
 # at most 1,000 characters a query (and the api 500 tokens), and each copy is at least one character, so a
-# larger n can never fit; the local engine gets the same bound, plus LOCAL_MAX_QUERY_BYTES below.
+# larger n can never fit; the local engine gets the same bound, plus its own ``max_query_bytes``.
 MAX_REPETITIONS = 1000
-# The local engine has no limit of its own; a query longer than this is not a sane n-gram (16 KiB: 1,000
-# copies of a 16-byte token).
-LOCAL_MAX_QUERY_BYTES = 16384
 
 
 class QueryFailed(Exception):
@@ -66,6 +63,9 @@ class CorpusBackend(ABC):
     backend: str = ""          # 'api' | 'mini' | 'local'
     index_name: str = ""
     tokenized: bool = False    # queries are tokenized server-side (word-start semantics)
+    concurrency: int = 1       # queries that may be in flight at once; a run never sends more at a time
+    max_chars: int | None = None         # longest query in characters (None: no limit)
+    max_query_bytes: int | None = None   # longest query in UTF-8 bytes (None: no limit)
 
     def __init__(self) -> None:
         self.calls = 0         # queries handed to the backend (HTTP requests or engine calls), retries excluded
@@ -82,13 +82,11 @@ class CorpusBackend(ABC):
         if n > MAX_REPETITIONS:
             return f"n = {n} is over the limit of {MAX_REPETITIONS} repetitions"
         chars = len(unit) * n
-        max_chars = getattr(self, "max_chars", None)
-        if max_chars and chars > max_chars:
-            return f"query is {chars} characters, over the {self.backend} limit of {max_chars}"
-        max_bytes = LOCAL_MAX_QUERY_BYTES if self.backend == "local" else None
-        if max_bytes and len(unit.encode("utf-8")) * n > max_bytes:
+        if self.max_chars and chars > self.max_chars:
+            return f"query is {chars} characters, over the {self.backend} limit of {self.max_chars}"
+        if self.max_query_bytes and len(unit.encode("utf-8")) * n > self.max_query_bytes:
             return (f"query is {len(unit.encode('utf-8')) * n} bytes, over the {self.backend} limit of "
-                    f"{max_bytes}")
+                    f"{self.max_query_bytes}")
         return None
 
     @abstractmethod

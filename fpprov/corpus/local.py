@@ -72,6 +72,12 @@ def fingerprint(index_dirs: list[Path]) -> str:
 class LocalBackend(CorpusBackend):
     backend = "local"
     tokenized = False
+    # One shared engine object, called one query at a time: infini-gram does not document it as thread-safe,
+    # and its answers come fast enough that a run needs no threads.
+    concurrency = 1
+    # The engine has no limit of its own; a query longer than this is not a sane n-gram (16 KiB: 1,000
+    # copies of a 16-byte token).
+    max_query_bytes = 16384
 
     def __init__(self, index_dirs: list[str | Path], name: str | None = None):
         super().__init__()
