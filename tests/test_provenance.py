@@ -10,7 +10,7 @@ import pytest
 from fpprov.corpus.http import HttpSettings
 from fpprov.errors import FpprovError
 from fpprov.provenance import FpToken, ProvenanceOptions, no_text_reason, run_provenance, token_variants, top_rows
-from fpprov.provenance_docs import sample_positions
+from fpprov.provenance import sample_positions
 from fpprov.store import open_store
 from infinigram_server import add_fp_scan, independent_count, serve
 

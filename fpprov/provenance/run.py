@@ -18,13 +18,13 @@ from typing import Any, Callable, Iterable, Iterator
 
 import pyarrow as pa
 
-from .corpus.base import MAX_REPETITIONS, CorpusBackend, QueryFailed
-from .corpus.catalog import default_index_for, index_is_proxy
-from .corpus.factory import open_backend
-from .corpus.http import HttpSettings
-from .errors import FpprovError
-from .aliases import load_aliases
-from .store import Store
+from ..corpus.base import MAX_REPETITIONS, CorpusBackend, QueryFailed
+from ..corpus.catalog import default_index_for, index_is_proxy
+from ..corpus.factory import open_backend
+from ..corpus.http import HttpSettings
+from ..errors import FpprovError
+from ..aliases import load_aliases
+from ..store import Store
 
 VARIANTS = ("as_is", "space_added", "space_stripped")
 _NO_TEXT = {
@@ -328,7 +328,7 @@ def run_provenance(store: Store, *, backend: str = "api", models: list[str] | No
                    api_url: str | None = None, http: HttpSettings | None = None,
                    options: ProvenanceOptions | None = None, progress: ProvenanceProgress | None = None) -> RunSummary:
     """Count (and optionally sample documents for) every FP token of the chosen models' complete scans."""
-    from .provenance_docs import sample_documents
+    from .documents import sample_documents
 
     options = options or ProvenanceOptions()
     progress = progress or ProvenanceProgress()

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from .corpus.base import CorpusBackend, source_of
-from .store import Store
+from ..corpus.base import CorpusBackend, source_of
+from ..store import Store
 
 if TYPE_CHECKING:
-    from .provenance import ProvenanceOptions, ProvenanceProgress, RunSummary
+    from .run import ProvenanceOptions, ProvenanceProgress, RunSummary
 
 
 def sample_positions(total: int, k: int, seed: int, query: str) -> list[int]:
@@ -94,7 +94,7 @@ def refresh_sources(store: Store, backend: CorpusBackend, source_field: str) -> 
 def sample_documents(store: Store, backend: CorpusBackend, queries: list[str], options: "ProvenanceOptions",
                      progress: "ProvenanceProgress", summary: "RunSummary") -> None:
     """Fetch the missing sampled documents of every query with count >= min_count."""
-    from .provenance import BatchWriter, FailureStreak, run_each
+    from .run import BatchWriter, FailureStreak, run_each
 
     refresh_sources(store, backend, options.source_field)
     needing = _queries_needing_docs(store, backend, queries, options)
