@@ -1,0 +1,141 @@
+"""Where a token's matching documents come from, against where the corpus's text comes from.
+
+* Share of a source among the k sampled matching documents: ``k_s / k`` with the Wilson 95% interval
+  (``scipy.stats.binomtest(k_s, k).proportion_ci(method="wilson")``), defined for k_s = 0 and k_s = k.
+* Corpus baseline share: the same share among the documents found at N uniformly random token positions of the
+  index. ``sample_baseline_positions`` draws those positions: a global position uniform over all tokens of all
+  shards (so each shard is weighted by its size), returned as (shard, rank within the shard); resolving a
+  position to its document and source is the backend's job. A random position lands in a document with
+  chance proportional to the document's length, so the baseline is the share of corpus *text* by source, which
+  is what occurrence-sampled matching documents are compared with: a source holding much text will hold many
+  matches by size alone. Positions are drawn with replacement.
+* Enrichment = share / baseline share. Its CI is the interval of the ratio itself: ``scipy.stats.bootstrap``
+  resampling the matching documents and the baseline positions independently, percentile method, seeded -- not
+  the ratio of the two Wilson intervals. When the source never appears at a baseline position the enrichment is
+  NaN with a reason; when it appears but some resamples miss it, those resamples count as +inf, so the
+  upper bound may be +inf (see ``bootstrap``).
+* A document with no source field is counted under ``UNKNOWN_SOURCE``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from scipy import stats
+
+from .bootstrap import CONFIDENCE, N_RESAMPLES, bootstrap_ci
+
+UNKNOWN_SOURCE = "(unknown)"
+
+
+@dataclass(frozen=True)
+class SourceShare:
+    source: str
+    k: int                 # documents (or positions) from this source
+    n: int                 # all documents (or positions)
+    share: float
+    ci_low: float
+    ci_high: float
+
+
+@dataclass(frozen=True)
+class BaselinePosition:
+    shard: int
+    rank: int              # token position inside the shard, 0 <= rank < shard size
+
+
+@dataclass(frozen=True)
+class SourceEnrichment:
+    source: str
+    k_docs: int
+    n_docs: int
+    share: float
+    k_baseline: int
+    n_baseline: int
+    baseline_share: float
+    enrichment: float
+    ci_low: float
+    ci_high: float
+    reason: str | None = None
+
+
+def _labels(sources: Sequence[str | None]) -> list[str]:
+    return [UNKNOWN_SOURCE if s is None or s == "" else str(s) for s in sources]
+
+
+def wilson_share(k: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+    """``(k / n, low, high)``: the share and its Wilson interval; all NaN when n is 0."""
+    if n == 0:
+        return math.nan, math.nan, math.nan
+    ci = stats.binomtest(k, n).proportion_ci(confidence_level=confidence, method="wilson")
+    return k / n, float(ci.low), float(ci.high)
+
+
+def source_shares(sources: Sequence[str | None], confidence: float = CONFIDENCE) -> list[SourceShare]:
+    """Each source's share among the given documents with its Wilson interval; most frequent first."""
+    labels = _labels(sources)
+    n = len(labels)
+    counts = Counter(labels)
+    return [SourceShare(s, k, n, *wilson_share(k, n, confidence))
+            for s, k in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+
+
+def sample_baseline_positions(shard_sizes: Sequence[int], n: int, seed: int = 0) -> list[BaselinePosition]:
+    """N positions uniform over all tokens of all shards (with replacement), as (shard, rank)."""
+    sizes = np.asarray(list(shard_sizes), dtype=np.int64)
+    if n < 0:
+        raise ValueError(f"the number of baseline positions cannot be negative (got {n})")
+    if (sizes < 0).any():
+        raise ValueError("shard sizes cannot be negative")
+    if n == 0:
+        return []
+    total = int(sizes.sum())
+    if total == 0:
+        raise ValueError("the index has no tokens to draw baseline positions from")
+    ends = np.cumsum(sizes)                                        # (S,)
+    u = np.random.default_rng(seed).integers(0, total, size=n)    # (N,) global positions
+    shard = np.searchsorted(ends, u, side="right")                 # (N,) empty shards are never chosen
+    rank = u - (ends[shard] - sizes[shard])                        # (N,)
+    return [BaselinePosition(int(s), int(r)) for s, r in zip(shard, rank)]
+
+
+def _ratio_of_means(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.mean(x, axis=axis) / np.mean(y, axis=axis)
+
+
+def source_enrichment(doc_sources: Sequence[str | None], baseline_sources: Sequence[str | None], seed: int = 0,
+                      n_resamples: int = N_RESAMPLES, confidence: float = CONFIDENCE) -> list[SourceEnrichment]:
+    """Per source seen in either sample: share among the documents over the baseline share, with a bootstrap CI."""
+    docs, base = _labels(doc_sources), _labels(baseline_sources)
+    doc_arr, base_arr = np.asarray(docs, dtype=object), np.asarray(base, dtype=object)
+    dc, bc = Counter(docs), Counter(base)
+    out = []
+    for s in sorted(set(dc) | set(bc), key=lambda s: (-dc[s], s)):
+        k, kb = dc[s], bc[s]
+        share = k / len(docs) if docs else math.nan
+        bshare = kb / len(base) if base else math.nan
+        reason = None
+        if not docs:
+            reason = "no matching document"
+        elif not base:
+            reason = "no baseline position"
+        elif kb == 0:
+            reason = "source not seen at any baseline position: enrichment undefined"
+        if reason is not None:
+            out.append(SourceEnrichment(s, k, len(docs), share, kb, len(base), bshare, math.nan, math.nan,
+                                        math.nan, reason))
+            continue
+        x = (doc_arr == s).astype(float)      # (n_docs,)
+        y = (base_arr == s).astype(float)     # (n_baseline,)
+        if len(x) < 2 or len(y) < 2:
+            lo, hi = math.nan, math.nan
+            reason = "fewer than 2 documents or baseline positions: no bootstrap CI"
+        else:
+            lo, hi = bootstrap_ci(x, y, _ratio_of_means, seed, n_resamples, confidence)
+        out.append(SourceEnrichment(s, k, len(docs), share, kb, len(base), bshare, share / bshare, lo, hi, reason))
+    return out
