@@ -6,7 +6,7 @@ CREATE SEQUENCE vector_run_id_seq START 1;
 -- One row per seed and method: how the search from that seed ended. Written as each seed stops, so an
 -- interrupted run resumes with the seeds not yet here.
 CREATE TABLE vector_runs (
-    run_id          INTEGER PRIMARY KEY DEFAULT nextval('vector_run_id_seq'),
+    run_id          INTEGER PRIMARY KEY DEFAULT nextval('vector_run_id_seq'),  -- key
     model           VARCHAR NOT NULL,      -- models.name
     method          VARCHAR NOT NULL,      -- 'iterate' (x <- T(x)) | 'gradient' (AdamW on ||x - T(x)||_2)
     seed            INTEGER NOT NULL,      -- torch seed of x0 ~ N(0, init_std^2)
@@ -37,10 +37,10 @@ CREATE TABLE vector_runs (
     vector_norm     DOUBLE NOT NULL,       -- ||x||_2
     vector_id       INTEGER,               -- vector_fps.vector_id this run found; NULL unless converged
     seconds         DOUBLE NOT NULL,       -- wall time from the batch's start until this seed stopped
-    torch_version   VARCHAR,
-    transformers_version VARCHAR,
-    fpprov_version  VARCHAR,
-    finished_at     TIMESTAMP NOT NULL DEFAULT current_timestamp,
+    torch_version   VARCHAR,               -- torch version used
+    transformers_version VARCHAR,          -- transformers version used
+    fpprov_version  VARCHAR,               -- fpprov version used
+    finished_at     TIMESTAMP NOT NULL DEFAULT current_timestamp,  -- when the row was written
     UNIQUE (model, method, settings, seed)
 );
 
@@ -49,7 +49,7 @@ CREATE SEQUENCE vector_fp_id_seq START 1;
 -- Deduplicated FPs: converged runs of one (model, embedding, dtype) within dedup_distance are one FP,
 -- whichever seeds and methods found it.
 CREATE TABLE vector_fps (
-    vector_id       INTEGER PRIMARY KEY DEFAULT nextval('vector_fp_id_seq'),
+    vector_id       INTEGER PRIMARY KEY DEFAULT nextval('vector_fp_id_seq'),  -- key, stable across reruns
     model           VARCHAR NOT NULL,      -- models.name
     embedding       VARCHAR NOT NULL,      -- 'effective' | 'raw': the space the vector lives in (see vector_runs)
     dtype           VARCHAR NOT NULL,      -- dtype of the model the FP was found and checked in
@@ -68,22 +68,22 @@ CREATE TABLE vector_fps (
     rollout_dist_by_l DOUBLE[] NOT NULL,   -- element l (1-based) = ||T at position l - x||_2 for sequence length l (KV cache, real positions)
     rollout_dist_max DOUBLE NOT NULL,      -- max of rollout_dist_by_l
     stable_threshold DOUBLE NOT NULL,      -- stable means rollout_dist_max < stable_threshold
-    stable          BOOLEAN NOT NULL,
+    stable          BOOLEAN NOT NULL,      -- the verdict: rollout_dist_max < stable_threshold
     top_k           INTEGER NOT NULL,      -- rows kept in vector_fp_tokens
     entropy         DOUBLE NOT NULL,       -- entropy (nats) of the mixture y = softmax(logits(x)) over all embedding rows
     top_token_id    INTEGER NOT NULL,      -- argmax of y
     top_token_text  VARCHAR,               -- its decoded text
     top_weight      DOUBLE NOT NULL,       -- its weight in y
     top_token_is_fp BOOLEAN NOT NULL,      -- [t] -> t under greedy decoding (input_ids, no BOS), computed here
-    created_at      TIMESTAMP NOT NULL DEFAULT current_timestamp,
-    updated_at      TIMESTAMP NOT NULL DEFAULT current_timestamp
+    created_at      TIMESTAMP NOT NULL DEFAULT current_timestamp,  -- when the FP was first found
+    updated_at      TIMESTAMP NOT NULL DEFAULT current_timestamp  -- when it was last analysed
 );
 
 -- The top_k tokens of each FP's mixture y = softmax(logits(x)), x = sum_t y_t E_t.
 CREATE TABLE vector_fp_tokens (
     vector_id       INTEGER NOT NULL,      -- vector_fps.vector_id
     rank            INTEGER NOT NULL,      -- 1 = heaviest
-    token_id        INTEGER NOT NULL,
+    token_id        INTEGER NOT NULL,      -- the token (embedding row) id
     raw_token       VARCHAR,               -- vocabulary string (e.g. 'Ġblah', '▁blah'); NULL for padded rows
     text            VARCHAR,               -- decoded text of the single token
     weight          DOUBLE NOT NULL,       -- y_t

@@ -35,7 +35,7 @@ CREATE TABLE provenance (
     reason          VARCHAR,               -- why not queryable (e.g. 'byte_fragment: no text form'); NULL when queryable
     query           VARCHAR,               -- ngram_counts.query measuring it; NULL when not queryable
     index_is_proxy  BOOLEAN,               -- the index is a public stand-in for undisclosed training data (Qwen 3, Gemma 3)
-    updated_at      TIMESTAMP NOT NULL DEFAULT current_timestamp,
+    updated_at      TIMESTAMP NOT NULL DEFAULT current_timestamp,  -- when the entry was last planned
     PRIMARY KEY (model, token_id, backend, index_name, n, variant)
 );
 
@@ -57,7 +57,7 @@ CREATE TABLE documents (
     metadata        VARCHAR,               -- the document's metadata as JSON text (path, linenum, and the corpus fields)
     source_field    VARCHAR,               -- metadata field the source was read from (--source-field), e.g. 'source'
     source          VARCHAR,               -- the document's source (value of source_field, else the file path); NULL if unknown
-    fetched_at      TIMESTAMP NOT NULL DEFAULT current_timestamp,
+    fetched_at      TIMESTAMP NOT NULL DEFAULT current_timestamp,  -- when the document was fetched
     PRIMARY KEY (backend, index_name, query, seed, sample_no)
 );
 
@@ -65,6 +65,12 @@ CREATE TABLE documents (
 -- 'ok' | 'failed' | 'not_queryable' | 'pending' (queryable but not yet asked).
 -- Example: SELECT model, token_text, n, variant, count FROM provenance_counts
 --          WHERE status = 'ok' ORDER BY count DESC LIMIT 20;
+-- Columns:
+--   model, token_id, token_text, category, backend, index_name, index_is_proxy, n, variant, query: as in
+--       `provenance`
+--   status: 'ok' | 'failed' | 'not_queryable' | 'pending' (queryable, not yet asked)
+--   count, approx, token_ids, tokens, latency_ms, queried_at: as in `ngram_counts` (NULL until answered)
+--   reason: why the entry is not queryable, or why its query failed
 CREATE VIEW provenance_counts AS
 SELECT
     p.model, p.token_id, p.token_text, p.category, p.backend, p.index_name, p.index_is_proxy,
@@ -81,6 +87,11 @@ LEFT JOIN ngram_counts c
 -- Share of each source among the sampled documents of each provenance entry (all seeds, distinct matches).
 -- Example: SELECT token_text, source, round(100 * share) AS pct FROM source_shares
 --          WHERE model = 'olmo2-13b-inst' AND n = 10 ORDER BY token_text, share DESC;
+-- Columns:
+--   model, token_id, token_text, backend, index_name, index_is_proxy, n, variant, query: as in `provenance`
+--   source: the documents' source, '(unknown)' when their metadata names none
+--   sampled: all sampled matches of the entry's query
+--   share: docs / sampled
 CREATE VIEW source_shares AS
 WITH matches AS (
     SELECT DISTINCT backend, index_name, query, shard, rank, coalesce(source, '(unknown)') AS source

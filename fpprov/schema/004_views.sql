@@ -7,6 +7,12 @@
 -- '-inst' / '-instruct' / '-it' / '-chat' (or '-base'), so 'olmo2-1b' and 'olmo2-1b-inst' pair up.
 -- A model of unknown variant is treated as a base model (it fills the Base column).
 -- Example: SELECT name, family, variant, pair_name FROM model_pairs ORDER BY pair_name;
+-- Columns:
+--   name: models.name
+--   family: the model's family; the model's own name when unknown
+--   variant: 'base' or 'inst' (unknown counts as 'base')
+--   pair_name: the name without its instruct/base suffix: the row of Base/Inst tables
+--   quantization, tokenizer_family: as in `models`
 CREATE VIEW model_pairs AS
 SELECT
     m.name,
@@ -20,6 +26,9 @@ FROM models m;
 -- One scan per model, the one every cross-model view uses: complete before interrupted, no BOS before BOS
 -- (the seed fed no BOS, so counts stay comparable with its tables), then the widest id range, then the newest.
 -- Example: SELECT model, scan_id, dtype, bos, tokens_scanned, fp_count FROM primary_scans;
+-- Columns:
+--   scan_id, model, dtype, bos, complete, id_start, id_stop, tokens_scanned, fp_count, method, started_at, finished_at:
+--       as in `scans`
 CREATE VIEW primary_scans AS
 SELECT * EXCLUDE (pick) FROM (
     SELECT
@@ -34,7 +43,12 @@ SELECT * EXCLUDE (pick) FROM (
 ) WHERE pick = 1;
 
 -- The FPs of every model's primary scan, with the model's family and variant.
--- Example: SELECT model, text, prob FROM primary_fps WHERE family = 'qwen3' ORDER BY prob DESC LIMIT 10;
+-- Example: SELECT model, text, prob FROM primary_fps WHERE family = 'gemma3' ORDER BY prob DESC LIMIT 10;
+-- Columns:
+--   model: models.name
+--   family, variant, pair_name: as in `model_pairs`
+--   scan_id, token_id, raw_token, text, norm_text, category, prob, logit, margin, verified_float64: as in
+--       `token_fps`
 CREATE VIEW primary_fps AS
 SELECT
     f.model, coalesce(mp.family, f.model) AS family, coalesce(mp.variant, 'base') AS variant,
@@ -48,6 +62,11 @@ LEFT JOIN model_pairs mp ON mp.name = f.model;
 -- their own) are left out: every tokenizer decodes them to the same replacement character, which would
 -- match them across models for no reason.
 -- Example: SELECT norm_text, n_models, n_families, models FROM shared_fps WHERE n_families >= 2 LIMIT 20;
+-- Columns:
+--   norm_text: the shared text (token_fps.norm_text)
+--   n_models, n_families: how many models and families have it as an FP
+--   models, families: which (sorted)
+--   min_prob, max_prob, mean_prob: its probability across those models
 CREATE VIEW shared_fps AS
 SELECT
     norm_text,
@@ -67,7 +86,13 @@ HAVING count(DISTINCT model) >= 2;
 -- Every ordered pair of scanned models: FP texts of each, texts they share and the Jaccard index
 -- (shared / union). Both orders are present, so `WHERE model_a = 'x'` lists all of x's partners.
 -- Example: SELECT model_a, model_b, shared, round(jaccard, 3) AS jaccard FROM model_overlap
---          WHERE model_a = 'olmo2-13b' ORDER BY jaccard DESC;
+--          WHERE model_a = 'gemma3-270m' ORDER BY jaccard DESC;
+-- Columns:
+--   model_a, model_b: the pair (both orders, never a model with itself)
+--   family_a, family_b: their families
+--   fps_a, fps_b: distinct FP texts of each (U+FFFD texts excluded)
+--   shared: texts both have
+--   jaccard: shared / (fps_a + fps_b - shared); NULL when both are empty
 CREATE VIEW model_overlap AS
 WITH texts AS (
     SELECT DISTINCT model, family, norm_text FROM primary_fps
@@ -95,6 +120,11 @@ LEFT JOIN pair_counts pc ON pc.model_a = a.model AND pc.model_b = b.model;
 
 -- Each base/instruct pair with their primary scans and the id range both cover (what the two views below
 -- compare). Example: FROM base_inst_pairs ORDER BY family, pair_name;
+-- Columns:
+--   family, pair_name: the pair (see `model_pairs`)
+--   base_model, inst_model: models.name of each side
+--   base_scan, inst_scan: their primary scans (scans.scan_id)
+--   id_start, id_stop: the id range [id_start, id_stop) both scans cover
 CREATE VIEW base_inst_pairs AS
 SELECT b.family, b.pair_name, b.name AS base_model, i.name AS inst_model,
        sb.scan_id AS base_scan, si.scan_id AS inst_scan,
@@ -110,7 +140,13 @@ WHERE b.variant = 'base';
 -- models share a tokenizer, so tokens match by id; only ids inside both primary scans' ranges count
 -- (a slice scan of one model says nothing about ids it did not scan).
 -- Example: SELECT change, text, base_prob, inst_prob FROM base_vs_inst_tokens
---          WHERE pair_name = 'olmo2-13b' AND change = 'gained' ORDER BY inst_prob DESC;
+--          WHERE pair_name = 'gemma3-270m' AND change = 'gained' ORDER BY inst_prob DESC;
+-- Columns:
+--   family, pair_name, base_model, inst_model: as in `base_inst_pairs`
+--   token_id: the token (the same id in both models)
+--   raw_token, text, norm_text: as in `token_fps`
+--   change: 'kept' (FP of both), 'lost' (base only), 'gained' (instruct only)
+--   base_prob, inst_prob: its probability in each model; NULL where it is not an FP
 CREATE VIEW base_vs_inst_tokens AS
 WITH pairs AS (FROM base_inst_pairs), base AS (
     SELECT p.*, f.token_id, f.raw_token, f.text, f.norm_text, f.prob
@@ -138,7 +174,12 @@ FULL OUTER JOIN inst i ON i.pair_name = b.pair_name AND i.token_id = b.token_id;
 
 -- One row per base/instruct pair: FPs kept, lost and gained by instruction tuning over the ids both
 -- primary scans cover.
--- Example: FROM base_vs_inst WHERE family = 'olmo2';
+-- Example: FROM base_vs_inst WHERE family = 'gemma3';
+-- Columns:
+--   family, pair_name, base_model, inst_model, id_start, id_stop: as in `base_inst_pairs`
+--   kept, lost, gained: tokens in each class (see `base_vs_inst_tokens`)
+--   inst_fps: FPs of the instruct model in the common range
+--   kept_share: kept / base_fps; NULL when the base model has none there
 CREATE VIEW base_vs_inst AS
 WITH pairs AS (FROM base_inst_pairs), changes AS (
     SELECT pair_name, base_model, inst_model,
@@ -161,7 +202,19 @@ LEFT JOIN changes c ON c.base_model = p.base_model AND c.inst_model = p.inst_mod
 
 -- The seed's tables in one: per base/instruct pair, token FPs of each primary scan (with the ids it
 -- scanned, since a slice scan counts fewer) and deduplicated vector FPs, in total and per search method.
--- Example: SELECT model, base_token_fps AS base, inst_token_fps AS inst FROM seed_counts ORDER BY family, model;
+-- Example: SELECT model, base_token_fps AS base, inst_token_fps AS inst, base_vector_fps, inst_vector_fps
+--          FROM seed_counts ORDER BY family, model;
+-- Columns:
+--   model: the pair name (row of the seed's table)
+--   family: the pair's family
+--   base_model, inst_model: the two models (NULL when one is missing)
+--   base_token_fps, inst_token_fps: token FPs of each primary scan
+--   base_tokens_scanned, inst_tokens_scanned: ids each primary scan covered (a slice counts fewer)
+--   base_bos, inst_bos: the primary scans' BOS setting
+--   base_vector_fps, inst_vector_fps: deduplicated vector FPs; 0 when searched and none found, NULL when never
+--       searched
+--   base_vector_fps_iterate, inst_vector_fps_iterate: vector FPs found by fixed-point iteration
+--   base_vector_fps_gradient, inst_vector_fps_gradient: vector FPs found by gradient descent
 CREATE VIEW seed_counts AS
 WITH token_counts AS (
     SELECT ps.model, ps.tokens_scanned, ps.bos, count(f.token_id) AS token_fps

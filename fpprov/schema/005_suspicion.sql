@@ -7,11 +7,11 @@
 -- and `fpprov report --threshold source_concentration=0.8` overrides it for one report without writing
 -- (a TEMP table of the same name shadows this one, views included).
 CREATE TABLE suspicion_thresholds (
-    rule            VARCHAR PRIMARY KEY,
+    rule            VARCHAR PRIMARY KEY,   -- rule name (see docs/reports.md)
     threshold       DOUBLE NOT NULL,       -- the rule fires when its value reaches this
     min_support     INTEGER,               -- least evidence the rule needs (sampled documents); NULL if none
     weight          DOUBLE NOT NULL DEFAULT 1,  -- the rule's weight in the score
-    description     VARCHAR NOT NULL
+    description     VARCHAR NOT NULL       -- what the rule means
 );
 
 INSERT INTO suspicion_thresholds VALUES
@@ -30,6 +30,16 @@ INSERT INTO suspicion_thresholds VALUES
 -- [0, 1] how far past the threshold it is (see docs/reports.md), `contribution` = weight * (1 + strength),
 -- and `score` the token's total over its flags.
 -- Example: SELECT model, text, rule, reason, score FROM suspicious_tokens ORDER BY score DESC LIMIT 20;
+-- Columns:
+--   model, token_id, raw_token, text, norm_text, prob, family: as in `primary_fps`
+--   rule: the rule that fired (suspicion_thresholds.rule)
+--   threshold: the threshold in force
+--   value: what the rule measured
+--   reason: one readable sentence with the evidence and the threshold
+--   strength: 0 at the threshold up to 1 at saturation
+--   contribution: weight * (1 + strength)
+--   score: the token's total, the sum of its contributions
+--   n_rules: rules the token broke
 CREATE VIEW suspicious_tokens AS
 WITH th AS (
     SELECT * FROM suspicion_thresholds
@@ -108,7 +118,11 @@ FROM fired f
 JOIN primary_fps t ON t.model = f.model AND t.token_id = f.token_id;
 
 -- One row per flagged token: its score, the rules it broke and their reasons, best first.
--- Example: SELECT model, text, score, rules FROM token_suspicion WHERE model = 'olmo2-13b' LIMIT 20;
+-- Example: SELECT model, text, round(score, 2) AS score, rules FROM token_suspicion ORDER BY score DESC LIMIT 20;
+-- Columns:
+--   model, token_id, raw_token, text, norm_text, prob, family: as in `primary_fps`
+--   score, n_rules: as in `suspicious_tokens`
+--   rules, reasons: the rules it broke and their reasons, largest contribution first
 CREATE VIEW token_suspicion AS
 SELECT
     model, token_id, any_value(raw_token) AS raw_token, any_value(text) AS text,
