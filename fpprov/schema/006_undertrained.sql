@@ -1,0 +1,60 @@
+-- Under-trained tokens, found from the weights alone the way magikarp does (Land & Bartolo 2024, "Fishing
+-- for Magikarp", arXiv:2405.05417): the output embedding of a token the model never learned stays close to
+-- the embeddings of tokens known to be unused. Weight-based indicators only: magikarp's verification
+-- prompts are not run, so `undertrained` marks a candidate, not a verified token. docs/scan.md explains.
+
+-- One row per model: how its indicators were computed (a rerun replaces the model's rows).
+-- Example: SELECT model, indicator, reference_rule, reference_count, threshold, n_undertrained FROM undertrained_runs;
+CREATE TABLE undertrained_runs (
+    model           VARCHAR PRIMARY KEY,   -- models.name
+    indicator       VARCHAR NOT NULL,      -- the main indicator: 'cosine_distance_no_pc1' (E_out cosine distance to the reference mean, first principal component removed) | 'input_norm' (untied models without a reference set)
+    reference_rule  VARCHAR NOT NULL,      -- how the reference (known-unused) set was chosen: 'unused_names' (vocabulary entries named like <unused12>) | 'unreachable' (ids the tokenizer never produces) | 'none'
+    reference_count INTEGER NOT NULL,      -- ids in the reference set
+    percentile      DOUBLE NOT NULL,       -- threshold percentile of the indicator among ordinary ids (magikarp's 2%)
+    threshold       DOUBLE,                -- indicator value at that percentile; an id at or below it is a candidate
+    n_tokens        INTEGER NOT NULL,      -- ids with an indicator (the embedding rows)
+    n_undertrained  INTEGER NOT NULL,      -- candidates (reference ids included)
+    tied_head       BOOLEAN NOT NULL,      -- the output embedding is the input embedding
+    fpprov_version  VARCHAR,               -- fpprov that computed the rows
+    computed_at     TIMESTAMP NOT NULL DEFAULT current_timestamp  -- when
+);
+
+-- Per model and token id, magikarp's weight-based indicators. Lower = more like the unused tokens.
+-- Example: SELECT token_id, indicator_value FROM undertrained_tokens WHERE model = 'gemma3-270m' AND undertrained ORDER BY indicator_value LIMIT 20;
+CREATE TABLE undertrained_tokens (
+    model           VARCHAR NOT NULL,      -- models.name
+    token_id        INTEGER NOT NULL,      -- token id (embedding row)
+    is_reference    BOOLEAN NOT NULL,      -- in the model's reference (known-unused) set
+    is_special      BOOLEAN NOT NULL,      -- the tokenizer marks the id special (left out of the threshold's percentile)
+    cosine_distance DOUBLE,                -- 1 - cos(E_out[t], mean of E_out over the reference set); NULL without a reference set
+    cosine_distance_no_pc1 DOUBLE,         -- the same after removing the first principal component of E_out from every row and from the mean
+    input_norm      DOUBLE NOT NULL,       -- L2 norm of the input embedding row (magikarp's indicator for untied models)
+    indicator_value DOUBLE,                -- the main indicator (undertrained_runs.indicator) of this id
+    percentile      DOUBLE,                -- share of ordinary ids with a lower-or-equal indicator, in percent
+    undertrained    BOOLEAN NOT NULL,      -- candidate: indicator_value <= undertrained_runs.threshold
+    PRIMARY KEY (model, token_id)
+);
+
+-- Each model's primary-scan FPs against its under-trained candidates, counted over the ids the scan covers:
+-- FP and under-trained, FP and well-trained, and the same for the ids that are not FPs.
+-- Example: SELECT model, fp_undertrained, fp_trained, round(fp_undertrained_share, 4) AS share FROM fp_undertrained;
+CREATE VIEW fp_undertrained AS
+WITH scanned AS (
+    SELECT p.model, p.scan_id, u.token_id, u.undertrained,
+           EXISTS (SELECT 1 FROM token_fps f WHERE f.scan_id = p.scan_id AND f.token_id = u.token_id) AS is_fp
+    FROM primary_scans p
+    JOIN scans s ON s.scan_id = p.scan_id
+    JOIN undertrained_tokens u ON u.model = p.model AND u.token_id >= s.id_start AND u.token_id < s.id_stop
+)
+SELECT
+    model,                                                         -- models.name
+    any_value(scan_id) AS scan_id,                                 -- the primary scan compared
+    count(*) AS ids,                                               -- ids of the scan's range with an indicator
+    count(*) FILTER (WHERE is_fp AND undertrained) AS fp_undertrained,          -- FPs that are under-trained candidates
+    count(*) FILTER (WHERE is_fp AND NOT undertrained) AS fp_trained,           -- FPs that are not
+    count(*) FILTER (WHERE NOT is_fp AND undertrained) AS nonfp_undertrained,   -- non-FPs that are candidates
+    count(*) FILTER (WHERE NOT is_fp AND NOT undertrained) AS nonfp_trained,    -- non-FPs that are not
+    count(*) FILTER (WHERE is_fp AND undertrained) / greatest(count(*) FILTER (WHERE is_fp), 1) AS fp_undertrained_share,  -- share of FPs that are candidates
+    count(*) FILTER (WHERE NOT is_fp AND undertrained) / greatest(count(*) FILTER (WHERE NOT is_fp), 1) AS nonfp_undertrained_share  -- the same among non-FPs
+FROM scanned
+GROUP BY model;

@@ -1,0 +1,124 @@
+"""Under-trained token candidates (magikarp's weight-based indicators) on tiny models with planted rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fpprov.models import load_model
+from fpprov.scan import ScanOptions, scan_vocabulary
+from fpprov.store import open_store
+from fpprov.undertrained import compute_indicators, find_undertrained, reference_set
+
+UNUSED = [f"<unused{i}>" for i in range(6)]
+
+
+def _plant(loaded, ids, seed=0):
+    """Give ``ids`` the output rows an untrained token ends with: one shared vector plus a little noise."""
+    gen = torch.Generator().manual_seed(seed)
+    weight = loaded.model.get_output_embeddings().weight          # (V, D)
+    shared = torch.randn(weight.shape[1], generator=gen) * weight.std()
+    with torch.no_grad():
+        for i in ids:
+            weight[i] = shared + 0.02 * weight.std() * torch.randn(weight.shape[1], generator=gen)
+
+
+@pytest.fixture
+def planted(tiny_model_dir):
+    loaded = load_model(str(tiny_model_dir("llama")))
+    loaded.tokenizer.add_special_tokens({"additional_special_tokens": UNUSED})  # land on padded rows
+    reference = loaded.tokenizer.convert_tokens_to_ids(UNUSED)
+    hidden = [40, 77, 123, 201, 250]                                 # ordinary tokens left untrained
+    _plant(loaded, reference + hidden)
+    return loaded, reference, hidden
+
+
+def test_reference_set_prefers_unused_names(planted):
+    loaded, reference, _ = planted
+    found = reference_set(loaded.tokenizer, loaded.model.get_output_embeddings().weight.shape[0])
+    assert found.rule == "unused_names" and found.ids == reference
+
+
+def test_planted_untrained_rows_are_the_candidates(planted, tmp_path):
+    loaded, reference, hidden = planted
+    with open_store(tmp_path / "u.duckdb") as store:
+        summary = find_undertrained(loaded, store)
+        flagged = {r[0] for r in store.query(
+            "SELECT token_id FROM undertrained_tokens WHERE undertrained AND NOT is_reference")}
+        run = store.query_dicts("FROM undertrained_runs")[0]
+    assert summary.indicator == "cosine_distance_no_pc1" and summary.tied_head
+    assert set(hidden) <= flagged
+    # 2% of the ordinary ids are candidates by construction; the planted ones take those places.
+    assert len(flagged) <= len(hidden) + 2
+    assert run["reference_count"] == len(reference) and run["n_undertrained"] == summary.n_undertrained
+
+
+def test_indicators_match_magikarp_formula():
+    gen = torch.Generator().manual_seed(1)
+    weight = torch.randn(200, 16, generator=gen, dtype=torch.float64)
+    ref = [3, 5, 7]
+    ind = compute_indicators(weight, weight, ref)
+    # Independent computation with numpy's SVD (sklearn PCA's first component is the top right-singular vector
+    # of the centred matrix).
+    mat = weight.numpy()
+    _, _, vt = np.linalg.svd(mat - mat.mean(0), full_matrices=False)
+    pc1 = vt[0]
+    wo = mat - np.outer(mat @ pc1, pc1)
+    mean = wo[ref].mean(0)
+    expected = 1 - wo @ mean / (np.linalg.norm(wo, axis=1) * np.linalg.norm(mean))
+    np.testing.assert_allclose(ind.cosine_distance_no_pc1, expected, atol=1e-10)
+    np.testing.assert_allclose(ind.input_norm, np.linalg.norm(mat, axis=1))
+
+
+def test_untied_model_without_reference_uses_input_norm(tiny_model_dir, tmp_path):
+    loaded = load_model(str(tiny_model_dir("qwen3", False)))
+    with torch.no_grad():
+        loaded.model.get_input_embeddings().weight[[10, 11]] *= 1e-3  # never-updated input rows stay small
+    with open_store(tmp_path / "u.duckdb") as store:
+        summary = find_undertrained(loaded, store)
+        flagged = {r[0] for r in store.query("SELECT token_id FROM undertrained_tokens WHERE undertrained")}
+    # The tiny byte-level tokenizer names no unused slot and can produce every id it has.
+    assert summary.reference_rule == "none" and summary.indicator == "input_norm"
+    assert {10, 11} <= flagged
+
+
+class _RoundTripTokenizer:
+    """Ids 0-9 are letters; ids 7 and 8 decode to text that re-encodes to other ids (unreachable)."""
+
+    all_special_ids: list[int] = []
+    added_tokens_decoder: dict = {}
+
+    def __len__(self):
+        return 10
+
+    def convert_ids_to_tokens(self, ids):
+        return [chr(97 + i) for i in ids] if isinstance(ids, list) else chr(97 + ids)
+
+    def decode(self, ids, **_):
+        return "".join("ab" if i in (7, 8) else chr(97 + i) for i in ids)
+
+    def encode(self, text, **_):
+        return [ord(c) - 97 for c in text]
+
+
+def test_reference_set_falls_back_to_unreachable_ids():
+    found = reference_set(_RoundTripTokenizer(), 10)
+    assert found.rule == "unreachable" and found.ids == [7, 8]
+
+
+def test_fp_undertrained_view_joins_the_primary_scan(planted, tmp_path):
+    loaded, _, hidden = planted
+    with open_store(tmp_path / "u.duckdb") as store:
+        result = scan_vocabulary(loaded, store, ScanOptions())
+        find_undertrained(loaded, store)
+        view = store.query_dicts("FROM fp_undertrained")[0]
+        fps = {r[0] for r in store.query("SELECT token_id FROM token_fps WHERE scan_id = ?", [result.scan_id])}
+        under = {r[0] for r in store.query("SELECT token_id FROM undertrained_tokens WHERE undertrained")}
+        scan = store.query_dicts("SELECT id_start, id_stop FROM scans WHERE scan_id = ?", [result.scan_id])[0]
+    ids = set(range(scan["id_start"], scan["id_stop"]))
+    assert view["ids"] == len(ids)
+    assert view["fp_undertrained"] == len(fps & under & ids)
+    assert view["fp_trained"] == len((fps - under) & ids)
+    assert view["nonfp_undertrained"] == len((under - fps) & ids)
+    assert view["fp_undertrained"] + view["fp_trained"] == result.fp_count
