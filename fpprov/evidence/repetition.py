@@ -16,7 +16,7 @@ Per (model, index), FP vs control:
   ties counted one half, which is the tie correction that matters here: many rates are exactly 0). AUC is the
   chance that a random FP's rate exceeds a random control's (ties one half); 0.5 is no difference.
 * Its 95% CI: ``scipy.stats.bootstrap`` resampling the FP and the control values independently (unpaired),
-  percentile method, seeded (see ``bootstrap``). The one-sided Mann-Whitney p-value (FP greater) is reported alongside.
+  percentile method, seeded (see ``intervals``). The one-sided Mann-Whitney p-value (FP greater) is reported alongside.
 * Median ratio = median(FP rates) / median(control rates), with a bootstrap CI the same way; NaN with a reason
   when the control median is 0 (common when most runs never occur).
 * Controls are the distinct control tokens of the match (a control reused by two FPs counts once).
@@ -42,7 +42,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from scipy import stats
 
-from .bootstrap import CONFIDENCE, N_RESAMPLES, bootstrap_ci
+from .intervals import CONFIDENCE, N_RESAMPLES, bootstrap_ci, wilson_interval
 from .controls import MatchResult
 
 
@@ -173,10 +173,10 @@ def token_percentiles(fps: Sequence[TokenValue], controls: Sequence[TokenValue],
             rows.append((f, 0, math.nan, _NAN_CI, math.nan, "no control with a rate in this frequency bin"))
             continue
         below = int((pool < f.value).sum())
-        ci = stats.binomtest(below, n).proportion_ci(confidence_level=confidence, method="wilson")
+        low, high = wilson_interval(below, n, confidence)
         pct = float(stats.percentileofscore(pool, f.value, kind="strict"))
         p = (1 + n - below) / (1 + n)
-        rows.append((f, n, pct, (100 * float(ci.low), 100 * float(ci.high)), p, None))
+        rows.append((f, n, pct, (100 * low, 100 * high), p, None))
     ps = np.array([r[4] for r in rows], dtype=float)
     qs = np.full(len(rows), math.nan)
     tested = np.isfinite(ps)

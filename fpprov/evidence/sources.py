@@ -13,7 +13,7 @@
   resampling the matching documents and the baseline positions independently, percentile method, seeded -- not
   the ratio of the two Wilson intervals. When the source never appears at a baseline position the enrichment is
   NaN with a reason; when it appears but some resamples miss it, those resamples count as +inf, so the
-  upper bound may be +inf (see ``bootstrap``).
+  upper bound may be +inf (see ``intervals``).
 * A document with no source field is counted under ``UNKNOWN_SOURCE``.
 """
 
@@ -25,9 +25,8 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-from scipy import stats
 
-from .bootstrap import CONFIDENCE, N_RESAMPLES, bootstrap_ci
+from .intervals import CONFIDENCE, N_RESAMPLES, bootstrap_ci, wilson_interval
 
 UNKNOWN_SOURCE = "(unknown)"
 
@@ -71,8 +70,7 @@ def wilson_share(k: int, n: int, confidence: float = CONFIDENCE) -> tuple[float,
     """``(k / n, low, high)``: the share and its Wilson interval; all NaN when n is 0."""
     if n == 0:
         return math.nan, math.nan, math.nan
-    ci = stats.binomtest(k, n).proportion_ci(confidence_level=confidence, method="wilson")
-    return k / n, float(ci.low), float(ci.high)
+    return (k / n, *wilson_interval(k, n, confidence))
 
 
 def source_shares(sources: Sequence[str | None], confidence: float = CONFIDENCE) -> list[SourceShare]:

@@ -1,6 +1,9 @@
-"""The one bootstrap helper of the evidence package: a seeded percentile interval of a two-sample statistic.
+"""The interval helpers of the evidence package: Wilson for a share, a seeded percentile bootstrap otherwise.
 
-``scipy.stats.bootstrap`` resamples each sample independently (unpaired), ``n_resamples`` times, and takes the
+Wilson: ``scipy.stats.binomtest(k, n).proportion_ci(method="wilson")``, defined at k = 0 and k = n; cached per
+(k, n, confidence) because per-token percentiles ask for the same few (k, n) many times.
+
+Bootstrap: ``scipy.stats.bootstrap`` resamples each sample independently (unpaired), ``n_resamples`` times, and takes the
 percentile interval: it stays inside the statistic's range (an AUC interval inside [0, 1]) and is defined when
 the bootstrap distribution is degenerate (every value tied), where BCa is not. A ratio statistic can divide by
 zero in some resamples; those resamples count as +inf (0/0 ones are left out), so the interval may be
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from functools import lru_cache
 from typing import Callable
 
 import numpy as np
@@ -40,3 +44,12 @@ def bootstrap_ci(x: np.ndarray, y: np.ndarray, statistic: Callable[..., np.ndarr
     alpha = (1 - confidence) / 2
     return (float(np.quantile(defined, alpha, method="lower")),
             float(np.quantile(defined, 1 - alpha, method="higher")))
+
+
+@lru_cache(maxsize=65536)
+def wilson_interval(k: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Wilson interval of the share k / n; NaN when n is 0."""
+    if n == 0:
+        return math.nan, math.nan
+    ci = stats.binomtest(k, n).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(ci.low), float(ci.high)
