@@ -256,7 +256,7 @@ def scan_vocabulary(loaded: LoadedModel, store: Store, opts: ScanOptions, dtype_
         raise FpprovError(f"unknown --verify {opts.verify!r}: use all or near")
     id_start, id_stop, skipped = scan_range(loaded, opts)
     judge = TokenJudge(loaded, opts)
-    upsert_model(store, loaded.info)
+    upsert_model(store, loaded)
     existing = find_scan(store, loaded.name, dtype_name, opts, id_start, id_stop)
     if existing and existing["complete"] and not opts.force:
         return _result(store, existing["scan_id"], already_complete=True)

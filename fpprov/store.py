@@ -13,12 +13,15 @@ import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 import duckdb
 import pyarrow as pa
 
 from .errors import DatabaseLockedError, FpprovError
+
+if TYPE_CHECKING:  # the annotation only: the store stays importable without torch
+    from .models import LoadedModel
 
 DEFAULT_DB = "fpprov.duckdb"
 DUCKDB_MAGIC = b"DUCK"          # bytes 8..11 of every DuckDB database file
@@ -254,10 +257,17 @@ def open_store(path: str | os.PathLike | None = None, *, read_only: bool = False
     return Store(con, db_path, read_only)
 
 
-def upsert_model(store: Store, info: dict[str, Any]) -> None:
-    """Insert or refresh one `models` row (keyed by name)."""
-    store.con.execute("DELETE FROM models WHERE name = ?", [info["name"]])
-    store.insert_rows("models", [info])
+def upsert_model(store: Store, loaded: LoadedModel) -> None:
+    """Insert or refresh the `models` row of a loaded model (keyed by name)."""
+    row = {
+        "name": loaded.name, "source_kind": loaded.source_kind, "location": loaded.location, "hub_id": loaded.hub_id,
+        "family": loaded.family, "variant": loaded.variant, "tokenizer_family": loaded.tokenizer_family,
+        "quantization": loaded.quantization, "architecture": loaded.architecture, "vocab_size": loaded.vocab_size,
+        "embedding_rows": loaded.embedding_rows, "hidden_size": loaded.hidden_size, "num_layers": loaded.num_layers,
+        "tied_head": loaded.tied_head, "rotary": loaded.rotary,
+    }
+    store.con.execute("DELETE FROM models WHERE name = ?", [row["name"]])
+    store.insert_rows("models", [row])
 
 
 class BatchWriter:

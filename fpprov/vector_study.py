@@ -121,7 +121,7 @@ def run_study(store: Store, loaded: Any, options: VectorOptions, *, progress: St
     ``on_method(method, to_run, skipped)`` is told before each method starts (for the CLI's progress bars).
     """
     options.check()
-    upsert_model(store, loaded.info)
+    upsert_model(store, loaded)
     fmap = EmbeddingMap(loaded, options.embedding)
     dtype = dtype_name(fmap.dtype)
     init_std = options.init_std if options.init_std is not None else default_init_std(loaded.model)

@@ -88,7 +88,7 @@ def scan(
             counters = {"done": 0, "fps": 0, "total": 0, "logged": time.perf_counter()}
 
             def started(total: int, resumed: int) -> None:
-                err_console.print(f"scanning {total:,} ids of {loaded.name} ({loaded.info['quantization'] or dtype}, "
+                err_console.print(f"scanning {total:,} ids of {loaded.name} ({loaded.quantization or dtype}, "
                                   f"{'BOS prefix' if bos else 'no BOS'}) into {store.path}", markup=False)
                 counters["total"], counters["resumed"] = total, resumed
                 bar.update(task, total=total, completed=resumed)
