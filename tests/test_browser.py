@@ -214,7 +214,7 @@ def test_number_format_matches_between_python_and_table_js(browser, report_dir):
     import re
     from importlib import resources
 
-    from fpprov.report_text import number
+    from fpprov.report.text import number
 
     script = resources.files("fpprov.templates").joinpath("table.js").read_text("utf-8")
     fmt = re.search(r"function fmt\(v, d\) \{.*?\n  \}", script, re.S).group(0)

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from fpprov.cli import app
 from fpprov.errors import FpprovError
 from fpprov.report import build_reports
-from fpprov.report_text import csp_hash, flat, page_names, script_json, segments, snippet_cell
+from fpprov.report.text import csp_hash, flat, page_names, script_json, segments, snippet_cell
 from fpprov.store import open_store
 from report_db import HOSTILE_MODEL, HOSTILE_TEXTS, build_report_db
 
@@ -281,7 +281,7 @@ def test_diverged_rollouts_and_odd_numbers_do_not_break_a_page(tmp_path):
 
 
 def test_big_provenance_and_flag_sections_are_capped_with_a_note(tmp_path, monkeypatch):
-    from fpprov import report_data
+    from fpprov.report import data as report_data
 
     db = build_report_db(tmp_path / "capped.duckdb")
     with open_store(db) as store:                     # documents for a second token, less suspicious than BLAH
@@ -302,7 +302,7 @@ def test_big_provenance_and_flag_sections_are_capped_with_a_note(tmp_path, monke
 
 
 def test_probability_histogram_bins_every_fp_once(reports):
-    from fpprov import report_data
+    from fpprov.report import data as report_data
     from fpprov.sql import open_read_only
 
     db, _ = reports
@@ -369,7 +369,7 @@ def test_report_while_another_process_writes_reads_a_snapshot(tmp_path, hold_db_
 
 
 def test_chart_labels_are_escaped_and_visible():
-    from fpprov.report_charts import bars, histogram, log_lines
+    from fpprov.report.charts import bars, histogram, log_lines
 
     hostile = "<script>alert(1)</script>\u202e&\x00"
     svg = str(bars([(hostile, 0.5)], label="x", token_labels=True)) + str(log_lines([(hostile, [1e-3, 1e-2])],

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from fpprov.models import load_model
+from fpprov.report import build_reports
 from fpprov.scan import ScanOptions, scan_vocabulary
 from fpprov.store import open_store
 from fpprov.undertrained import compute_indicators, find_undertrained, reference_set
@@ -122,3 +123,18 @@ def test_fp_undertrained_view_joins_the_primary_scan(planted, tmp_path):
     assert view["fp_trained"] == len((fps - under) & ids)
     assert view["nonfp_undertrained"] == len((under - fps) & ids)
     assert view["fp_undertrained"] + view["fp_trained"] == result.fp_count
+
+
+def test_model_page_shows_the_undertrained_section(planted, tmp_path):
+    loaded, _, hidden = planted
+    db = tmp_path / "u.duckdb"
+    with open_store(db) as store:
+        scan_vocabulary(loaded, store, ScanOptions())
+        summary = find_undertrained(loaded, store)
+        view = store.query_dicts("FROM fp_undertrained")[0]
+    outcome = build_reports(db, tmp_path / "reports")
+    page = next(p for p in outcome.pages if p.name != "shared.html").read_text()
+    assert 'id="undertrained"' in page and "magikarp" in page
+    assert f"({summary.n_undertrained} of {summary.n_tokens})" in page
+    # The counts table's JSON carries the view's numbers.
+    assert f'["FP",{view["fp_undertrained"]},{view["fp_trained"]},' in page

@@ -1,7 +1,7 @@
 """Inline SVG charts for the reports: no JS library, no network, labels escaped like any other text.
 
 Each function returns markupsafe.Markup built only from numbers and escaped strings (every label passes
-through report_text.flat first, so invisible characters show as escapes), so templates can place it as is.
+through text.flat first, so invisible characters show as escapes), so templates can place it as is.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Sequence
 
 from markupsafe import Markup, escape
 
-from .report_text import flat, number
+from .text import flat, number
 
 _PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#be185d", "#4d7c0f")
 

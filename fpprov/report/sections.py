@@ -1,0 +1,104 @@
+"""The model page's sections beyond the token FPs: vector fixed points and provenance (counts, sources,
+snippets)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import charts
+from . import data
+from ..store import Store
+from .cells import listing, num, percent, table
+from .text import number, snippet_cell, text_cell, token_cell
+
+
+def vector_section(store: Store, name: str, page_size: int) -> dict[str, Any]:
+    runs = data.vector_run_summary(store, name)
+    vectors = data.vector_fps(store, name)
+    runs_table = table("vruns", [("method", "text"), ("embedding", "text"), ("dtype", "text"), ("runs", "num"),
+                                 ("converged", "num"), ("stopped by", "text"), ("median steps", "num:1")],
+                       [[r["method"], r["embedding"], r["dtype"], num(r["runs"]), num(r["converged"]),
+                         listing(r["stop_reasons"]), num(r["median_steps"])] for r in runs], page_size=page_size)
+    vec_table = table("vectors", [
+        ("vector", "id"), ("embedding", "text"), ("dtype", "text"), ("methods", "text"), ("seeds", "num"),
+        ("residual", "num"), ("stable", "text"), ("max rollout distance", "num"), ("entropy", "num"),
+        ("top token", "tok"), ("top weight", "num"), ("top token is FP", "text")], [
+        [num(v["vector_id"]), v["embedding"], v["dtype"], listing(v["methods"]), num(len(v["seeds"] or [])),
+         num(v["residual"]), "yes" if v["stable"] else "no", num(v["rollout_dist_max"]), num(v["entropy"]),
+         token_cell(v["top_token_text"]) if v["top_token_text"] is not None else f"#{v['top_token_id']}",
+         num(v["top_weight"]), "yes" if v["top_token_is_fp"] else "no"]
+        for v in vectors], page_size=page_size)
+    rollout = charts.log_lines([(f"vector {v['vector_id']}", v["rollout_dist_by_l"] or []) for v in vectors],
+                               label="rollout distance", x_label="sequence length l", y_label="distance")
+    mixtures = [{"id": v["vector_id"],
+                 "summary": f"{'stable' if v['stable'] else 'unstable'}, top weight {number(v['top_weight'])}",
+                 "chart": charts.bars([(t["text"] if t["text"] is not None else f"#{t['token_id']}", t["weight"])
+                                       for t in (v["mixture"] or [])],
+                                      label=f"mixture of vector {v['vector_id']}", token_labels=True,
+                                      value_format=percent)}
+                for v in vectors]
+    return {"vector_runs_table": runs_table, "vectors_table": vec_table, "rollout_chart": rollout,
+            "vectors": mixtures}
+
+
+def provenance_section(store: Store, name: str, page_size: int) -> dict[str, Any]:
+    ns, rows = data.provenance_rows(store, name)
+
+    def count_cell(entry: dict | None) -> list | None:
+        if entry is None:
+            return None
+        if entry["status"] == "ok":
+            return num(entry["count"])
+        return [None, entry["status"].replace("_", " ")]
+
+    prov = table("provenance", [("id", "id"), ("text", "tok"), ("index", "text"), ("spelling", "text")]
+                 + [(f"n={n}", "num") for n in ns], [
+        [num(r["token_id"]), token_cell(r["token_text"]),
+         text_cell(r["index_name"] + (" (proxy)" if r["index_is_proxy"] else "")), r["variant"]]
+        + [count_cell(r["by_n"].get(n)) for n in ns] for r in rows],
+        page_size=page_size, empty="not traced yet: run `fpprov provenance`")
+    shares = data.source_share_rows(store, name)
+    sources = table("sources", [("id", "id"), ("text", "tok"), ("index", "text"), ("n", "num"),
+                                ("spelling", "text"), ("sampled", "num"), ("top source share", "num"),
+                                ("sources", "text")], [
+        [num(r["token_id"]), token_cell(r["token_text"]), text_cell(r["index_name"]), num(r["n"]), r["variant"],
+         num(r["sampled"]), [r["shares"][0]["share"], f"{100 * r['shares'][0]['share']:.0f}%"],
+         text_cell(", ".join(f"{s['source']} {100 * s['share']:.0f}% ({s['docs']})" for s in r["shares"]))]
+        for r in shares], page_size=page_size, empty="no documents sampled yet")
+    snippets = table("snippets", [("id", "id"), ("text", "tok"), ("n", "num"), ("spelling", "text"),
+                                  ("source", "text"), ("snippet", "snip")], [
+        [num(r["token_id"]), token_cell(r["token_text"]), num(r["n"]), r["variant"], text_cell(r["source"]),
+         snippet_cell(r["snippet"], r["query"], r["needle_offset"])] for r in data.snippet_rows(store, name)],
+        page_size=page_size, empty="no documents sampled yet")
+    proxies = sorted({r["index_name"] for r in rows if r["index_is_proxy"]})
+    note = (f"Counts from {', '.join(proxies)}: a public corpus standing in for this model's undisclosed "
+            "training data, not the data itself.") if proxies else None
+    sampled = data.sampled_token_count(store, name)
+    sql_literal = name.replace("'", "''")
+    detail_note = (f"Sources and snippets of the {data.DETAIL_TOKENS:,} most suspicious, then most frequent, of the "
+                   f"{sampled:,} tokens with sampled documents; the rest: fpprov sql \"FROM source_shares WHERE "
+                   f"model = '{sql_literal}'\"") if sampled > data.DETAIL_TOKENS else None
+    return {"provenance_table": prov, "sources_table": sources, "snippets_table": snippets, "proxy_note": note,
+            "detail_note": detail_note}
+
+
+def undertrained_section(store: Store, name: str, page_size: int) -> dict[str, Any]:
+    """FPs against magikarp's weight-based under-trained candidates (table undertrained_tokens)."""
+    s = data.undertrained_summary(store, name)
+    if s is None:
+        return {"undertrained": None, "undertrained_table": None}
+    counts = table("utcounts", [("", "text"), ("under-trained candidates", "num"), ("well-trained", "num"),
+                                ("candidate share", "num")], [
+        ["FP", num(s["fp_undertrained"]), num(s["fp_trained"]), num(s["fp_undertrained_share"])],
+        ["not FP", num(s["nonfp_undertrained"]), num(s["nonfp_trained"]), num(s["nonfp_undertrained_share"])]]
+        if s["ids"] is not None else [], page_size=page_size, empty="no scan to compare with")
+    fps = table("utfps", [("id", "id"), ("text", "tok"), ("vocabulary entry", "tok"), ("category", "text"),
+                          ("p(t | t)", "num:6"), ("indicator", "num"), ("percentile", "num:2")], [
+        [num(i), token_cell(t), token_cell(raw), cat, num(p), num(v), num(pct)]
+        for i, t, raw, cat, p, v, pct in data.undertrained_fps(store, name)],
+        page_size=page_size, empty="no FP is an under-trained candidate")
+    note = (f"Indicator {s['indicator']} (reference set: {s['reference_count']:,} ids by rule "
+            f"{s['reference_rule']}); candidates are the ids at or below the {number(s['percentile'])}th percentile "
+            f"of ordinary ids ({number(s['n_undertrained'])} of {number(s['n_tokens'])}). Weights only: "
+            "magikarp's verification prompts were not run.")
+    return {"undertrained": {"note": note, "counts": counts}, "undertrained_table": fps}
