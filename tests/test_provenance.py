@@ -4,13 +4,21 @@ checked against an independent count, the cache, failures, documents, sources an
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import pytest
 
+from fpprov.corpus.api import ApiBackend, HttpBackend
+from fpprov.corpus.base import CorpusBackend, CountResult, DocResult, FindResult
 from fpprov.corpus.http import HttpSettings
+from fpprov.corpus.local import LocalBackend
+from fpprov.corpus.mini import MiniBackend
 from fpprov.errors import FpprovError
-from fpprov.provenance import FpToken, ProvenanceOptions, no_text_reason, run_provenance, token_variants, top_rows
-from fpprov.provenance import sample_positions
+from fpprov.provenance import (FpToken, ProvenanceOptions, ProvenanceProgress, RunSummary, no_text_reason,
+                               plan_entries, run_provenance, sample_positions, token_variants, top_rows)
+from fpprov.provenance.counts import count_queries
+from fpprov.provenance.documents import sample_documents
 from fpprov.store import open_store
 from infinigram_server import add_fp_scan, independent_count, serve
 
@@ -247,3 +255,72 @@ def test_a_backend_that_fails_everything_stops_the_run_and_a_rerun_completes(tmp
                                  options=ProvenanceOptions(ladder=(1,)))
         assert summary.sent == srv.posts == 30 and summary.failed == 0
     s.close()
+
+
+def test_each_backend_declares_how_many_queries_it_takes_at_once_and_the_local_one_its_byte_cap():
+    assert "concurrency" in vars(LocalBackend) and LocalBackend.concurrency == 1
+    assert "max_query_bytes" in vars(LocalBackend) and LocalBackend.max_query_bytes == 16384
+    assert "concurrency" in vars(HttpBackend)
+    for cls in (ApiBackend, MiniBackend):
+        backend = cls("some_index", "http://127.0.0.1:9/", HttpSettings(concurrency=3))  # sends nothing
+        try:
+            assert backend.concurrency == 3 and backend.max_query_bytes is None
+        finally:
+            backend.close()
+
+
+class _ByteCapped(LocalBackend):
+    max_query_bytes = 8
+
+
+def test_the_planner_takes_the_query_cap_from_the_backend(index):
+    token = [FpToken("m", 1, "abc", "normal")]
+    stock, capped = LocalBackend([index[0]]), _ByteCapped([index[0]])
+    try:
+        assert all(r["queryable"] for r in plan_entries(token, stock, None, [2, 3]))
+        rows = {(r["n"], r["variant"]): r for r in plan_entries(token, capped, None, [2, 3])}
+    finally:
+        stock.close()
+        capped.close()
+    assert rows[(2, "as_is")]["query"] == "abcabc" and rows[(2, "space_added")]["query"] == " abc abc"  # 8 bytes
+    assert not rows[(3, "as_is")]["queryable"] and rows[(3, "as_is")]["query"] is None
+    assert rows[(3, "as_is")]["reason"] == "query is 9 bytes, over the local limit of 8"
+    assert rows[(3, "space_added")]["reason"] == "query is 12 bytes, over the local limit of 8"
+
+
+class _OneAtATime(CorpusBackend):
+    """Answers every query after a pause, recording the most calls it ever had running at once."""
+    backend, index_name, concurrency = "api", "one_at_a_time", 1
+
+    def __init__(self):
+        super().__init__()
+        self.lock, self.now, self.most = threading.Lock(), 0, 0
+
+    def _call(self, value):
+        with self.lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        time.sleep(0.01)
+        with self.lock:
+            self.now -= 1
+        return value
+
+    def count(self, query):
+        return self._call(CountResult(count=3))
+
+    def find(self, query):
+        return self._call(FindResult(count=3, segments=[(0, 3)]))
+
+    def get_doc(self, query, shard, rank, context_chars):
+        return self._call(DocResult(doc_ix=rank, doc_len=10, disp_len=10, needle_offset=0, snippet=query))
+
+
+def test_counts_and_documents_never_keep_more_in_flight_than_the_backend_takes(store):
+    backend = _OneAtATime()
+    options = ProvenanceOptions(ladder=(1,), docs=2, concurrency=4)
+    summary = RunSummary(backend=backend.backend)
+    queries = [f"q{i}" for i in range(8)]
+    count_queries(store, backend, queries, options, ProvenanceProgress(), summary)
+    sample_documents(store, backend, queries, options, ProvenanceProgress(), summary)
+    assert summary.ok == 8 and summary.docs_fetched == 16 and summary.failed_total == 0
+    assert backend.most == 1

@@ -11,15 +11,14 @@ from __future__ import annotations
 import json
 import random
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 
 from ..corpus.base import CorpusBackend, source_of
-from ..store import Store
-
-if TYPE_CHECKING:
-    from .run import ProvenanceOptions, ProvenanceProgress, RunSummary
+from ..store import BatchWriter, Store
+from .counts import FailureStreak, in_flight, run_each
+from .options import ProvenanceOptions, ProvenanceProgress, RunSummary
 
 
 def sample_positions(total: int, k: int, seed: int, query: str) -> list[int]:
@@ -44,7 +43,7 @@ def locate(position: int, segments: list[tuple[int, int]]) -> tuple[int, int]:
 
 
 def _queries_needing_docs(store: Store, backend: CorpusBackend, queries: list[str],
-                          options: "ProvenanceOptions") -> list[tuple[str, int, Any, set[int]]]:
+                          options: ProvenanceOptions) -> list[tuple[str, int, Any, set[int]]]:
     """(query, count, stored segments, sample numbers already stored ok) for counts >= min_count."""
     wanted = pa.table({"query": pa.array(queries, pa.string())})
     with store.registered("_doc_queries", wanted):
@@ -91,14 +90,12 @@ def refresh_sources(store: Store, backend: CorpusBackend, source_field: str) -> 
     return len(rows)
 
 
-def sample_documents(store: Store, backend: CorpusBackend, queries: list[str], options: "ProvenanceOptions",
-                     progress: "ProvenanceProgress", summary: "RunSummary") -> None:
+def sample_documents(store: Store, backend: CorpusBackend, queries: list[str], options: ProvenanceOptions,
+                     progress: ProvenanceProgress, summary: RunSummary) -> None:
     """Fetch the missing sampled documents of every query with count >= min_count."""
-    from .run import BatchWriter, FailureStreak, run_each
-
     refresh_sources(store, backend, options.source_field)
     needing = _queries_needing_docs(store, backend, queries, options)
-    concurrency = options.concurrency if backend.backend != "local" else 1
+    concurrency = in_flight(backend, options)
 
     # Match segments: from the cache, else one `find` per query (stored for next time).
     segments: dict[str, list[tuple[int, int]]] = {}

@@ -1,0 +1,119 @@
+"""From FP tokens to queries: the FP tokens of complete scans, the spellings worth searching for, one
+``provenance`` row per (token, n, variant) with its query or the reason it has none, and which queries the
+``ngram_counts`` cache has not answered yet."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Iterable
+
+import pyarrow as pa
+
+from ..corpus.base import CorpusBackend
+from ..errors import FpprovError
+from ..store import Store
+
+VARIANTS = ("as_is", "space_added", "space_stripped")
+_NO_TEXT = {
+    "special": "special token: no text form",
+    "byte_fragment": "byte fragment: no text form of its own",
+}
+
+
+@dataclass
+class FpToken:
+    model: str
+    token_id: int
+    text: str | None
+    category: str
+
+
+def load_fp_tokens(store: Store, models: list[str] | None = None) -> dict[str, list[FpToken]]:
+    """FP tokens of complete scans, per model (a token found by several scans of a model counts once)."""
+    where, params = "", []
+    if models:
+        where = f"AND f.model IN ({', '.join('?' for _ in models)})"
+        params = list(models)
+    rows = store.query(
+        "SELECT f.model, f.token_id, any_value(f.text), any_value(f.category) FROM token_fps f "
+        f"JOIN scans s ON s.scan_id = f.scan_id WHERE s.complete {where} "
+        "GROUP BY f.model, f.token_id ORDER BY f.model, f.token_id", params)
+    by_model: dict[str, list[FpToken]] = {}
+    for model, token_id, text, category in rows:
+        by_model.setdefault(model, []).append(FpToken(model, int(token_id), text, category))
+    missing = [m for m in (models or []) if m not in by_model]
+    if missing:
+        raise FpprovError(f"no complete scan with fixed points for {', '.join(missing)}; run `fpprov scan` first")
+    if not by_model:
+        raise FpprovError("no complete scans in the database; run `fpprov scan MODEL` first")
+    return by_model
+
+
+def no_text_reason(token: FpToken) -> str | None:
+    """Why a token has no text form to search for (recorded as not queryable, never as a zero count)."""
+    if token.category in _NO_TEXT:
+        return _NO_TEXT[token.category]
+    if token.text is None or token.text == "":
+        return "no text form: decodes to an empty string"
+    if "\ufffd" in token.text:
+        return "no text form: decodes to U+FFFD (part of a multi-byte character)"
+    return None
+
+
+def token_variants(text: str) -> list[tuple[str, str]]:
+    """The token's text as decoded, plus the other spelling that matters at a word start: with the leading
+    space added (a token without one) or stripped (a token with one)."""
+    variants = [("as_is", text)]
+    if text.startswith(" ") and text.strip():
+        variants.append(("space_stripped", text[1:]))
+    elif not text[:1].isspace():
+        variants.append(("space_added", " " + text))
+    return variants
+
+
+def plan_entries(tokens: Iterable[FpToken], backend: CorpusBackend, is_proxy: bool | None,
+                 ladder: Iterable[int]) -> list[dict[str, Any]]:
+    """One provenance row per (token, n, variant), with its query or the reason it has none."""
+    rows = []
+    ladder = sorted(set(ladder))
+    for token in tokens:
+        common = {"model": token.model, "token_id": token.token_id, "backend": backend.backend,
+                  "index_name": backend.index_name, "token_text": token.text, "category": token.category,
+                  "index_is_proxy": is_proxy}
+        reason = no_text_reason(token)
+        if reason:
+            for n in ladder:
+                rows.append({**common, "n": n, "variant": "as_is", "queryable": False, "reason": reason, "query": None})
+            continue
+        for n in ladder:
+            for variant, unit in token_variants(token.text):
+                why = backend.repeated_reason(unit, n)   # before building: n copies may be far too long
+                query = None if why else unit * n
+                why = why or backend.unqueryable_reason(query)
+                rows.append({**common, "n": n, "variant": variant, "queryable": why is None, "reason": why,
+                             "query": None if why else query})
+    return rows
+
+
+def store_entries(store: Store, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    now = datetime.now()
+    entries = pa.Table.from_pylist([{**r, "updated_at": now} for r in rows])
+    with store.registered("_provenance_entries", entries):
+        store.con.execute("INSERT OR REPLACE INTO provenance BY NAME SELECT * FROM _provenance_entries")
+
+
+def pending_queries(store: Store, backend: str, index_name: str,
+                    queries: list[str]) -> tuple[list[str], dict[str, int]]:
+    """The queries without an 'ok' answer in the cache, and the attempts already made on failed ones."""
+    wanted = pa.table({"query": pa.array(queries, pa.string())})
+    with store.registered("_wanted_queries", wanted):
+        rows = store.query(
+            "SELECT w.query, c.attempts FROM _wanted_queries w LEFT JOIN ngram_counts c "
+            "ON c.backend = ? AND c.index_name = ? AND c.query = w.query "
+            "WHERE c.status IS NULL OR c.status <> 'ok'", [backend, index_name])
+    order = {q: i for i, q in enumerate(queries)}
+    rows.sort(key=lambda r: order[r[0]])
+    return [r[0] for r in rows], {r[0]: int(r[1]) for r in rows if r[1] is not None}
