@@ -15,6 +15,8 @@ from typing import Any, Sequence
 import torch
 from transformers import DynamicCache
 
+from .judge import TokenJudge
+from .scan_options import ScanOptions
 from .tokens import TokenDescriber
 from .vectors import EmbeddingMap
 
@@ -93,16 +95,14 @@ def _stored_verdicts(store: Any, model: str, token_ids: Sequence[int]) -> dict[i
 
 def token_fp_flags(loaded: Any, token_ids: Sequence[int], store: Any = None) -> list[bool]:
     """Whether [t] -> t, for each t: the stored verdict of the model's scan when one covers t, else the
-    scan's own judge (fpprov.scan.TokenJudge: float64-verified, default options, no BOS). One definition."""
+    scan's own judge (fpprov.judge.TokenJudge: float64-verified, default options, no BOS). One definition."""
     if not token_ids:
         return []
     verdicts = _stored_verdicts(store, loaded.name, token_ids) if store is not None else {}
     missing = sorted({int(t) for t in token_ids} - set(verdicts))
     if missing:
-        from .scan import ScanOptions, TokenJudge  # scan imports the model stack; keep rollout light
-
         out = TokenJudge(loaded, ScanOptions()).judge(torch.tensor(missing))
-        verdicts.update(zip(missing, (bool(v) for v in out["is_fp"].cpu())))
+        verdicts.update(zip(missing, (bool(v) for v in out.is_fp.cpu())))
     return [verdicts[int(t)] for t in token_ids]
 
 

@@ -82,7 +82,7 @@ def test_bos_prefix_uses_forward_and_matches_reference(tiny_model_dir, tmp_path)
 
 def test_unknown_architecture_falls_back_to_plain_forward(tiny_model_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(forward, "PRE_NORM", set())
-    monkeypatch.setattr("fpprov.scan.layer_layout", forward.layer_layout)
+    monkeypatch.setattr("fpprov.judge.layer_layout", forward.layer_layout)
     loaded, result, rows, scan, _ = _scan(tiny_model_dir("llama", True), tmp_path, head_chunk=32)
     ref = float64_one_at_a_time(loaded.model, range(len(loaded.tokenizer)))
     assert scan["method"] == "forward-pruned"
@@ -133,7 +133,7 @@ def test_near_ties_are_decided_in_float64(lists, tiny_model_dir, tmp_path, monke
     # float64 row; "kept": the screen's and the wide float32 lists decide which rows need float64 at all.
     calls = []
     if lists == "none":
-        monkeypatch.setattr("fpprov.scan.LMHead", functools.partial(LMHead, keep_top=1))
+        monkeypatch.setattr("fpprov.judge.LMHead", functools.partial(LMHead, keep_top=1))
         monkeypatch.setattr(TokenJudge, "WIDE_TOP", 1)
     full_rows = LMHead.full_rows
     monkeypatch.setattr(LMHead, "full_rows", lambda self, h, ids, dtype: calls.append((len(ids), dtype))

@@ -1,0 +1,167 @@
+"""The token-FP verdict of a batch of ids: a screen in the scan dtype, then float64 re-checks of FPs and
+near ties over a proven candidate set. ``TokenJudge.judge`` returns a ``Verdicts``; the scan stores it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .errors import FpprovError
+from .forward import hidden_forward, hidden_len1, layer_layout
+from .head import HeadRows, LMHead
+from .models import LoadedModel
+from .scan_options import ScanOptions
+
+
+@dataclass
+class Verdicts:
+    """The verdicts of N ids; row i of every field belongs to ``ids[i]``."""
+
+    ids: torch.Tensor            # (N,) int64
+    screen_is_fp: torch.Tensor   # (N,) bool: the scan dtype's verdict
+    own: torch.Tensor            # (N,) float64: the id's own logit
+    best: torch.Tensor           # (N,) float64: the runner-up's logit
+    best_id: torch.Tensor        # (N,) int64: the runner-up
+    lse: torch.Tensor            # (N,) logsumexp of the row
+    gap: torch.Tensor            # (N,) float64: own - best, > 0 for FPs
+    recheck: torch.Tensor        # (N,) bool: re-checked in float64
+    is_fp: torch.Tensor          # (N,) bool: the final verdict (float64 where re-checked)
+    f64_margin: torch.Tensor     # (N,) float64: float64 own - runner-up; NaN where not re-checked
+    f64_best_id: torch.Tensor    # (N,) int64: float64 runner-up; -1 where not re-checked
+
+    def fp_positions(self) -> list[int]:
+        return torch.nonzero(self.is_fp).squeeze(-1).tolist()
+
+    def recheck_positions(self) -> list[int]:
+        return torch.nonzero(self.recheck).squeeze(-1).tolist()
+
+
+@dataclass
+class Float64Verdicts:
+    """float64 verdicts of the rows ``rows`` of a re-checked group, each field (P,)."""
+
+    rows: torch.Tensor           # (P,) int64: positions in the group
+    is_fp: torch.Tensor          # (P,) bool
+    margin: torch.Tensor         # (P,) float64: own - runner-up logit
+    best_id: torch.Tensor        # (P,) int64: the runner-up
+
+    @staticmethod
+    def undecided(n: int) -> "Float64Verdicts":
+        return Float64Verdicts(torch.arange(n), torch.zeros(n, dtype=torch.bool), torch.zeros(n, dtype=torch.float64),
+                               torch.full((n,), -1, dtype=torch.int64))
+
+    @staticmethod
+    def gather(parts: list["Float64Verdicts"], n: int) -> "Float64Verdicts":
+        """The verdicts of a group of n rows from parts that cover each row once, in row order."""
+        out = Float64Verdicts.undecided(n)
+        for part in parts:
+            out.is_fp[part.rows], out.margin[part.rows], out.best_id[part.rows] = part.is_fp, part.margin, part.best_id
+        return out
+
+
+class TokenJudge:
+    """Computes FP verdicts for batches of token ids of one model."""
+
+    WIDE_TOP = 64   # competitors kept for re-checked rows that the screen dropped
+
+    def __init__(self, loaded: LoadedModel, opts: ScanOptions):
+        self.loaded, self.opts = loaded, opts
+        self.model = loaded.model
+        self.head = LMHead(self.model, chunk=opts.head_chunk)
+        self.layout = None if opts.bos else layer_layout(self.model)
+        self.method = "length1-pruned" if self.layout else "forward-pruned"
+        bos = loaded.tokenizer.bos_token_id
+        if opts.bos and bos is None:
+            raise FpprovError(f"--bos asked for but the tokenizer of {loaded.name} has no BOS token")
+        self.bos_id = bos
+
+    def hidden(self, ids: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+        ids = ids.to(self.loaded.device)
+        if self.layout:
+            return hidden_len1(self.model, ids, self.layout, dtype)          # (B, D)
+        seqs = ids[:, None]                                                  # (B, 1)
+        if self.opts.bos:
+            seqs = torch.cat([torch.full_like(seqs, self.bos_id), seqs], 1)  # (B, 2)
+        return hidden_forward(self.model, seqs, dtype)                       # (B, D)
+
+    @torch.no_grad()
+    def judge(self, ids: torch.Tensor) -> Verdicts:
+        """Screen ``ids`` (N,) in batches in the scan dtype, then re-check FPs and near ties in float64.
+
+        The re-checks of all N ids run together, layer by layer, so each layer is cast to float64 once per
+        call rather than once per batch.
+        """
+        dev_ids = ids.to(self.loaded.device)
+        h32 = torch.cat([self.hidden(batch) for batch in dev_ids.split(self.opts.batch_size)])  # (N, D)
+        rows = self.head.screen(h32, dev_ids)
+        gap = rows.own_logit - rows.best_other                               # (N,) > 0 for FPs
+        near = gap.abs() < self.opts.tolerance * rows.own_logit.abs().clamp(min=1.0)
+        recheck = near | rows.is_fp if self.opts.verify == "all" else near
+        out = Verdicts(ids=ids, screen_is_fp=rows.is_fp.clone(), own=rows.own_logit, best=rows.best_other,
+                       best_id=rows.best_other_id, lse=rows.lse, gap=gap, recheck=recheck, is_fp=rows.is_fp.clone(),
+                       f64_margin=torch.full_like(gap, float("nan")), f64_best_id=torch.full_like(rows.best_other_id, -1))
+        idx = torch.nonzero(recheck).squeeze(-1)
+        for part in idx.split(self.opts.recheck_batch) if idx.numel() else ():
+            f64 = self._recheck_float64(part, ids, h32, rows)
+            out.is_fp[part], out.f64_margin[part], out.f64_best_id[part] = f64.is_fp, f64.margin, f64.best_id
+        flipped_to_fp = out.is_fp & ~rows.is_fp
+        if flipped_to_fp.any():  # a near tie that float64 calls an FP: its screen row lacks lse/runner-up
+            part = torch.nonzero(flipped_to_fp).squeeze(-1)
+            _, own, best, best_id, lse = self.head.full_rows(h32[part], dev_ids[part], h32.dtype)
+            out.own[part], out.best[part] = own.double(), best.double()
+            out.best_id[part], out.lse[part] = best_id, lse.double()
+            out.gap[part] = (own - best).double()
+        return out
+
+    def _recheck_float64(self, part: torch.Tensor, ids: torch.Tensor, h32: torch.Tensor,
+                         rows: HeadRows) -> Float64Verdicts:
+        """float64 verdicts for rows ``part``: the body always in float64; the head over a proven candidate set.
+
+        Every competitor whose float64 logit could reach the runner-up's is within 2 * error_bound of the
+        float32 runner-up. A screen FP's kept list decides when it holds all of those; otherwise (and for
+        screen non-FPs, which have no list) a 64-wide float32 list from the whole row; only when that fails
+        too (e.g. a crowd of exact ties) is the whole row computed in float64.
+        """
+        dev = self.loaded.device
+        sub = ids[part].to(dev)
+        h64 = self.hidden(ids[part], torch.float64)                          # (P, D)
+        h32 = h32[part.to(dev)]                                              # (P, D)
+        bound = self.head.error_bound(h32, h64).cpu()                        # (P,)
+        screen_fps = torch.nonzero(rows.is_fp[part]).squeeze(-1)
+        decided, left = self._decide_from_list(screen_fps, rows.top_vals[part][screen_fps],
+                                               rows.top_ids[part][screen_fps], bound, h64, sub)
+        parts = [decided]
+        left = torch.cat([torch.nonzero(~rows.is_fp[part]).squeeze(-1), left])
+        if left.numel():
+            wide_vals, wide_ids = self.head.top_competitors(h32[left.to(dev)], sub[left.to(dev)], self.WIDE_TOP)
+            decided, left = self._decide_from_list(left, wide_vals.double(), wide_ids, bound, h64, sub)
+            parts.append(decided)
+        if left.numel():
+            f, own, best, arg, _ = self.head.full_rows(h64[left.to(dev)], sub[left.to(dev)], torch.float64)
+            parts.append(Float64Verdicts(left, f, (own - best).double(), arg))
+        return Float64Verdicts.gather(parts, len(part))
+
+    def _decide_from_list(self, sel: torch.Tensor, vals: torch.Tensor, cand_ids: torch.Tensor, bound: torch.Tensor,
+                          h64: torch.Tensor, sub: torch.Tensor) -> tuple[Float64Verdicts, torch.Tensor]:
+        """float64 verdicts of the rows of ``sel`` whose competitor list (``vals`` descending, (S, K)) holds
+        every candidate, and the rows it could not decide."""
+        floor = vals[:, 0] - 2 * bound[sel]                                  # (S,)
+        fits = vals[:, -1] < floor                                           # (S,)
+        done = sel[fits]
+        if not done.numel():
+            return Float64Verdicts.undecided(0), sel[~fits]
+        cands = cand_ids[fits].masked_fill(vals[fits] < floor[fits, None], -1)  # (S', K)
+        dev = self.loaded.device
+        own, best, arg = self.head.candidate_rows(h64[done.to(dev)], sub[done.to(dev)], cands.to(dev))
+        return Float64Verdicts(done, own > best, own - best, arg), sel[~fits]
+
+    @torch.no_grad()
+    def repeats_to_self(self, ids: torch.Tensor, length: int) -> torch.Tensor:
+        """Does [t] * length (after BOS if asked) give argmax t at the last position? (B,) bool."""
+        seqs = ids[:, None].repeat(1, length).to(self.loaded.device)         # (B, L)
+        if self.opts.bos:
+            seqs = torch.cat([torch.full_like(seqs[:, :1], self.bos_id), seqs], 1)
+        h = hidden_forward(self.model, seqs)                                 # (B, D)
+        is_fp, *_ = self.head.full_rows(h, ids.to(self.loaded.device), h.dtype)
+        return is_fp

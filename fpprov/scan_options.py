@@ -1,0 +1,48 @@
+"""The options of a token-FP scan and their checks: each ScanOptions checks itself once, when it is made.
+
+The checks that need the model (--start inside the vocabulary, --check-length inside the context, a BOS
+token for --bos) are fpprov.scan.plan_scan's; everything else is here, so that the CLI only maps the error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import FpprovError
+
+VERIFY_MODES = ("all", "near")
+# Sizes that split the work: (field, flag); a size under 1 would split nothing.
+_SIZES = (("batch_size", "--batch-size"), ("commit_every", "--commit-every"), ("head_chunk", "head_chunk"),
+          ("recheck_batch", "recheck_batch"))
+
+
+@dataclass
+class ScanOptions:
+    bos: bool = False
+    batch_size: int = 256
+    tolerance: float = 1e-4        # relative: a margin under tolerance * max(1, |logit|) is re-checked
+    check_length: int | None = None
+    start: int = 0
+    limit: int | None = None
+    commit_every: int = 4096       # ids per transaction
+    force: bool = False
+    head_chunk: int = 8192
+    verify: str = "all"            # all: every FP and near tie in float64; near: near ties only
+    recheck_batch: int = 4096      # ids re-checked together (one float64 cast of each layer per group)
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """Raise FpprovError, worded for the CLI, for the first option outside its range."""
+        if self.limit is not None and self.limit <= 0:
+            raise FpprovError("--limit must be a positive number of tokens")
+        if self.verify not in VERIFY_MODES:
+            raise FpprovError(f"unknown --verify {self.verify!r}: use all or near")
+        for name, flag in _SIZES:
+            if getattr(self, name) < 1:
+                raise FpprovError(f"{flag} must be at least 1 (got {getattr(self, name)})")
+        if self.tolerance < 0:
+            raise FpprovError(f"--tolerance must be at least 0 (got {self.tolerance})")
+        if self.check_length is not None and self.check_length < 2:
+            raise FpprovError(f"--check-length must be at least 2, got {self.check_length}")
