@@ -3,7 +3,7 @@ source shares and enrichment over a corpus baseline, and the flags that follow. 
 deterministic given its seed; edge cases give NaN plus a reason, never an exception from the statistics.
 """
 
-from .intervals import CONFIDENCE, N_RESAMPLES, bootstrap_ci, wilson_interval
+from .intervals import CONFIDENCE, N_RESAMPLES, bootstrap_ci, bootstrap_cis, wilson_interval
 from .controls import (DEFAULT_BIN_WIDTH, NO_CONTROL_IN_BIN, ZERO_UNIGRAM_COUNT, ControlCandidate, ControlMatch,
                        MatchResult, UnmatchedFp, draw_matched_controls, frequency_bin)
 from .flags import REPETITION, SOURCE, Flag, FlagThresholds, collect_flags, repetition_flag, source_flags
@@ -13,7 +13,7 @@ from .sources import (UNKNOWN_SOURCE, BaselinePosition, SourceEnrichment, Source
                       source_enrichment, source_shares, wilson_share)
 
 __all__ = [
-    "CONFIDENCE", "N_RESAMPLES", "bootstrap_ci", "wilson_interval",
+    "CONFIDENCE", "N_RESAMPLES", "bootstrap_ci", "bootstrap_cis", "wilson_interval",
     "DEFAULT_BIN_WIDTH", "NO_CONTROL_IN_BIN", "ZERO_UNIGRAM_COUNT", "ControlCandidate", "ControlMatch",
     "MatchResult", "UnmatchedFp", "draw_matched_controls", "frequency_bin",
     "REPETITION", "SOURCE", "Flag", "FlagThresholds", "collect_flags", "repetition_flag", "source_flags",

@@ -11,9 +11,9 @@
   matches by size alone. Positions are drawn with replacement.
 * Enrichment = share / baseline share. Its CI is the interval of the ratio itself: ``scipy.stats.bootstrap``
   resampling the matching documents and the baseline positions independently, percentile method, seeded -- not
-  the ratio of the two Wilson intervals. When the source never appears at a baseline position the enrichment is
-  NaN with a reason; when it appears but some resamples miss it, those resamples count as +inf, so the
-  upper bound may be +inf (see ``intervals``).
+  the ratio of the two Wilson intervals. One bootstrap gives every source's interval (same resamples). When
+  the source never appears at a baseline position the enrichment is NaN with a reason; when it appears but
+  some resamples miss it, those resamples count as +inf, so the upper bound may be +inf (see ``intervals``).
 * A document with no source field is counted under ``UNKNOWN_SOURCE``.
 """
 
@@ -22,11 +22,11 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
-from .intervals import CONFIDENCE, N_RESAMPLES, bootstrap_ci, wilson_interval
+from .intervals import CONFIDENCE, N_RESAMPLES, bootstrap_cis, wilson_interval
 
 UNKNOWN_SOURCE = "(unknown)"
 
@@ -101,19 +101,42 @@ def sample_baseline_positions(shard_sizes: Sequence[int], n: int, seed: int = 0)
     return [BaselinePosition(int(s), int(r)) for s, r in zip(shard, rank)]
 
 
-def _ratio_of_means(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.mean(x, axis=axis) / np.mean(y, axis=axis)
+def _shares(codes: np.ndarray, n_codes: int) -> np.ndarray:
+    """Share of each code along the last axis: (..., n) integer codes -> (n_codes, ...) shares."""
+    lead = codes.shape[:-1]
+    rows = codes.reshape(-1, codes.shape[-1])                                   # (R, n)
+    offsets = np.arange(rows.shape[0])[:, None] * n_codes                       # (R, 1)
+    counts = np.bincount((rows + offsets).ravel(), minlength=rows.shape[0] * n_codes)
+    shares = counts.reshape(rows.shape[0], n_codes) / rows.shape[1]             # (R, n_codes)
+    return np.moveaxis(shares.reshape(*lead, n_codes), -1, 0)                   # (n_codes, ...)
+
+
+def _enrichments(n_codes: int) -> Callable[..., np.ndarray]:
+    def statistic(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+        x, y = np.moveaxis(x, axis, -1).astype(np.int64), np.moveaxis(y, axis, -1).astype(np.int64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return _shares(x, n_codes) / _shares(y, n_codes)                   # (n_codes, ...)
+    return statistic
 
 
 def source_enrichment(doc_sources: Sequence[str | None], baseline_sources: Sequence[str | None], seed: int = 0,
                       n_resamples: int = N_RESAMPLES, confidence: float = CONFIDENCE) -> list[SourceEnrichment]:
-    """Per source seen in either sample: share among the documents over the baseline share, with a bootstrap CI."""
+    """Per source seen in either sample: share among the documents over the baseline share, with a bootstrap CI.
+
+    All sources' intervals come from one bootstrap (the same resamples), so they are consistent with each other.
+    """
     docs, base = _labels(doc_sources), _labels(baseline_sources)
-    doc_arr, base_arr = np.asarray(docs, dtype=object), np.asarray(base, dtype=object)
     dc, bc = Counter(docs), Counter(base)
+    order = sorted(set(dc) | set(bc), key=lambda s: (-dc[s], s))
+    cis: list[tuple[float, float]] = [(math.nan, math.nan)] * len(order)
+    few = len(docs) < 2 or len(base) < 2
+    if not few:
+        code = {s: i for i, s in enumerate(order)}
+        x = np.array([code[s] for s in docs], dtype=np.int64)      # (n_docs,)
+        y = np.array([code[s] for s in base], dtype=np.int64)      # (n_baseline,)
+        cis = bootstrap_cis(x, y, _enrichments(len(order)), seed, n_resamples, confidence)
     out = []
-    for s in sorted(set(dc) | set(bc), key=lambda s: (-dc[s], s)):
+    for s, (lo, hi) in zip(order, cis):
         k, kb = dc[s], bc[s]
         share = k / len(docs) if docs else math.nan
         bshare = kb / len(base) if base else math.nan
@@ -128,12 +151,7 @@ def source_enrichment(doc_sources: Sequence[str | None], baseline_sources: Seque
             out.append(SourceEnrichment(s, k, len(docs), share, kb, len(base), bshare, math.nan, math.nan,
                                         math.nan, reason))
             continue
-        x = (doc_arr == s).astype(float)      # (n_docs,)
-        y = (base_arr == s).astype(float)     # (n_baseline,)
-        if len(x) < 2 or len(y) < 2:
-            lo, hi = math.nan, math.nan
+        if few:
             reason = "fewer than 2 documents or baseline positions: no bootstrap CI"
-        else:
-            lo, hi = bootstrap_ci(x, y, _ratio_of_means, seed, n_resamples, confidence)
         out.append(SourceEnrichment(s, k, len(docs), share, kb, len(base), bshare, share / bshare, lo, hi, reason))
     return out
