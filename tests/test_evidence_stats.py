@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fpprov.evidence import (REPETITION, SOURCE, UNKNOWN_SOURCE, ControlCandidate, FlagThresholds, TokenValue,
-                             collect_flags, compare_repetition, draw_matched_controls, repetition_flag,
+                             collect_flags, compare_repetition, draw_matched_controls, repetition_evidence, repetition_flag,
                              sample_baseline_positions, self_repetition_rate, source_enrichment, source_flags,
                              source_shares, token_percentiles, values_from_matches)
 
@@ -136,6 +136,25 @@ def test_values_from_matches_feeds_the_comparison():
     mv = values_from_matches(match, rates)
     assert [v.token_id for v in mv.fps] == list(range(20)) and len(mv.controls) == 20
     assert compare_repetition([v.value for v in mv.fps], [v.value for v in mv.controls], seed=0).auc == 1.0
+
+
+def test_repetition_evidence_end_to_end_from_counts():
+    """Counts -> rates -> matched controls -> AUC, per-token q-values and flags, with the kept-out FPs counted."""
+    rng = np.random.default_rng(8)
+    n = 10
+    fps = [ControlCandidate(i, "normal", int(rng.integers(100, 10_000))) for i in range(60)]
+    fps.append(ControlCandidate(60, "normal", 0))
+    cands = [ControlCandidate(1000 + i, "normal", int(rng.integers(100, 10_000))) for i in range(400)]
+    # FPs' texts continue with chance ~0.7 per step, the controls' with ~0.2.
+    def rate(c, low, high):
+        return self_repetition_rate(c.unigram_count, int(c.unigram_count * rng.uniform(low, high) ** (n - 1)), n)
+    rates = {c.token_id: rate(c, 0.5, 0.9) for c in fps if c.unigram_count}
+    rates |= {c.token_id: rate(c, 0.1, 0.3) for c in cands}
+    ev = repetition_evidence(draw_matched_controls(fps, cands, k=2, seed=1), rates, seed=1)
+    assert ev.unmatched == {"zero_unigram_count": 1}
+    assert ev.comparison.n_fp == 60 and ev.comparison.n_control == 120
+    assert ev.comparison.auc_ci[0] > 0.9
+    assert len(ev.tokens) == 60 and sum(t.q_value <= 0.05 for t in ev.tokens) >= 55
 
 
 # ---- sources -----------------------------------------------------------------------------------------------

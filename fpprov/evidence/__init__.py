@@ -7,8 +7,9 @@ from .intervals import CONFIDENCE, N_RESAMPLES, bootstrap_ci, bootstrap_cis, wil
 from .controls import (DEFAULT_BIN_WIDTH, NO_CONTROL_IN_BIN, ZERO_UNIGRAM_COUNT, ControlCandidate, ControlMatch,
                        MatchResult, UnmatchedFp, draw_matched_controls, frequency_bin)
 from .flags import REPETITION, SOURCE, Flag, FlagThresholds, collect_flags, repetition_flag, source_flags
-from .repetition import (MatchedValues, RepetitionComparison, TokenPercentile, TokenValue, compare_repetition,
-                         self_repetition_rate, token_percentiles, values_from_matches)
+from .repetition import (MatchedValues, RepetitionComparison, RepetitionEvidence, TokenPercentile, TokenValue,
+                         compare_repetition, repetition_evidence, self_repetition_rate, token_percentiles,
+                         values_from_matches)
 from .sources import (UNKNOWN_SOURCE, BaselinePosition, SourceEnrichment, SourceShare, sample_baseline_positions,
                       source_enrichment, source_shares, wilson_share)
 
@@ -17,8 +18,8 @@ __all__ = [
     "DEFAULT_BIN_WIDTH", "NO_CONTROL_IN_BIN", "ZERO_UNIGRAM_COUNT", "ControlCandidate", "ControlMatch",
     "MatchResult", "UnmatchedFp", "draw_matched_controls", "frequency_bin",
     "REPETITION", "SOURCE", "Flag", "FlagThresholds", "collect_flags", "repetition_flag", "source_flags",
-    "MatchedValues", "RepetitionComparison", "TokenPercentile", "TokenValue", "compare_repetition",
-    "self_repetition_rate", "token_percentiles", "values_from_matches",
+    "MatchedValues", "RepetitionComparison", "RepetitionEvidence", "TokenPercentile", "TokenValue",
+    "compare_repetition", "repetition_evidence", "self_repetition_rate", "token_percentiles", "values_from_matches",
     "UNKNOWN_SOURCE", "BaselinePosition", "SourceEnrichment", "SourceShare", "sample_baseline_positions",
     "source_enrichment", "source_shares", "wilson_share",
 ]

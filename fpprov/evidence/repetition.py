@@ -88,6 +88,14 @@ class TokenPercentile:
     reason: str | None = None
 
 
+@dataclass(frozen=True)
+class RepetitionEvidence:
+    """Everything item 2 gives for one (model, index): the group comparison, the per-FP rows, the kept-out FPs."""
+    comparison: RepetitionComparison
+    tokens: list[TokenPercentile]
+    unmatched: dict[str, int]       # reason -> number of FPs kept out of the comparison
+
+
 _NAN_CI = (math.nan, math.nan)
 
 
@@ -184,3 +192,13 @@ def token_percentiles(fps: Sequence[TokenValue], controls: Sequence[TokenValue],
         qs[tested] = stats.false_discovery_control(ps[tested], method="bh")
     return [TokenPercentile(f.token_id, f.value, f.bin, n, pct, ci, p, float(q), reason)
             for (f, n, pct, ci, p, reason), q in zip(rows, qs)]
+
+
+def repetition_evidence(match: MatchResult, rates: Mapping[int, float], seed: int = 0,
+                        n_resamples: int = N_RESAMPLES, confidence: float = CONFIDENCE) -> RepetitionEvidence:
+    """``compare_repetition`` and ``token_percentiles`` on the matched FPs and their distinct controls."""
+    mv = values_from_matches(match, rates)
+    comparison = compare_repetition([v.value for v in mv.fps], [v.value for v in mv.controls], seed,
+                                    n_resamples, confidence)
+    return RepetitionEvidence(comparison, token_percentiles(mv.fps, mv.controls, confidence),
+                              match.unmatched_counts())
