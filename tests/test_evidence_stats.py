@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from fpprov.evidence import (REPETITION, SOURCE, UNKNOWN_SOURCE, ControlCandidate, FlagThresholds, TokenValue,
-                             collect_flags, compare_repetition, draw_matched_controls, repetition_evidence, repetition_flag,
-                             sample_baseline_positions, self_repetition_rate, source_enrichment, source_flags,
-                             source_shares, token_percentiles, values_from_matches)
+                             collect_flags, compare_repetition, draw_matched_controls, repetition_evidence,
+                             repetition_flag, sample_baseline_positions, self_repetition_rate, source_enrichment,
+                             source_flags, source_shares, token_percentiles, values_from_matches)
 
 
 # ---- the measure -------------------------------------------------------------------------------------------

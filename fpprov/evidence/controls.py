@@ -111,7 +111,7 @@ def frequency_bin(count: int, bin_width: float = DEFAULT_BIN_WIDTH) -> int:
 
 
 def _stratum_rng(seed: int, bin_: int, category: str) -> np.random.Generator:
-    return np.random.default_rng([int(seed) & 0xFFFFFFFF, bin_, zlib.crc32(category.encode("utf-8"))])
+    return np.random.default_rng([int(seed) % 2**64, bin_, zlib.crc32(category.encode("utf-8"))])
 
 
 def draw_matched_controls(fps: Iterable[ControlCandidate], candidates: Iterable[ControlCandidate], k: int = 1,

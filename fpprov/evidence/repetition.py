@@ -12,11 +12,13 @@ t x n never occurs, and is comparable across ladders with different n. It is und
 
 Per (model, index), FP vs control:
 
-* AUC = U / (n_fp * n_control), U the Mann-Whitney statistic of the FP values (``scipy.stats.mannwhitneyu``,
-  ties counted one half, which is the tie correction that matters here: many rates are exactly 0). AUC is the
-  chance that a random FP's rate exceeds a random control's (ties one half); 0.5 is no difference.
-* Its 95% CI: ``scipy.stats.bootstrap`` resampling the FP and the control values independently (unpaired),
-  percentile method, seeded (see ``intervals``). The one-sided Mann-Whitney p-value (FP greater) is reported alongside.
+* AUC = U / (n_fp * n_control), U the Mann-Whitney statistic of the FP values (``scipy.stats.mannwhitneyu``).
+  Ties count one half in U, the correction that matters here (many rates are exactly 0): AUC is the chance
+  that a random FP's rate exceeds a random control's, ties counted one half; 0.5 is no difference. The
+  one-sided p-value (FP greater) comes from the same call (``method="auto"``: exact for small samples without
+  ties, otherwise the normal approximation with the tie-corrected variance).
+* The AUC's 95% CI: ``scipy.stats.bootstrap`` resampling the FP and the control values independently
+  (unpaired), percentile method, seeded (see ``intervals``).
 * Median ratio = median(FP rates) / median(control rates), with a bootstrap CI the same way; NaN with a reason
   when the control median is 0 (common when most runs never occur).
 * Controls are the distinct control tokens of the match (a control reused by two FPs counts once).
@@ -25,8 +27,11 @@ Per FP token: its values against the distinct controls of its frequency bin (all
 
 * ``percentile`` = 100 * (#controls with value < x) / n (strict, ``scipy.stats.percentileofscore``), with the
   Wilson 95% CI of that share;
-* one-sided p-value ``p = (1 + #controls with value >= x) / (1 + n)``, the permutation p-value of x being as
-  large as a control (ties count against the FP, so it is conservative; its smallest value is 1 / (1 + n));
+* one-sided p-value ``p = (1 + #controls with value >= x) / (1 + n)``: the empirical (rank) p-value of x
+  among the bin's controls, valid when the FP's rate is exchangeable with theirs (no enrichment); ties count
+  against the FP, so it is conservative, and its smallest value is 1 / (1 + n): a token can reach
+  q <= q_max only if its bin holds at least 1 / q_max - 1 controls (19 at q_max = 0.05), so with k = 1 the
+  per-token test has power only in bins with many FPs;
 * the Benjamini-Hochberg q-value over the model's FPs with a defined p (``scipy.stats.false_discovery_control``).
 NaN values (no unigram count), and FPs whose bin has no control, get NaN p and q with a reason and are not
 counted in the BH family.
