@@ -51,6 +51,8 @@ How to use the views (reports, canned queries, suspicion rules): [reports.md](re
 """
 
 _CREATE = re.compile(r"^CREATE\s+(?:OR\s+REPLACE\s+)?(TABLE|VIEW)\s+(\w+)", re.I)
+_DROP = re.compile(r"^DROP\s+(?:TABLE|VIEW)\s+(?:IF\s+EXISTS\s+)?\w+\s*;", re.I)
+_ADD_COLUMN = re.compile(r"^ALTER\s+TABLE\s+(\w+)\s+ADD\s+COLUMN\s+(?:IF\s+NOT\s+EXISTS\s+)?(\w+)", re.I)
 _CONSTRAINT = {"PRIMARY", "UNIQUE", "FOREIGN", "CHECK", "CONSTRAINT"}
 _ENTRY = re.compile(r"^\s{1,}([a-z_]\w*(?:\s*,\s*[a-z_]\w*)*)\s*:(?:\s+(.*))?$")
 
@@ -191,8 +193,10 @@ def _statement_end(lines: list[str], start: int) -> int:
     return len(lines) - 1
 
 
-def parse_migration(name: str, sql: str) -> tuple[str, list[tuple[SchemaObject, dict[str, str]]]]:
-    """The file's leading comment and, per CREATE TABLE/VIEW, the object with its column comments."""
+def parse_migration(name: str, sql: str) -> tuple[str, list[tuple[SchemaObject, dict[str, str]]],
+                                                  dict[str, dict[str, str]]]:
+    """The file's leading comment; per CREATE TABLE/VIEW, the object with its column comments; and per table,
+    the comments of the columns an ``ALTER TABLE ... ADD COLUMN`` line adds to it."""
     lines = sql.splitlines()
     head = []
     for line in lines:
@@ -201,13 +205,20 @@ def parse_migration(name: str, sql: str) -> tuple[str, list[tuple[SchemaObject, 
             break
         head.append(text.strip())
     found = []
+    added: dict[str, dict[str, str]] = {}
     for i, line in enumerate(lines):
+        alter = _ADD_COLUMN.match(line)
+        comment = split_comment(line)[1]
+        if alter and comment:
+            added.setdefault(alter.group(1), {})[alter.group(2)] = comment
         match = _CREATE.match(line)
         if not match:
             continue
         obj = SchemaObject(match.group(2), match.group(1).lower(), name)
         header: list[str] = []
         j = i - 1
+        while j >= 0 and _DROP.match(lines[j].strip()):   # a view replaced: its header sits above the DROPs
+            j -= 1
         while j >= 0 and _comment_text(lines[j]) is not None:
             header.insert(0, _comment_text(lines[j]))
             j -= 1
@@ -217,7 +228,7 @@ def parse_migration(name: str, sql: str) -> tuple[str, list[tuple[SchemaObject, 
         body = lines[i + 1:_statement_end(lines, i) + 1]
         described = _table_comments(body) if obj.kind == "table" else _view_comments(body)
         found.append((obj, {**described, **entries}))   # the header's Columns list wins
-    return " ".join(p for p in head if p), found
+    return " ".join(p for p in head if p), found, added
 
 
 def collect() -> list[MigrationDoc]:
@@ -236,11 +247,25 @@ def collect() -> list[MigrationDoc]:
         version.columns = [Column(n, t, SCHEMA_VERSION[1].get(n, "")) for n, t in _describe(con, "schema_version")]
         version.key = keys.get("schema_version", [])
         docs.append(MigrationDoc("schema_version", "Created by fpprov itself before the migrations run.", [version]))
+        existing = {row[0] for row in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE NOT internal UNION "
+            "SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+        parsed = []
+        latest: dict[str, tuple[SchemaObject, dict[str, str]]] = {}   # a later CREATE (after a DROP) wins
         for migration in list_migrations():
             name = f"{migration.version:03d}_{migration.name}"
-            head, found = parse_migration(name, migration.sql)
+            head, found, added = parse_migration(name, migration.sql)
+            parsed.append((name, head, found))
+            latest.update((obj.name, (obj, described)) for obj, described in found)
+            for table, comments in added.items():
+                if table in latest:
+                    latest[table][1].update(comments)
+        for name, head, found in parsed:
             objects = []
-            for obj, described in found:
+            for obj, _ in found:
+                if latest[obj.name][0] is not obj or obj.name not in existing:   # redefined later, or dropped
+                    continue
+                described = latest[obj.name][1]
                 obj.columns = [Column(n, t, described.get(n, "")) for n, t in _describe(con, obj.name)]
                 obj.key = keys.get(obj.name, [])
                 objects.append(obj)

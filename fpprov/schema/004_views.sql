@@ -1,7 +1,8 @@
 -- Cross-model views over the core tables: which scan stands for each model, FPs shared across models and
 -- families (matched by normalised text, since families use different tokenizers), pairwise overlap,
 -- what instruction tuning keeps, loses and gains, and the seed's Base/Inst count table.
--- Every view is documented with its columns and example SQL in docs/reports.md.
+-- These comments are the reference: docs/schema.md is generated from them (python -m fpprov.schema_docs);
+-- how to use the views: docs/reports.md.
 
 -- Each model with the name of the row it takes in Base/Inst tables: the model name without a trailing
 -- '-inst' / '-instruct' / '-it' / '-chat' (or '-base'), so 'olmo2-1b' and 'olmo2-1b-inst' pair up.
