@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from fpprov.evidence import (REPETITION, SOURCE, UNKNOWN_SOURCE, ControlCandidate, FlagThresholds, TokenValue,
-                             collect_flags, compare_repetition, draw_matched_controls, repetition_evidence,
-                             repetition_flag, sample_baseline_positions, self_repetition_rate, source_enrichment,
-                             source_flags, source_shares, token_percentiles, values_from_matches)
+                             bootstrap_ci, collect_flags, compare_repetition, draw_matched_controls,
+                             repetition_evidence, repetition_flag, sample_baseline_positions, self_repetition_rate,
+                             source_enrichment, source_flags, source_shares, token_percentiles, values_from_matches)
 
 
 # ---- the measure -------------------------------------------------------------------------------------------
@@ -241,3 +241,23 @@ def test_enrichment_edge_cases():
     assert once["rare"].ci_high == math.inf and math.isfinite(once["rare"].ci_low)
     assert all(math.isnan(e.enrichment) for e in source_enrichment([], ["web"], seed=0))
     assert source_enrichment([], [], seed=0) == []
+
+
+def test_joint_enrichment_bootstrap_matches_one_source_at_a_time():
+    rng = np.random.default_rng(6)
+    docs = list(rng.choice(["a", "b", "c"], 80, p=[0.5, 0.3, 0.2]))
+    base = list(rng.choice(["a", "b", "c"], 300, p=[0.3, 0.3, 0.4]))
+
+    def ratio(x, y, axis=-1):
+        return np.mean(x, axis=axis) / np.mean(y, axis=axis)
+    for e in source_enrichment(docs, base, seed=5, n_resamples=500):
+        x = (np.array(docs) == e.source).astype(float)
+        y = (np.array(base) == e.source).astype(float)
+        assert (e.ci_low, e.ci_high) == pytest.approx(bootstrap_ci(x, y, ratio, seed=5, n_resamples=500))
+
+
+def test_small_bins_cannot_reach_significance():
+    ctrls = [TokenValue(100 + i, 0.0, 0) for i in range(10)]
+    (tp,) = token_percentiles([TokenValue(1, 1.0, 0)], ctrls)
+    assert tp.percentile == 100.0 and tp.p_value == pytest.approx(1 / 11)
+    assert repetition_flag(tp) is None
