@@ -261,3 +261,10 @@ def test_small_bins_cannot_reach_significance():
     (tp,) = token_percentiles([TokenValue(1, 1.0, 0)], ctrls)
     assert tp.percentile == 100.0 and tp.p_value == pytest.approx(1 / 11)
     assert repetition_flag(tp) is None
+
+
+@pytest.mark.parametrize("kwargs", [{"q_max": 0}, {"q_max": 1.5}, {"enrichment_ci_low_min": 0},
+                                    {"min_source_docs": 0}])
+def test_flag_thresholds_are_checked(kwargs):
+    with pytest.raises(ValueError):
+        FlagThresholds(**kwargs)

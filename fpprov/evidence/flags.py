@@ -32,6 +32,14 @@ class FlagThresholds:
     enrichment_ci_low_min: float = 2.0
     min_source_docs: int = 5
 
+    def __post_init__(self) -> None:
+        if not 0 < self.q_max <= 1:
+            raise ValueError(f"q_max must be in (0, 1] (got {self.q_max})")
+        if not self.enrichment_ci_low_min > 0:
+            raise ValueError(f"enrichment_ci_low_min must be positive (got {self.enrichment_ci_low_min})")
+        if self.min_source_docs < 1:
+            raise ValueError(f"min_source_docs must be at least 1 (got {self.min_source_docs})")
+
 
 @dataclass(frozen=True)
 class Flag:
