@@ -66,7 +66,7 @@ CREATE TABLE vector_fps (
                                            -- 'x': each step feeds x again
     rollout_steps   INTEGER NOT NULL,      -- L, the longest sequence decoded (100)
     rollout_dist_by_l DOUBLE[] NOT NULL,   -- element l (1-based) = ||T at position l - x||_2 for sequence length l (KV cache, real positions)
-    rollout_dist_max DOUBLE NOT NULL,      -- max of rollout_dist_by_l
+    rollout_dist_max DOUBLE NOT NULL,      -- max of rollout_dist_by_l (infinity when a distance was not finite)
     stable_threshold DOUBLE NOT NULL,      -- stable means rollout_dist_max < stable_threshold
     stable          BOOLEAN NOT NULL,      -- the verdict: rollout_dist_max < stable_threshold
     top_k           INTEGER NOT NULL,      -- rows kept in vector_fp_tokens

@@ -5,6 +5,7 @@
 -- provenance links a model's FP token (with n and a spelling variant) to the query that measures it.
 -- documents holds reproducibly sampled matches of a query; the views join the three.
 
+-- The cache: one row per query ever sent to a (backend, index).
 CREATE TABLE ngram_counts (
     backend         VARCHAR NOT NULL,      -- 'api' (infini-gram API) | 'mini' (infini-gram-mini) | 'local' (index dirs)
     index_name      VARCHAR NOT NULL,      -- backend's index name, e.g. 'v4_dclm-baseline_llama'; local: '<dir>@<fingerprint>'
@@ -22,6 +23,7 @@ CREATE TABLE ngram_counts (
     PRIMARY KEY (backend, index_name, query)
 );
 
+-- What each FP token's query is: one row per (model, token, backend, index, n, spelling variant).
 CREATE TABLE provenance (
     model           VARCHAR NOT NULL,      -- models.name (token_fps.model)
     token_id        INTEGER NOT NULL,      -- token_fps.token_id
@@ -34,11 +36,13 @@ CREATE TABLE provenance (
     queryable       BOOLEAN NOT NULL,      -- false: no query can measure this token on this backend (see reason)
     reason          VARCHAR,               -- why not queryable (e.g. 'byte_fragment: no text form'); NULL when queryable
     query           VARCHAR,               -- ngram_counts.query measuring it; NULL when not queryable
-    index_is_proxy  BOOLEAN,               -- the index is a public stand-in for undisclosed training data (Qwen 3, Gemma 3)
+    index_is_proxy  BOOLEAN,               -- the index is a public stand-in for undisclosed training data (Qwen 3,
+                                           -- Gemma 3); NULL when unknown (local corpora, models without alias)
     updated_at      TIMESTAMP NOT NULL DEFAULT current_timestamp,  -- when the entry was last planned
     PRIMARY KEY (model, token_id, backend, index_name, n, variant)
 );
 
+-- Sampled matches of a query: where each is in the index, a snippet, its metadata and source.
 CREATE TABLE documents (
     backend         VARCHAR NOT NULL,      -- ngram_counts.backend
     index_name      VARCHAR NOT NULL,      -- ngram_counts.index_name
@@ -54,7 +58,8 @@ CREATE TABLE documents (
     disp_len        BIGINT,                -- length of the displayed window the snippet comes from
     needle_offset   BIGINT,                -- where the match starts in that window
     snippet         VARCHAR,               -- text around the match (a few hundred characters)
-    metadata        VARCHAR,               -- the document's metadata as JSON text (path, linenum, and the corpus fields)
+    metadata        VARCHAR,               -- the document's metadata as JSON text ({"path", "linenum", "metadata":
+                                           -- {...}} for local indexes)
     source_field    VARCHAR,               -- metadata field the source was read from (--source-field), e.g. 'source'
     source          VARCHAR,               -- the document's source (value of source_field, else the file path); NULL if unknown
     fetched_at      TIMESTAMP NOT NULL DEFAULT current_timestamp,  -- when the document was fetched
