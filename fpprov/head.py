@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from .softcap import apply_softcap, softcap_of
+
 NEG_INF = float("-inf")
 
 
@@ -49,16 +51,12 @@ class LMHead:
         out = model.get_output_embeddings()
         self.weight = out.weight                                   # (V, D)
         self.bias = getattr(out, "bias", None)                     # (V,) or None
-        self.softcap = getattr(model.config, "final_logit_softcapping", None) or None
+        self.softcap = softcap_of(model.config)
         self.n_rows = self.weight.shape[0]
         self.chunk = chunk
         self.row_block = row_block
         self.keep_top = min(keep_top, self.n_rows - 1)
         self.wins = torch.zeros(self.n_rows, dtype=torch.int64)   # how often each id beat a row
-
-    def _cap(self, logits: torch.Tensor) -> torch.Tensor:
-        # tanh soft-capping is monotonic: it changes probabilities, never the order of logits.
-        return logits if self.softcap is None else torch.tanh(logits / self.softcap) * self.softcap
 
     def _logits(self, h: torch.Tensor, rows: slice | torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
         w = self.weight[rows]                                      # (C, D)
@@ -68,7 +66,7 @@ class LMHead:
         if self.bias is not None:
             b = self.bias[rows]
             logits = logits + (b.to(dtype) if dtype is not None else b)
-        return self._cap(logits)
+        return apply_softcap(logits, self.softcap)
 
     def own_logits(self, h: torch.Tensor, ids: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
         w = self.weight[ids]                                       # (B, D)
@@ -77,7 +75,7 @@ class LMHead:
         own = (h * w).sum(-1)                                      # (B,)
         if self.bias is not None:
             own = own + self.bias[ids].to(own.dtype)
-        return self._cap(own)
+        return apply_softcap(own, self.softcap)
 
     @torch.no_grad()
     def screen(self, h: torch.Tensor, ids: torch.Tensor) -> HeadRows:
@@ -202,7 +200,7 @@ class LMHead:
         logits = torch.einsum("bd,bkd->bk", h64, w)                                        # (B, 1 + K)
         if self.bias is not None:
             logits = logits + self.bias[cols.clamp(min=0)].to(torch.float64)
-        logits = self._cap(logits)
+        logits = apply_softcap(logits, self.softcap)
         own = logits[:, 0]
         others = logits[:, 1:].masked_fill((cand_ids < 0) | (cand_ids == ids[:, None]), NEG_INF)
         best, arg = others.max(-1)
