@@ -10,13 +10,54 @@ removes rows that can no longer be FPs, so the verdicts equal the dense argmax t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
 from .softcap import apply_softcap, softcap_of
 
 NEG_INF = float("-inf")
+
+
+def vocab_chunks(n_rows: int, chunk: int) -> Iterator[slice]:
+    """Consecutive column slices of at most ``chunk`` ids covering [0, n_rows) once each, in order."""
+    for start in range(0, n_rows, chunk):
+        yield slice(start, min(start + chunk, n_rows))
+
+
+def merge_topk(vals: torch.Tensor, ids: torch.Tensor, new_vals: torch.Tensor,
+               new_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The best ``vals.shape[1]`` of two candidate lists per row, descending: (B, K) values and their ids.
+
+    Merging each chunk's own top-k into the running list gives the top-k of the whole row, since an id
+    among a row's best K is among its chunk's best K too.
+    """
+    k = vals.shape[1]
+    vals, order = torch.cat([vals, new_vals], 1).topk(k, -1)                              # (B, K)
+    return vals, torch.cat([ids, new_ids], 1).gather(1, order)                            # (B, K)
+
+
+def _running_max(best: torch.Tensor, best_id: torch.Tensor, vals: torch.Tensor,
+                 ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row-wise max of ``best`` (B,) and ``vals`` (B,); strict, so a tie keeps the id seen first."""
+    better = vals > best
+    return torch.where(better, vals, best), torch.where(better, ids, best_id)
+
+
+@dataclass
+class _Chunk:
+    """The head over one column slice for a set of rows: competitor logits, own logits, log-sum-exp."""
+
+    start: int
+    competitors: torch.Tensor      # (A, C) logits with each row's own id at -inf
+    rows: torch.Tensor             # (r,) the rows whose own id lies in this slice
+    own: torch.Tensor              # (r,) their own logits, from the same GEMM as the competitors
+    lse: torch.Tensor | None       # (A,) log-sum-exp over the slice, own id included; when asked for
+
+    def top(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The slice's best ``k`` competitor logits and their vocabulary ids: (A, min(k, C)) each."""
+        vals, cols = self.competitors.topk(min(k, self.competitors.shape[1]), -1)
+        return vals, cols + self.start
 
 
 @dataclass
@@ -67,6 +108,17 @@ class LMHead:
             b = self.bias[rows]
             logits = logits + (b.to(dtype) if dtype is not None else b)
         return apply_softcap(logits, self.softcap)
+
+    def _chunk(self, h: torch.Tensor, ids: torch.Tensor, cols: slice, dtype: torch.dtype | None = None,
+               lse: bool = False) -> _Chunk:
+        """The head rows ``cols`` for hidden states ``h`` (A, D) of tokens ``ids`` (A,)."""
+        logits = self._logits(h, cols, dtype)                                                    # (A, C)
+        own_col = ids - cols.start                                                               # (A,)
+        rows = torch.nonzero((own_col >= 0) & (own_col < cols.stop - cols.start)).squeeze(-1)    # (r,)
+        own = logits[rows, own_col[rows]]                                                        # (r,)
+        chunk_lse = torch.logsumexp(logits, -1) if lse else None                                 # (A,)
+        logits[rows, own_col[rows]] = NEG_INF
+        return _Chunk(cols.start, logits, rows, own, chunk_lse)
 
     def own_logits(self, h: torch.Tensor, ids: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
         w = self.weight[ids]                                       # (B, D)
@@ -138,23 +190,16 @@ class LMHead:
         run_best = torch.full_like(own, NEG_INF)
         run_id = torch.full_like(ids_alive, -1)
         top_vals, top_ids = st.top_vals[alive], st.top_ids[alive]                               # (A, k)
-        for start in range(0, self.n_rows, self.chunk):
+        for cols in vocab_chunks(self.n_rows, self.chunk):
             if alive.numel() == 0:
                 break
-            stop = min(start + self.chunk, self.n_rows)
-            logits = self._logits(h_alive, slice(start, stop))                                   # (A, C)
-            own_col = ids_alive - start
-            rows_inside = torch.nonzero((own_col >= 0) & (own_col < stop - start)).squeeze(-1)
+            c = self._chunk(h_alive, ids_alive, cols)
             # From here on the own logit is the GEMM's, like the other logits: prob = 1 / (1 + rest) <= 1.
-            own[rows_inside] = logits[rows_inside, own_col[rows_inside]]
-            logits[rows_inside, own_col[rows_inside]] = NEG_INF
-            rest += torch.sub(logits, ref[:, None]).exp_().sum(-1)                                # (A,)
-            cvals, cargs = logits.topk(min(k, stop - start), -1)                                 # (A, k)
-            top_vals, order = torch.cat([top_vals, cvals], 1).topk(k, -1)
-            top_ids = torch.cat([top_ids, cargs + start], 1).gather(1, order)
-            better = cvals[:, 0] > run_best
-            run_best = torch.where(better, cvals[:, 0], run_best)
-            run_id = torch.where(better, cargs[:, 0] + start, run_id)
+            own[c.rows] = c.own
+            rest += torch.sub(c.competitors, ref[:, None]).exp_().sum(-1)                       # (A,)
+            cvals, cids = c.top(k)                                                               # (A, k)
+            top_vals, top_ids = merge_topk(top_vals, top_ids, cvals, cids)                       # (A, k)
+            run_best, run_id = _running_max(run_best, run_id, cvals[:, 0], cids[:, 0])           # (A,)
             beaten = run_best >= own
             if beaten.any():
                 gone = alive[beaten]
@@ -214,18 +259,10 @@ class LMHead:
         the head costs less than casting the whole head to float64 for them.
         """
         n = h.shape[0]
-        rows = torch.arange(n, device=h.device)
-        top_vals = torch.full((n, k), NEG_INF, dtype=h.dtype, device=h.device)
-        top_ids = torch.full((n, k), -1, dtype=torch.int64, device=h.device)
-        for start in range(0, self.n_rows, self.chunk):
-            stop = min(start + self.chunk, self.n_rows)
-            logits = self._logits(h, slice(start, stop))                                         # (B, C)
-            own_col = ids - start
-            inside = (own_col >= 0) & (own_col < stop - start)
-            logits[rows[inside], own_col[inside]] = NEG_INF
-            cvals, cargs = logits.topk(min(k, stop - start), -1)
-            top_vals, order = torch.cat([top_vals, cvals], 1).topk(k, -1)
-            top_ids = torch.cat([top_ids, cargs + start], 1).gather(1, order)
+        top_vals = torch.full((n, k), NEG_INF, dtype=h.dtype, device=h.device)                 # (B, k)
+        top_ids = torch.full((n, k), -1, dtype=torch.int64, device=h.device)                   # (B, k)
+        for cols in vocab_chunks(self.n_rows, self.chunk):
+            top_vals, top_ids = merge_topk(top_vals, top_ids, *self._chunk(h, ids, cols).top(k))
         return top_vals.cpu(), top_ids.cpu()
 
     @torch.no_grad()
@@ -237,16 +274,10 @@ class LMHead:
         best = torch.full((n,), NEG_INF, dtype=dtype, device=h.device)
         best_id = torch.full((n,), -1, dtype=torch.int64, device=h.device)
         lse = torch.full((n,), NEG_INF, dtype=dtype, device=h.device)
-        rows = torch.arange(n, device=h.device)
-        for start in range(0, self.n_rows, self.chunk):
-            stop = min(start + self.chunk, self.n_rows)
-            logits = self._logits(h, slice(start, stop), dtype)    # (B, C)
-            lse = torch.logaddexp(lse, torch.logsumexp(logits, -1))
-            own_col = ids - start
-            inside = (own_col >= 0) & (own_col < stop - start)
-            own[inside] = logits[rows[inside], own_col[inside]]
-            logits[rows[inside], own_col[inside]] = NEG_INF
-            cmax, carg = logits.max(-1)
-            better = cmax > best
-            best, best_id = torch.where(better, cmax, best), torch.where(better, carg + start, best_id)
+        for cols in vocab_chunks(self.n_rows, self.chunk):
+            c = self._chunk(h, ids, cols, dtype, lse=True)
+            lse = torch.logaddexp(lse, c.lse)                                                    # (B,)
+            own[c.rows] = c.own
+            cmax, carg = c.competitors.max(-1)                                                   # (B,)
+            best, best_id = _running_max(best, best_id, cmax, carg + c.start)
         return (own > best).cpu(), own.cpu(), best.cpu(), best_id.cpu(), lse.cpu()
