@@ -71,7 +71,6 @@ class SchemaObject:
     migration: str                 # e.g. '001_core'
     description: str = ""
     examples: list[str] = field(default_factory=list)
-    code: list[str] = field(default_factory=list)   # indented statements quoted in the header (not run)
     columns: list[Column] = field(default_factory=list)
     key: list[str] = field(default_factory=list)
 
@@ -144,8 +143,8 @@ def _parse_header(lines: list[str], obj: SchemaObject) -> dict[str, str]:
                     entries[name] = (match.group(2) or "").strip()
                 continue
             in_columns = False
-        if text.startswith("  ") and text.strip():
-            obj.code.append(text.strip())
+        if text.startswith("  ") and text.strip():   # a statement quoted in the prose: shown as code
+            prose.append(f"`{text.strip()}`")
         else:
             prose.append(text.strip())
     obj.description = " ".join(p for p in prose if p)
@@ -317,6 +316,8 @@ def render(docs: list[MigrationDoc] | None = None) -> str:
         names = ", ".join(f"[`{o.name}`](#{o.name})" for o in doc.objects)
         out.append(f"- {doc.name}: {names}")
     for doc in docs:
+        while out[-1] == "":
+            out.pop()
         out += ["", f"## {doc.name}", ""]
         if doc.description:
             out += [doc.description, ""]
@@ -326,8 +327,6 @@ def render(docs: list[MigrationDoc] | None = None) -> str:
             out += [f"| `{c.name}` | {c.type} | {_cell(c.description)} |" for c in obj.columns]
             if obj.key:
                 out += ["", "; ".join(obj.key) + "."]
-            for code in obj.code:
-                out += ["", "```", code, "```"]
             for example in obj.examples:
                 out += ["", "```sql", example, "```"]
             out.append("")
