@@ -25,6 +25,9 @@ GEMMA_PACKAGE = load_aliases()[GEMMA]["gguf_package"]
 
 @pytest.fixture
 def empty_hub_cache(tmp_path, monkeypatch):
+    """An empty hub cache, with the hub off."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     cache = tmp_path / "empty-hub"
     cache.mkdir()
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
