@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fpprov.schema_docs import render
+from fpprov.schema_docs import parse_migration, render
 from fpprov.store import open_store
 from report_db import build_report_db
 
@@ -201,3 +201,40 @@ def test_each_page_starts_with_a_title(page):
     lines = (DOCS / page).read_text("utf-8").splitlines()
     titles = [line for line in lines[:5] if line.startswith("# ")]
     assert len(titles) == 1, f"docs/{page} needs one '# ' title at the top"
+
+
+def test_the_schema_comment_parser_reads_headers_columns_examples_and_replacements():
+    sql = "\n".join([
+        "-- The file's own comment.",
+        "",
+        "-- A table of things.",
+        "-- Example: SELECT a",
+        "--          FROM t;",
+        "CREATE TABLE t (",
+        "    a INTEGER PRIMARY KEY,  -- the key; 'x -- y' is not a comment start",
+        "    b VARCHAR,              -- first line",
+        "                            -- continued",
+        "    c DOUBLE,",
+        "    PRIMARY KEY (a)",
+        ");",
+        "ALTER TABLE t ADD COLUMN d VARCHAR DEFAULT 'q';  -- added later",
+        "-- A view of things.",
+        "-- Columns:",
+        "--   a, b: as in `t`",
+        "--   total:",
+        "--       the sum",
+        "DROP VIEW IF EXISTS v;",
+        "CREATE VIEW v AS SELECT a, b,",
+        "    a + 1 AS total,   -- overridden by the header's Columns list",
+        "    t.c,              -- c itself",
+        "FROM t;",
+    ])
+    head, found, added = parse_migration("001_x", sql)
+    assert head == "The file's own comment."
+    (table, table_cols), (view, view_cols) = found
+    assert (table.name, table.kind, table.description) == ("t", "table", "A table of things.")
+    assert table.examples == ["SELECT a\nFROM t;"]
+    assert table_cols == {"a": "the key; 'x -- y' is not a comment start", "b": "first line continued"}
+    assert added == {"t": {"d": "added later"}}
+    assert (view.name, view.kind, view.description) == ("v", "view", "A view of things.")
+    assert view_cols == {"a": "as in `t`", "b": "as in `t`", "total": "the sum", "c": "c itself"}
