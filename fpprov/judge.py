@@ -100,7 +100,8 @@ class TokenJudge:
         recheck = near | rows.is_fp if self.opts.verify == "all" else near
         out = Verdicts(ids=ids, screen_is_fp=rows.is_fp.clone(), own=rows.own_logit, best=rows.best_other,
                        best_id=rows.best_other_id, lse=rows.lse, gap=gap, recheck=recheck, is_fp=rows.is_fp.clone(),
-                       f64_margin=torch.full_like(gap, float("nan")), f64_best_id=torch.full_like(rows.best_other_id, -1))
+                       f64_margin=torch.full_like(gap, float("nan")),
+                       f64_best_id=torch.full_like(rows.best_other_id, -1))
         idx = torch.nonzero(recheck).squeeze(-1)
         for part in idx.split(self.opts.recheck_batch) if idx.numel() else ():
             f64 = self._recheck_float64(part, ids, h32, rows)

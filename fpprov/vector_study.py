@@ -44,21 +44,20 @@ class VectorOptions:
     top_k: int = 20
     force: bool = False
 
+    def __post_init__(self) -> None:
+        self.check()
+
     def check(self) -> None:
+        """Raise FpprovError, worded for the CLI, for the first option outside its range."""
         bad = [m for m in self.methods if m not in METHODS]
         if bad or not self.methods:
-            raise FpprovError(f"unknown method {', '.join(bad) or '(none)'}: use iterate, gradient or both")
+            raise FpprovError(f"unknown method {', '.join(map(repr, bad)) or '(none)'}: use iterate, gradient or both")
         if self.embedding not in EMBEDDINGS:
             raise FpprovError(f"unknown embedding convention {self.embedding!r}: use effective or raw")
         if self.rollout_feed not in ROLLOUT_FEEDS:
             raise FpprovError(f"unknown rollout feed {self.rollout_feed!r}: use output or x")
         if not self.seeds:
-            raise FpprovError("no seeds to run: --seeds must be at least 1")
-        for name in ("tol", "dedup_distance", "stable_threshold", "lr"):
-            if not getattr(self, name) > 0:
-                raise FpprovError(f"{name.replace('_', '-')} must be positive")
-        if self.max_steps < 1 or self.rollout_steps < 1 or self.top_k < 1:
-            raise FpprovError("max-steps, rollout-steps and top-k must be at least 1")
+            raise FpprovError("--seeds must be at least 1")
         check_option_ranges(self)
 
 
@@ -120,7 +119,6 @@ def run_study(store: Store, loaded: Any, options: VectorOptions, *, progress: St
 
     ``on_method(method, to_run, skipped)`` is told before each method starts (for the CLI's progress bars).
     """
-    options.check()
     upsert_model(store, loaded)
     fmap = EmbeddingMap(loaded, options.embedding)
     dtype = dtype_name(fmap.dtype)

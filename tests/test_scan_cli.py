@@ -323,3 +323,52 @@ def test_check_length_past_the_models_context_is_one_line_and_creates_nothing(ti
     assert result.exit_code == 2, result.output
     assert "--check-length must be between 2 and the model's context (256)" in result.output
     assert not db.exists()
+
+
+# -- options check themselves once; the CLI only maps the error ---------------------------------------
+
+@pytest.mark.parametrize("fields, flags, flag", [
+    ({"limit": 0}, ["--limit", "0"], "--limit"), ({"limit": -3}, ["--limit", "-3"], "--limit"),
+    ({"verify": "some"}, ["--verify", "some"], "--verify"), ({"batch_size": 0}, ["--batch-size", "0"], "--batch-size"),
+    ({"commit_every": -1}, ["--commit-every", "-1"], "--commit-every"),
+    ({"tolerance": -1e-3}, ["--tolerance", "-0.001"], "--tolerance"),
+    ({"check_length": 1}, ["--check-length", "1"], "--check-length")])
+def test_scan_options_check_gives_the_clis_one_line_message(tiny_model_dir, tmp_path, fields, flags, flag):
+    from fpprov.errors import FpprovError
+    from fpprov.scan import ScanOptions
+
+    with pytest.raises(FpprovError, match=flag) as raised:
+        ScanOptions(**fields)
+    db = tmp_path / "x.duckdb"
+    line = _error_line(runner.invoke(app, ["scan", str(tiny_model_dir("llama")), "--db", str(db), *flags]))
+    assert line == f"error: {raised.value}" and not db.exists()
+
+
+def test_scan_options_check_runs_once_per_object_and_accepts_the_bounds(monkeypatch):
+    from fpprov.scan import ScanOptions
+    from fpprov.scan_options import ScanOptions as Defined
+
+    assert ScanOptions is Defined
+    bounds = dict(limit=1, batch_size=1, commit_every=1, tolerance=0.0, check_length=2, verify="near")
+    ScanOptions(**bounds)
+    calls = []
+    monkeypatch.setattr(Defined, "check", lambda self: calls.append(self))
+    opts = ScanOptions(**bounds)
+    assert calls == [opts]
+
+
+def test_scan_cli_has_no_check_of_its_own(tiny_model_dir, tmp_path, monkeypatch):
+    """The CLI shows whatever the library's check raises, and its source holds no copy of a check."""
+    from fpprov.errors import FpprovError
+    from fpprov.scan_options import ScanOptions
+
+    def refuse(self):
+        raise FpprovError(f"library says no to batch_size={self.batch_size}")
+
+    monkeypatch.setattr(ScanOptions, "check", refuse)
+    db = tmp_path / "x.duckdb"
+    line = _error_line(runner.invoke(app, ["scan", str(tiny_model_dir("llama")), "--batch-size", "7", "--db", str(db)]))
+    assert line == "error: library says no to batch_size=7" and not db.exists()
+    source = Path(fpprov.__file__).parent.joinpath("cli", "scan.py").read_text()
+    for copy in ("must be a positive number", "unknown --verify", "unknown dtype", "no BOS token", "min="):
+        assert copy not in source

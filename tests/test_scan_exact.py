@@ -197,3 +197,42 @@ def test_float64_scan_matches_reference(tiny_model_dir, tmp_path):
         fps = {r[0] for r in store.query("SELECT token_id FROM token_fps WHERE scan_id = ?", [result.scan_id])}
     ref = float64_one_at_a_time(load_model(str(model_dir)).model, range(len(loaded.tokenizer)))
     assert fps == {t for t, r in ref.items() if r["is_fp"]}
+
+
+def test_judge_returns_named_verdicts_that_agree_with_the_reference(tiny_model_dir):
+    from dataclasses import fields
+
+    from fpprov.judge import Verdicts
+
+    loaded = load_model(str(tiny_model_dir("qwen3", False)))
+    ids = torch.arange(len(loaded.tokenizer))                                       # (N,)
+    verdicts = TokenJudge(loaded, ScanOptions(head_chunk=32, tolerance=1e-2)).judge(ids)
+    assert isinstance(verdicts, Verdicts)
+    assert all(getattr(verdicts, f.name).shape == ids.shape for f in fields(Verdicts))
+    assert torch.equal(verdicts.ids, ids) and verdicts.recheck[verdicts.screen_is_fp].all()  # verify="all"
+    kept, checked = ~verdicts.recheck, verdicts.recheck
+    assert torch.equal(verdicts.is_fp[kept], verdicts.screen_is_fp[kept])
+    assert verdicts.f64_margin[kept].isnan().all() and (verdicts.f64_best_id[kept] == -1).all()
+    assert torch.equal(verdicts.is_fp[checked], verdicts.f64_margin[checked] > 0)
+    ref = float64_one_at_a_time(loaded.model, ids.tolist())
+    assert verdicts.fp_positions() == [t for t in ids.tolist() if ref[t]["is_fp"]]
+    assert verdicts.recheck_positions() == torch.nonzero(checked).squeeze(-1).tolist()
+
+
+def test_the_scans_row_is_written_like_every_other_row(tiny_model_dir, tmp_path, monkeypatch):
+    from fpprov.store import Store
+    from fpprov.versions import library_versions
+
+    written, insert_rows = [], Store.insert_rows
+
+    def recording(self, table, rows, **kwargs):
+        written.append(table)
+        return insert_rows(self, table, rows, **kwargs)
+
+    monkeypatch.setattr(Store, "insert_rows", recording)
+    loaded, result, _, scan, _ = _scan(tiny_model_dir("llama", True), tmp_path, limit=20, commit_every=10)
+    assert written.count("scans") == 1 and written.index("scans") < written.index("scan_chunks")
+    assert result.scan_id == scan["scan_id"] and result.tokens_scanned == 20 and scan["tokens_skipped"] == 0
+    assert {k: scan[k] for k in library_versions()} == library_versions()
+    assert (scan["dtype"], scan["device"], scan["commit_every"], scan["check_length"]) == \
+        ("float32", str(loaded.device), 10, None)

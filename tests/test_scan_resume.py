@@ -123,3 +123,24 @@ def test_resume_with_other_chunk_and_batch_sizes_keeps_the_first_runs_settings(t
                                     "complete": True}
     assert chunks == [(s, min(s + 40, vocab_size)) for s in range(0, vocab_size, 40)]
     assert _rows(db) == _uninterrupted(model_dir, tmp_path / "clean.duckdb")
+
+
+def test_a_scan_stopped_after_one_committed_chunk_resumes_from_the_next(tiny_model_dir, tmp_path):
+    from fpprov.scan import commit_chunk, judge_chunk, open_scan, plan_scan
+    from fpprov.tokens import TokenDescriber
+
+    model_dir = tiny_model_dir("gemma3", True)
+    loaded = load_model(str(model_dir))
+    db = tmp_path / "steps.duckdb"
+    opts = ScanOptions(commit_every=40, batch_size=16)
+    with open_store(db) as store:
+        scan = open_scan(plan_scan(loaded, opts), store)
+        assert scan.resumed_from == 0 and not scan.already_complete and scan.todo[0] == (0, 40)
+        chunk = judge_chunk(scan, *scan.todo[0], TokenDescriber(loaded.tokenizer))
+        assert store.query("SELECT count(*) FROM token_fps") == [(0,)]   # judged, not yet written
+        commit_chunk(store, scan, chunk)
+        again = open_scan(plan_scan(loaded, opts), store)
+        assert (again.scan_id, again.todo, again.resumed_from) == (scan.scan_id, scan.todo[1:], 40)
+        result = scan_vocabulary(loaded, store, opts)
+    assert result.resumed_from == 40 and result.complete
+    assert _rows(db) == _uninterrupted(model_dir, tmp_path / "clean.duckdb")

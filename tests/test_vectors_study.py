@@ -164,3 +164,43 @@ def test_cli_explains_precision_floor(tmp_path):
                                  "--seeds", "1", "--tol", "1e-12", "--stall-window", "40", "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert "0/1 seeds converged (1 precision_floor)" in result.output and "pass a larger --tol" in result.output
+
+
+# -- options check themselves once; the CLI only maps the error ---------------------------------------
+
+@pytest.mark.parametrize("fields, args", [
+    ({"methods": ("newton",)}, ["--method", "newton"]), ({"embedding": "scaled"}, ["--embedding", "scaled"]),
+    ({"rollout_feed": "y"}, ["--rollout-feed", "y"]), ({"seeds": ()}, ["--seeds", "0"]),
+    ({"tol": 0.0}, ["--tol", "0"]), ({"max_steps": 0}, ["--max-steps", "0"]), ({"top_k": 0}, ["--top-k", "0"])])
+def test_vector_options_check_gives_the_clis_one_line_message(tmp_path, fields, args):
+    from fpprov.errors import FpprovError
+
+    with pytest.raises(FpprovError) as raised:
+        VectorOptions(**fields)
+    db = tmp_path / "x.duckdb"
+    result = runner.invoke(app, ["vectors", "no-such-model-needed", "--db", str(db), *args])
+    assert result.exit_code == 2 and result.output.strip() == f"error: {raised.value}" and not db.exists()
+
+
+def test_vectors_cli_has_no_check_of_its_own_and_the_study_does_not_check_again(tmp_path, constant_dir, constant_model,
+                                                                            monkeypatch, store):
+    from pathlib import Path
+
+    import fpprov
+    from fpprov.errors import FpprovError
+
+    calls = []
+    monkeypatch.setattr(VectorOptions, "check", lambda self: calls.append(self))
+    options = VectorOptions(methods=("iterate",), seeds=(0,), **FAST)
+    run_study(store, constant_model, options)
+    assert calls == [options]
+
+    def refuse(self):
+        raise FpprovError(f"library says no to top_k={self.top_k}")
+
+    monkeypatch.setattr(VectorOptions, "check", refuse)
+    result = runner.invoke(app, ["vectors", str(constant_dir), "--db", str(tmp_path / "x.duckdb"), "--top-k", "7"])
+    assert result.exit_code == 2 and result.output.strip() == "error: library says no to top_k=7"
+    source = Path(fpprov.__file__).parent.joinpath("cli", "vectors.py").read_text()
+    for copy in ("unknown method", "unknown embedding", "unknown rollout feed", "must be at least", "unknown dtype"):
+        assert copy not in source

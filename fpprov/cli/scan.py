@@ -13,7 +13,7 @@ from rich.table import Table
 
 from ..errors import LowPrecisionWarning
 from ..store import check_writable, open_store
-from .common import DbOption, cell, console, db_path, err_console, esc, fail, user_errors
+from .common import DbOption, cell, console, db_path, err_console, esc, user_errors
 
 
 def list_models() -> None:
@@ -41,25 +41,21 @@ def scan(
     bos: bool = typer.Option(False, "--bos/--no-bos", help="Prepend the tokenizer's BOS: input [bos, t]."),
     start: int = typer.Option(0, help="First token id to scan."),
     limit: Optional[int] = typer.Option(None, help="Scan at most this many ids from --start (default: all)."),
-    batch_size: int = typer.Option(256, min=1, help="Token ids per forward batch."),
-    tolerance: float = typer.Option(1e-4, min=0.0, help="Relative margin under which a verdict is re-checked in float64."),
-    check_length: Optional[int] = typer.Option(None, min=2, help="Also check [t]*L -> t for every FP."),
+    batch_size: int = typer.Option(256, help="Token ids per forward batch."),
+    tolerance: float = typer.Option(1e-4, help="Relative margin under which a verdict is re-checked in float64."),
+    check_length: Optional[int] = typer.Option(None, help="Also check [t]*L -> t for every FP (L >= 2)."),
     verify: str = typer.Option("all", help="float64 re-checks: all (every FP and near tie) | near (near ties only)."),
-    commit_every: int = typer.Option(4096, min=1, help="Ids per committed chunk (the resume granularity)."),
+    commit_every: int = typer.Option(4096, help="Ids per committed chunk (the resume granularity)."),
     force: bool = typer.Option(False, "--force", help="Redo a finished scan with the same settings."),
 ) -> None:
     """Find the token fixed points of MODEL: ids t whose single-token input [t] decodes greedily to t."""
     # torch and transformers load here, not at CLI start: `fpprov sql` and `--help` stay instant.
     from ..devices import resolve_device
-    from ..models import DTYPES, load_model, resolve_model
-    from ..scan import ScanOptions, scan_range, scan_vocabulary
+    from ..models import load_model, resolve_model
+    from ..scan import ScanOptions, plan_scan, run_scan
 
-    if limit is not None and limit <= 0:
-        fail("--limit must be a positive number of tokens")
-    if verify not in ("all", "near"):
-        fail(f"unknown --verify {verify!r}: use all or near")
-    if dtype not in DTYPES:
-        fail(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")
+    opts = ScanOptions(bos=bos, batch_size=batch_size, tolerance=tolerance, check_length=check_length,
+                       start=start, limit=limit, commit_every=commit_every, force=force, verify=verify)
     resolve_device(device)  # an unusable --device fails before anything is loaded or opened
     spec = resolve_model(model)
     path = check_writable(db_path(db))  # before the slow load; bad input leaves the database untouched
@@ -67,11 +63,7 @@ def scan(
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)
             loaded = load_model(spec, dtype=dtype, device=device)
-    opts = ScanOptions(bos=bos, batch_size=batch_size, tolerance=tolerance, check_length=check_length,
-                       start=start, limit=limit, commit_every=commit_every, force=force, verify=verify)
-    scan_range(loaded, opts)  # a bad --start fails before the database is touched
-    if bos and loaded.tokenizer.bos_token_id is None:  # checked again by the scan; here before the store opens
-        fail(f"--bos asked for but the tokenizer of {loaded.name} has no BOS token")
+    plan = plan_scan(loaded, opts, dtype)  # a bad --start, --check-length or --bos fails before the store opens
     store = open_store(path)
     try:
         for w in caught:
@@ -107,7 +99,7 @@ def scan(
                     err_console.print(f"{done:,}/{counters['total']:,} ids, {counters['fps']:,} FPs this run, "
                                       f"{rate:,.0f} tok/s")
 
-            result = scan_vocabulary(loaded, store, opts, dtype_name=dtype, progress=advance, on_start=started)
+            result = run_scan(plan, store, progress=advance, on_start=started)
         print_summary(result, store.path, time.perf_counter() - t0)
     finally:
         store.close()

@@ -16,7 +16,7 @@ from ..store import check_writable, open_store
 
 if TYPE_CHECKING:
     from ..vector_study import StudySummary, VectorOptions
-from .common import DbOption, cell, console, db_path, err_console, esc, fail, user_errors
+from .common import DbOption, cell, console, db_path, err_console, esc, user_errors
 
 
 def vectors(
@@ -50,28 +50,16 @@ def vectors(
     """Find vector fixed points x = softmax(logits(x)) @ E of MODEL in its embedding space."""
     # torch and transformers load here, not at CLI start: `fpprov sql` and `--help` stay instant.
     from ..devices import resolve_device
-    from ..models import DTYPES, load_model, resolve_model
-    from ..rollout import ROLLOUT_FEEDS
+    from ..models import load_model, resolve_model
     from ..vector_study import VectorOptions, run_study
-    from ..vectors import EMBEDDINGS, METHODS
+    from ..vectors import METHODS
 
-    methods = METHODS if method == "both" else (method,)
-    if method != "both" and method not in METHODS:
-        fail(f"unknown method {method!r}: use iterate, gradient or both")
-    if embedding not in EMBEDDINGS:
-        fail(f"unknown embedding convention {embedding!r}: use effective or raw")
-    if rollout_feed not in ROLLOUT_FEEDS:
-        fail(f"unknown rollout feed {rollout_feed!r}: use output or x")
-    if seeds < 1:
-        fail("--seeds must be at least 1")
-    if dtype not in DTYPES:
-        fail(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")
-    options = VectorOptions(
-        methods=methods, seeds=tuple(range(seed_start, seed_start + seeds)), embedding=embedding, tol=tol,
-        max_steps=max_steps, stall_window=stall_window, lr=lr, lr_floor=lr_floor, weight_decay=weight_decay,
-        detach=detach, init_std=init_std, dedup_distance=dedup, rollout_steps=rollout_steps,
-        rollout_feed=rollout_feed, stable_threshold=stable_threshold, top_k=top_k, force=force)
-    options.check()
+    options = VectorOptions(  # checks itself: a bad option fails before anything is resolved or opened
+        methods=METHODS if method == "both" else (method,), seeds=tuple(range(seed_start, seed_start + seeds)),
+        embedding=embedding, tol=tol, max_steps=max_steps, stall_window=stall_window, lr=lr, lr_floor=lr_floor,
+        weight_decay=weight_decay, detach=detach, init_std=init_std, dedup_distance=dedup,
+        rollout_steps=rollout_steps, rollout_feed=rollout_feed, stable_threshold=stable_threshold, top_k=top_k,
+        force=force)
     resolve_device(device)  # an unusable --device fails before anything is loaded or opened
     spec = resolve_model(model)
     path = check_writable(db_path(db))  # before the slow load: a locked or unwritable DB fails at once
