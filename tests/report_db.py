@@ -2,6 +2,7 @@
 
 Token texts, model names and document snippets carry markup, quotes, '&', NUL, control characters, an RTL
 override and the U+FFFD left by invalid UTF-8. A script that runs sets data-pwned on <html>.
+With evidence=True it also holds FP-vs-control evidence (migration 007) under a hostile index and source name.
 """
 
 from __future__ import annotations
@@ -25,6 +26,21 @@ HOSTILE_TEXTS = [
 HOSTILE_MODEL = "evil/<b>model</b>\"'&"
 SNIPPET = ("before <script>" + PWN.format("snippet") + "</script> \x00 \u202e BLAHBLAHBLAH after & more")
 
+HOSTILE_INDEX = "pile</svg><script>" + PWN.format("index") + "</script>"
+HOSTILE_SOURCE = "</svg><script>" + PWN.format("source") + "</script>"
+DCLM = "v4_dclm-baseline_llama"
+# (model, backend, index) -> fp_enrichment numbers; gemma3-270m ranks DCLM first, olmo2-1b has no controls.
+ENRICHMENT = {
+    ("gemma3-270m", "api", DCLM): dict(n_fp=14, n_control=28, auc=0.7125, auc_low=0.6401, auc_high=0.7807,
+                                       p_value=3.2e-5, median_fp=0.0225, median_control=0.0075, median_ratio=3.0,
+                                       ratio_low=1.85, ratio_high=4.6),
+    ("gemma3-270m", "api", HOSTILE_INDEX): dict(n_fp=14, n_control=28, auc=0.5512, auc_low=0.4523, auc_high=0.6488,
+                                                p_value=0.21, median_fp=0.01, median_control=0.009, median_ratio=1.11,
+                                                ratio_low=0.7, ratio_high=1.9),
+    ("olmo2-1b", "api", DCLM): dict(n_fp=0, n_control=0, reason="no controls"),
+}
+GEMMA_FPS = [10 + i for i in range(len(HOSTILE_TEXTS))] + [100, 101, 102, 103, 104]
+
 SCAN = dict(dtype="float32", device="cpu", batch_size=256, tolerance=1e-4, method="length1-pruned", complete=True)
 
 
@@ -34,8 +50,60 @@ def _fp(scan_id, model, token_id, text, prob, raw=None, category="normal"):
             "margin": 0.5, "verified_float64": True}
 
 
-def build_report_db(path: Path) -> Path:
+def _add_evidence(store) -> None:
+    store.insert_rows("evidence_runs", [
+        {"model": model, "backend": backend, "index_name": index, "n": 10, "measure": "count(t x n) / count(t)",
+         "controls_k": 2, "bin_width": 0.5, "seed": 0, "fp_total": 14 if model == "gemma3-270m" else 3,
+         "fp_sampled": 14 if model == "gemma3-270m" else 3, "sample_rule": "all", "baseline_positions": 1000}
+        for model, backend, index in ENRICHMENT])
+    store.insert_rows("fp_enrichment", [
+        {"model": model, "backend": backend, "index_name": index, "n": 10, "reason": None, **numbers}
+        for (model, backend, index), numbers in ENRICHMENT.items()])   # every key in every row: Arrow reads the first
+    store.insert_rows("evidence_exclusions", [
+        {"model": "gemma3-270m", "backend": "api", "index_name": DCLM, "token_id": 102, "role": "fp",
+         "reason": "not_queryable"},
+        {"model": "gemma3-270m", "backend": "api", "index_name": DCLM, "token_id": 2001, "role": "control",
+         "reason": "count_failed"},
+        {"model": "olmo2-1b", "backend": "api", "index_name": DCLM, "token_id": 5000, "role": "fp",
+         "reason": "no_control_in_bin"}])
+    rows = []
+    for index, scale in ((DCLM, 1.0), (HOSTILE_INDEX, 0.4)):
+        for rank, token_id in enumerate(GEMMA_FPS):
+            rate = 0.0 if rank == 0 else 0.002 * (rank + 1) * scale     # one FP never repeats
+            q = 0.001 * (rank + 1) / scale                                # the DCLM q is always the lower
+            rows.append({"model": "gemma3-270m", "backend": "api", "index_name": index, "token_id": token_id,
+                         "role": "fp", "unigram_count": 1000, "repeat_count": round(1000 * rate), "rate": rate,
+                         "bin": 6, "n_bin_controls": 28, "percentile": min(99.0, 50 + 3 * rank * scale),
+                         "percentile_low": 40.0 * scale, "percentile_high": 95.0, "p_value": q / 2,
+                         "q_value": q})
+        for j in range(28):
+            rate = 0.0 if j < 6 else 0.0005 * j
+            rows.append({"model": "gemma3-270m", "backend": "api", "index_name": index, "token_id": 2000 + j,
+                         "role": "control", "unigram_count": 1000, "repeat_count": round(1000 * rate), "rate": rate,
+                         "bin": 6})
+    store.insert_rows("token_evidence", rows)
+    sources = []
+    for index in (DCLM, HOSTILE_INDEX):
+        for role, shares in (("fp", {HOSTILE_SOURCE: 0.5, "<b>pes2o</b>": 0.3, "web & co": 0.2}),
+                             ("control", {HOSTILE_SOURCE: 0.1, "<b>pes2o</b>": 0.3, "web & co": 0.6})):
+            for source, share in shares.items():
+                base = {HOSTILE_SOURCE: 0.05, "<b>pes2o</b>": 0.25, "web & co": 0.7}[source]
+                sources.append({"model": "gemma3-270m", "backend": "api", "index_name": index, "scope": "pooled",
+                                "role": role, "source": source, "docs": round(40 * share), "sampled": 40,
+                                "reason": None, "share": share, "share_low": share * 0.7, "share_high": min(1, share * 1.3),
+                                "baseline_share": base, "enrichment": share / base,
+                                "enrichment_low": 0.0 if share < 0.15 else share / base * 0.6,
+                                "enrichment_high": share / base * 1.6})
+        sources.append({"model": "gemma3-270m", "backend": "api", "index_name": index, "scope": "pooled",
+                        "role": "fp", "source": "(unknown)", "docs": 0, "sampled": 40, "share": 0.0,
+                        "reason": "source not seen among baseline positions"})
+    store.insert_rows("source_enrichment", sources)
+
+
+def build_report_db(path: Path, *, evidence: bool = False) -> Path:
     with open_store(path) as store:
+        if evidence:
+            _add_evidence(store)
         store.insert_rows("models", [
             {"name": "gemma3-270m", "source_kind": "gguf-package", "family": "gemma3", "variant": "base",
              "quantization": "Q4_K_M GGUF dequantized to float32", "vocab_size": 262144, "hub_id": "google/gemma-3-270m"},

@@ -101,3 +101,118 @@ def log_lines(series: Sequence[tuple[str, Sequence[float]]], *, label: str, x_la
     body.append(f'<text x="12" y="{top + plot_h / 2:.1f}" font-size="11" text-anchor="middle" '
                 f'transform="rotate(-90 12 {top + plot_h / 2:.1f})">{escape(flat(y_label))}</text>')
     return _svg(width, height, body, label)
+
+
+def _log_span(values: Sequence[float], default: tuple[int, int] = (-6, 0)) -> tuple[int, int]:
+    """Whole decades covering the positive finite values (a default span when there are none)."""
+    positive = [v for v in values if v is not None and v > 0 and math.isfinite(v)]
+    if not positive:
+        return default
+    lo, hi = math.floor(math.log10(min(positive))), math.ceil(math.log10(max(positive)))
+    return lo, hi if hi > lo else lo + 1
+
+
+def _decade_label(exp: int) -> str:
+    return number(10.0 ** exp) if -3 <= exp <= 3 else f"1e{exp}"
+
+
+def ecdf(series: Sequence[tuple[str, Sequence[float]]], *, label: str, x_label: str) -> Markup:
+    """Empirical CDFs as step lines on a log10 x axis. Zeros have no place on a log axis, so they sit in a
+    marked strip at the left edge (labelled 0): the step there is the share of zeros. Each series' values
+    may be quantiles at evenly spaced probabilities instead of the whole sample (same curve, fewer points)."""
+    width, height, left, bottom, top, right, zero_w = 640, 260, 48, 40, 12, 170, 26
+    plot_w, plot_h = width - left - right, height - bottom - top
+    lo, hi = _log_span([v for _, values in series for v in values])
+    log_left = left + zero_w
+
+    def x_of(v: float) -> float:
+        if v <= 0:
+            return left + zero_w / 2
+        return log_left + (plot_w - zero_w) * (min(max(math.log10(v), lo), hi) - lo) / (hi - lo)
+
+    def y_of(share: float) -> float:
+        return top + plot_h * (1 - share)
+
+    body = [f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#888"/>',
+            f'<rect x="{left}" y="{top}" width="{zero_w}" height="{plot_h}" fill="#f3f4f6"/>',
+            f'<line x1="{log_left}" y1="{top}" x2="{log_left}" y2="{top + plot_h}" stroke="#888" '
+            'stroke-dasharray="3,2"/>',
+            f'<text x="{left + zero_w / 2:.1f}" y="{top + plot_h + 14}" font-size="10" text-anchor="middle">0</text>']
+    for exp in range(lo, hi + 1):
+        x = log_left + (plot_w - zero_w) * (exp - lo) / (hi - lo)
+        body.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{top + plot_h}" stroke="#eee"/>')
+        body.append(f'<text x="{x:.1f}" y="{top + plot_h + 14}" font-size="10" text-anchor="middle">'
+                    f'{escape(_decade_label(exp))}</text>')
+    for share in (0, 0.5, 1):
+        body.append(f'<text x="{left - 4}" y="{y_of(share) + 4:.1f}" font-size="10" text-anchor="end">{share:g}</text>')
+    for i, (name, values) in enumerate(series):
+        colour = _PALETTE[i % len(_PALETTE)]
+        ordered = sorted(v for v in values if v is not None and not math.isnan(v))
+        if ordered:
+            points, n = [(x_of(ordered[0]), y_of(0))], len(ordered)
+            for j, v in enumerate(ordered):
+                if j + 1 < n and ordered[j + 1] == v:
+                    continue                      # one vertical step per distinct value
+                x = x_of(v)
+                points += [(x, points[-1][1]), (x, y_of((j + 1) / n))]
+            points.append((left + plot_w, y_of(1)))
+            path = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
+            body.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="1.5">'
+                        f'<title>{escape(flat(name))}</title></polyline>')
+        shown = flat(name)
+        shown = shown if len(shown) <= 26 else shown[:25] + "\u2026"
+        body.append(f'<text x="{left + plot_w + 8}" y="{top + 14 + 16 * i}" font-size="11" fill="{colour}">'
+                    f'{escape(shown)}</text>')
+    body.append(f'<text x="{left + plot_w / 2:.1f}" y="{height - 6}" font-size="11" text-anchor="middle">'
+                f'{escape(flat(x_label))} (log scale; zeros at the left edge)</text>')
+    body.append(f'<text x="12" y="{top + plot_h / 2:.1f}" font-size="11" text-anchor="middle" '
+                f'transform="rotate(-90 12 {top + plot_h / 2:.1f})">share of tokens</text>')
+    return _svg(width, height, body, label)
+
+
+def forest(items: Sequence[tuple[str, float | None, float | None, float | None]], *, label: str,
+           x_label: str = "enrichment (log scale)") -> Markup:
+    """A forest plot: per row an estimate and its CI on a log10 axis with a line at 1 (no effect). Lower ends
+    at or below 0 (nothing seen in a resample) are clipped to the left edge and drawn as an arrow."""
+    row_h, left, right, top, bottom, width = 20, 190, 150, 8, 34, 640
+    plot_w = width - left - right
+    height = top + row_h * len(items) + bottom
+    finite = [v for _, est, low, high in items for v in (est, low, high, 1.0)]
+    lo, hi = _log_span(finite, default=(-1, 1))
+
+    def x_of(v: float) -> float:
+        return left + plot_w * (min(max(math.log10(v), lo), hi) - lo) / (hi - lo)
+
+    axis_y = top + row_h * len(items)
+    body = [f'<line x1="{left}" y1="{axis_y}" x2="{left + plot_w}" y2="{axis_y}" stroke="#888"/>',
+            f'<line x1="{x_of(1):.1f}" y1="{top}" x2="{x_of(1):.1f}" y2="{axis_y}" stroke="#6b7280" '
+            'stroke-dasharray="4,3"/>']
+    for exp in range(lo, hi + 1):
+        x = left + plot_w * (exp - lo) / (hi - lo)
+        body.append(f'<text x="{x:.1f}" y="{axis_y + 14}" font-size="10" text-anchor="middle">'
+                    f'{escape(_decade_label(exp))}</text>')
+    for i, (name, est, low, high) in enumerate(items):
+        y = top + i * row_h + row_h / 2
+        shown = flat(name)
+        shown = shown if len(shown) <= 28 else shown[:27] + "\u2026"
+        body.append(f'<text x="{left - 6}" y="{y + 4:.1f}" font-size="11" text-anchor="end">{escape(shown)}</text>')
+        ci = f"95% CI {number(low, 2)}–{number(high, 2)}" if low is not None and high is not None else "no CI"
+        tip = escape(f"{flat(name)}: {number(est, 2) if est is not None else 'n/a'} ({ci})")
+        if low is not None and high is not None and high > 0 and math.isfinite(low):
+            x1 = left if low <= 0 else x_of(low)
+            x2 = left + plot_w if not math.isfinite(high) else x_of(high)
+            body.append(f'<line x1="{x1:.1f}" y1="{y:.1f}" x2="{x2:.1f}" y2="{y:.1f}" stroke="#2563eb" '
+                        f'stroke-width="2"><title>{tip}</title></line>')
+            if low <= 0:
+                body.append(f'<path d="M{left + 6},{y - 4:.1f} L{left},{y:.1f} L{left + 6},{y + 4:.1f}" '
+                            'fill="none" stroke="#2563eb"/>')
+        if est is not None and est > 0 and math.isfinite(est):
+            body.append(f'<rect x="{x_of(est) - 4:.1f}" y="{y - 4:.1f}" width="8" height="8" fill="#dc2626">'
+                        f'<title>{tip}</title></rect>')
+        value = number(est, 2) if est is not None else "n/a"
+        if low is not None and high is not None:
+            value += f" [{number(low, 2)}, {number(high, 2)}]"
+        body.append(f'<text x="{left + plot_w + 8}" y="{y + 4:.1f}" font-size="11">{escape(value)}</text>')
+    body.append(f'<text x="{left + plot_w / 2:.1f}" y="{height - 6}" font-size="11" text-anchor="middle">'
+                f'{escape(flat(x_label))}</text>')
+    return _svg(width, height, body, label)

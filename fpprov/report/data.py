@@ -143,22 +143,28 @@ def category_counts(store: Store, model: str) -> list[tuple[str, int]]:
 
 
 _FP_COLUMNS = """f.token_id, f.text, f.raw_token, f.category, f.prob, f.margin, f.verified_float64,
-                 fl.score, fl.rules"""
+                 fl.score, fl.rules, ev.percentile, ev.percentile_low, ev.percentile_high, ev.q_value"""
+# Each FP's strongest repetition evidence: the index where its q is lowest (first parameter: the model).
+_FP_JOINS = """LEFT JOIN report_flags fl USING (model, token_id)
+    LEFT JOIN (SELECT model, token_id, percentile, percentile_low, percentile_high, q_value FROM token_evidence
+               WHERE model = ? AND role = 'fp'
+               QUALIFY row_number() OVER (PARTITION BY token_id ORDER BY q_value NULLS LAST, index_name, backend) = 1
+              ) ev USING (model, token_id)"""
 
 
 def extreme_fps(store: Store, model: str, *, top: bool) -> list[tuple]:
     """The TOP_N most (top=True) or least probable FPs, columns as all_fps."""
     order = "DESC" if top else "ASC"
     return store.query(
-        f"SELECT {_FP_COLUMNS} FROM primary_fps f LEFT JOIN report_flags fl USING (model, token_id) "
-        f"WHERE f.model = ? ORDER BY f.prob {order}, f.token_id LIMIT {TOP_N}", [model])
+        f"SELECT {_FP_COLUMNS} FROM primary_fps f {_FP_JOINS} "
+        f"WHERE f.model = ? ORDER BY f.prob {order}, f.token_id LIMIT {TOP_N}", [model, model])
 
 
 def all_fps(store: Store, model: str) -> list[tuple]:
     """Every FP of the primary scan, most probable first, as tuples (the big table; no dict per row)."""
     return store.query(
-        f"SELECT {_FP_COLUMNS} FROM primary_fps f LEFT JOIN report_flags fl USING (model, token_id) "
-        "WHERE f.model = ? ORDER BY f.prob DESC, f.token_id", [model])
+        f"SELECT {_FP_COLUMNS} FROM primary_fps f {_FP_JOINS} "
+        "WHERE f.model = ? ORDER BY f.prob DESC, f.token_id", [model, model])
 
 
 # Flags with their full reasons for at most this many tokens per page (the FP table names every token's

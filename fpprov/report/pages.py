@@ -1,5 +1,6 @@
 """The contexts of the three page kinds: index.html (seed table, models, scans, suspicion rules), one page
-per model, and shared.html (overlap matrix, base vs instruct, FP texts shared across models)."""
+per model, and shared.html (overlap matrix, corpus attribution, base vs instruct, FP texts shared across
+models)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from . import charts
 from . import data
 from ..store import Store
 from .cells import link, listing, num, table
+from .evidence import attribution_context, evidence_section
 from .sections import provenance_section, undertrained_section, vector_section
 from .text import flat, number, text_cell, token_cell
 
@@ -70,13 +72,16 @@ def _scans_table(store: Store, pages: dict[str, str], page_size: int, model: str
 
 
 def _fp_row(row: tuple) -> list:
-    token_id, text, raw, category, prob, margin, verified, score, rules = row
+    token_id, text, raw, category, prob, margin, verified, score, rules, pct, pct_low, pct_high, q = row
+    percentile = None if pct is None else [num(pct), f"{pct:.0f}" + (
+        f" [{pct_low:.0f}, {pct_high:.0f}]" if pct_low is not None and pct_high is not None else "")]
     return [num(token_id), token_cell(text), token_cell(raw), category, num(prob), num(margin),
-            "yes" if verified else "no", num(score), listing(rules)]
+            "yes" if verified else "no", num(score), listing(rules), percentile, num(q)]
 
 
 _FP_COLUMNS = [("id", "id"), ("text", "tok"), ("vocabulary entry", "tok"), ("category", "text"),
-               ("p(t | t)", "num:6"), ("margin", "num"), ("float64", "text"), ("suspicion", "num:3"), ("flags", "text")]
+               ("p(t | t)", "num:6"), ("margin", "num"), ("float64", "text"), ("suspicion", "num:3"), ("flags", "text"),
+               ("percentile among controls [95% CI]", "num"), ("q", "num:6")]
 
 
 def _partial_note(m: dict[str, Any]) -> str | None:
@@ -142,6 +147,7 @@ def model_context(store: Store, m: dict[str, Any], pages: dict[str, str], page_s
                          f"WHERE model = '{sql_literal}'\"") if m["flagged"] > data.FLAG_DETAIL_TOKENS else None
     ctx.update(vector_section(store, name, page_size))
     ctx.update(provenance_section(store, name, page_size))
+    ctx.update(evidence_section(store, name, page_size))
     ctx.update(undertrained_section(store, name, page_size))
     return ctx
 
@@ -180,4 +186,4 @@ def shared_context(store: Store, models: list[dict], pages: dict[str, str], page
         [token_cell(t), num(nf), num(nm), listing(fams), listing(mods), listing(raws, " | "), num(p)]
         for t, nf, nm, fams, mods, raws, p in data.shared_rows(store)],
         page_size=page_size, empty="no FP text is shared by two scanned models")
-    return {"matrix": matrix, "base_vs_inst_table": bvi, "shared_table": shared}
+    return {"matrix": matrix, "base_vs_inst_table": bvi, "shared_table": shared, **attribution_context(store, pages)}

@@ -1,0 +1,290 @@
+"""The evidence behind provenance claims, as report sections: per model and index, FP against matched-control
+repetition (the AUC and median ratio with their CIs, an ECDF of both rates) and pooled source enrichment (a
+table and a forest chart); on the shared page, the attribution matrix (models x indexes, AUC with CI).
+
+The SQL over the evidence tables of migration 007 lives here; DuckDB does the aggregation (ECDFs arrive as
+at most ECDF_POINTS quantiles per series, so a page stays small however many tokens were compared).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from markupsafe import Markup
+
+from . import charts
+from ..store import Store
+from .cells import num, table
+from .text import flat, number, text_cell, token_cell
+
+# Quantiles per ECDF series: a larger sample is drawn from these (the curve cannot show more steps anyway).
+ECDF_POINTS = 200
+# Sources in the forest chart, most enriched first (the table lists them all).
+FOREST_SOURCES = 12
+
+_ROLES = {"fp": "FPs", "control": "controls"}
+NO_EVIDENCE = ("No evidence yet: `fpprov provenance` with --controls compares the FPs with matched non-FP "
+               "tokens and the sources of their documents with the corpus baseline.")
+
+
+@dataclass
+class IndexEvidence:
+    """One index's block of the model page's evidence section."""
+    index_name: Any           # text cell (segments) of the index name
+    anchor: str               # id of the block
+    summary: str              # the comparison in words, with effect size, CI and n
+    ecdf: Markup | None       # FP vs control rates; None when no token has a rate
+    sources_table: dict[str, Any]
+    forest: Markup | None     # None when no source has an enrichment
+
+
+@dataclass
+class AttributionCell:
+    text: str                 # 'AUC [low, high]' or '' when the model was not traced in this index
+    title: str                # tooltip: n and rank
+    alpha: str                # shade: how far the AUC is above 0.5
+    best: bool                # rank 1 of the model's indexes
+
+
+@dataclass
+class AttributionRow:
+    label: Any
+    href: str | None
+    cells: list[AttributionCell]
+
+
+@dataclass
+class AttributionMatrix:
+    indexes: list[Any]        # column labels (text cells)
+    rows: list[AttributionRow]
+    empty: str
+
+
+def _ci(low: float | None, high: float | None, fmt) -> str:
+    if low is None or high is None or math.isnan(low) or math.isnan(high):
+        return "no CI"
+    return f"95% CI {fmt(low)}–{fmt(high)}"
+
+
+def _auc(value: float) -> str:
+    return f"{value:.3f}"
+
+
+def _ratio(value: float) -> str:
+    return number(value, 2)
+
+
+def _with_ci(value: float | None, low: float | None, high: float | None, fmt=_ratio) -> list | None:
+    """A numeric cell sorted by the estimate and shown as 'estimate [low, high]'."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    shown = fmt(value)
+    if low is not None and high is not None:
+        shown += f" [{fmt(low)}, {fmt(high)}]"
+    return [num(value), shown]
+
+
+def _short(text: Any, limit: int = 18) -> str:
+    shown = flat(text)
+    return shown if len(shown) <= limit else shown[:limit - 1] + "\u2026"
+
+
+def _percent_with_ci(value: float | None, low: float | None, high: float | None) -> list | None:
+    if value is None:
+        return None
+    shown = f"{100 * value:.1f}%"
+    if low is not None and high is not None:
+        shown += f" [{100 * low:.1f}, {100 * high:.1f}]"
+    return [num(value), shown]
+
+
+def _index_label(backend: str, index_name: str, ambiguous: set[str]) -> str:
+    return f"{index_name} ({backend})" if index_name in ambiguous else index_name
+
+
+# -- SQL ------------------------------------------------------------------------------------------------
+def evidence_rows(store: Store, model: str) -> list[dict[str, Any]]:
+    """One row per index the model's evidence was computed in: run settings, comparison and rank."""
+    return store.query_dicts("""
+        SELECT backend, index_name, r.n AS run_n, r.controls_k, r.fp_total, r.fp_sampled, r.sample_rule,
+               r.baseline_positions, e.n, e.n_fp, e.n_control, e.auc, e.auc_low, e.auc_high, e.p_value,
+               e.median_fp, e.median_control, e.median_ratio, e.ratio_low, e.ratio_high, e.reason, a.rank
+        FROM (SELECT * FROM fp_enrichment WHERE model = ?) e
+        FULL JOIN (SELECT * FROM evidence_runs WHERE model = ?) r USING (backend, index_name)
+        LEFT JOIN (SELECT * FROM corpus_attribution WHERE model = ?) a USING (backend, index_name)
+        ORDER BY a.rank NULLS LAST, index_name, backend
+    """, [model, model, model])
+
+
+def exclusion_counts(store: Store, model: str) -> dict[tuple[str, str], list[tuple[str, int, int]]]:
+    """(backend, index) -> [(reason, FPs, controls)] of the tokens kept out of the comparison."""
+    out: dict[tuple[str, str], list[tuple[str, int, int]]] = {}
+    for backend, index_name, reason, fps, controls in store.query("""
+            SELECT backend, index_name, reason, count(*) FILTER (WHERE role = 'fp'),
+                   count(*) FILTER (WHERE role <> 'fp')
+            FROM evidence_exclusions WHERE model = ? GROUP BY ALL ORDER BY backend, index_name, reason""", [model]):
+        out.setdefault((backend, index_name), []).append((reason, fps, controls))
+    return out
+
+
+def rate_quantiles(store: Store, model: str) -> dict[tuple[str, str, str], tuple[int, list[float]]]:
+    """(backend, index, role) -> (tokens, sorted rates): every rate up to ECDF_POINTS tokens, else
+    ECDF_POINTS + 1 quantiles at evenly spaced probabilities (an ECDF of those is the sample's ECDF)."""
+    grid = "[" + ", ".join(f"{i / ECDF_POINTS:.6f}" for i in range(ECDF_POINTS + 1)) + "]"
+    rows = store.query(f"""
+        SELECT backend, index_name, role, count(*) AS n,
+               CASE WHEN count(*) <= {ECDF_POINTS} THEN list(rate ORDER BY rate)
+                    ELSE quantile_disc(rate, {grid}) END AS rates
+        FROM token_evidence WHERE model = ? AND rate IS NOT NULL GROUP BY ALL""", [model])
+    return {(backend, index_name, role): (n, list(rates)) for backend, index_name, role, n, rates in rows}
+
+
+def pooled_sources(store: Store, model: str) -> list[dict[str, Any]]:
+    return store.query_dicts("""
+        SELECT backend, index_name, role, source, docs, sampled, share, share_low, share_high, baseline_share,
+               enrichment, enrichment_low, enrichment_high, reason
+        FROM source_enrichment WHERE model = ? AND scope = 'pooled'
+        ORDER BY backend, index_name, role DESC, enrichment_low DESC NULLS LAST, share DESC, source
+    """, [model])
+
+
+def attribution_rows(store: Store) -> list[dict[str, Any]]:
+    return store.query_dicts("SELECT model, backend, index_name, n_fp, n_control, auc, auc_low, auc_high, rank "
+                             "FROM corpus_attribution ORDER BY model, rank")
+
+
+# -- model page -----------------------------------------------------------------------------------------
+def _summary(r: dict[str, Any]) -> str:
+    """The comparison in one or two sentences: direction, AUC with CI, p, medians and n."""
+    where = flat(r["index_name"])
+    if r["auc"] is None or (isinstance(r["auc"], float) and math.isnan(r["auc"])):
+        why = r["reason"] or "no comparison stored"
+        return f"No FP vs control comparison in {where}: {flat(why)}."
+    if r["auc_low"] is not None and r["auc_low"] > 0.5:
+        verdict = "FPs repeat more often than their matched controls"
+    elif r["auc_high"] is not None and r["auc_high"] < 0.5:
+        verdict = "FPs repeat less often than their matched controls"
+    else:
+        verdict = "No clear difference between FPs and their matched controls (the CI includes 0.5)"
+    text = (f"{verdict} in {where}: AUC {_auc(r['auc'])} ({_ci(r['auc_low'], r['auc_high'], _auc)}; 0.5 = no "
+            f"difference) over {number(r['n_fp'])} FPs and {number(r['n_control'])} controls")
+    if r["p_value"] is not None and math.isfinite(r["p_value"]):
+        text += f", one-sided Mann-Whitney p = {r['p_value']:.2g}"
+    text += "."
+    if r["median_fp"] is not None:
+        text += (f" Median rate count(t x {r['n'] or r['run_n']}) / count(t): {number(r['median_fp'])} for FPs vs "
+                 f"{number(r['median_control'])} for controls")
+        if r["median_ratio"] is not None and math.isfinite(r["median_ratio"]):
+            text += f" (ratio {_ratio(r['median_ratio'])}, {_ci(r['ratio_low'], r['ratio_high'], _ratio)})"
+        text += "."
+    return text
+
+
+def _exclusions_text(excluded: list[tuple[str, int, int]]) -> str:
+    return "; ".join(f"{reason.replace('_', ' ')}: " + ", ".join(
+        f"{count:,} {kind}" for count, kind in ((fps, "FPs"), (controls, "controls")) if count)
+        for reason, fps, controls in excluded)
+
+
+def _ecdf_chart(r: dict[str, Any], rates: dict, label: str) -> Markup | None:
+    series = []
+    for role, name in (("fp", "FPs"), ("control", "controls")):
+        n, values = rates.get((r["backend"], r["index_name"], role), (0, []))
+        series.append((f"{name} (n = {n:,})", values))
+    if not any(values for _, values in series):
+        return None
+    return charts.ecdf(series, label=f"{label}: FP vs control repetition rate",
+                       x_label=f"count(t x {r['n'] or r['run_n']}) / count(t)")
+
+
+def _sources_block(sources: list[dict[str, Any]], anchor: str, label: str,
+                   page_size: int) -> tuple[dict[str, Any], Markup | None]:
+    rows = [[_ROLES.get(r["role"], r["role"]), text_cell(r["source"]), num(r["docs"]), num(r["sampled"]),
+             _percent_with_ci(r["share"], r["share_low"], r["share_high"]),
+             None if r["baseline_share"] is None else [num(r["baseline_share"]), f"{100 * r['baseline_share']:.2f}%"],
+             _with_ci(r["enrichment"], r["enrichment_low"], r["enrichment_high"]), text_cell(r["reason"])]
+            for r in sources]
+    tab = table(f"{anchor}-sources", [("tokens", "text"), ("source", "text"), ("docs", "num"), ("sampled", "num"),
+                                      ("share [95% CI]", "num"), ("corpus share", "num"),
+                                      ("enrichment [95% CI]", "num"), ("why no enrichment", "text")],
+                rows, page_size=page_size, empty="no documents sampled for the pooled tokens")
+    fp_rows = [r for r in sources if r["role"] == "fp" and r["enrichment"] is not None][:FOREST_SOURCES]
+    if not fp_rows:
+        return tab, None
+    controls = {r["source"]: r for r in sources if r["role"] != "fp"}
+    items = []
+    for r in fp_rows:
+        # the source is shortened first so that both rows keep their role
+        items.append((f"{_short(r['source'])} · FPs", r["enrichment"], r["enrichment_low"], r["enrichment_high"]))
+        c = controls.get(r["source"])
+        if c is not None:
+            items.append((f"{_short(r['source'])} · controls", c["enrichment"], c["enrichment_low"],
+                          c["enrichment_high"]))
+    return tab, charts.forest(items, label=f"{label}: source enrichment (share / corpus share)")
+
+
+def evidence_section(store: Store, model: str, page_size: int) -> dict[str, Any]:
+    """Context of the model page's evidence block: a summary table over indexes and one block per index."""
+    runs = evidence_rows(store, model)
+    excluded = exclusion_counts(store, model)
+    names = [r["index_name"] for r in runs]
+    ambiguous = {n for n in names if names.count(n) > 1}
+    summary_rows, blocks = [], []
+    rates = rate_quantiles(store, model) if runs else {}
+    sources = pooled_sources(store, model) if runs else []
+    for i, r in enumerate(runs):
+        label = _index_label(r["backend"], r["index_name"], ambiguous)
+        key = (r["backend"], r["index_name"])
+        sampled = (f"{r['fp_sampled']:,} of {r['fp_total']:,}: {r['sample_rule']}"
+                   if r["fp_sampled"] is not None else None)
+        summary_rows.append([
+            text_cell(label), num(r["rank"]), _with_ci(r["auc"], r["auc_low"], r["auc_high"], _auc), num(r["p_value"]),
+            _with_ci(r["median_ratio"], r["ratio_low"], r["ratio_high"]), num(r["n_fp"]), num(r["n_control"]),
+            num(r["controls_k"]), text_cell(sampled), text_cell(_exclusions_text(excluded.get(key, []))),
+            text_cell(r["reason"])])
+        anchor = f"evidence-{i + 1}"
+        mine = [s for s in sources if (s["backend"], s["index_name"]) == key]
+        sources_table, forest = _sources_block(mine, anchor, label, page_size)
+        blocks.append(IndexEvidence(index_name=text_cell(label), anchor=anchor, summary=_summary(r),
+                                    ecdf=_ecdf_chart(r, rates, label), sources_table=sources_table, forest=forest))
+    evidence_table = table("evidence", [
+        ("index", "text"), ("rank", "num"), ("AUC [95% CI]", "num"), ("p", "num:6"),
+        ("median ratio [95% CI]", "num"), ("FPs compared", "num"), ("controls compared", "num"),
+        ("controls per FP", "num"), ("FPs sampled", "text"), ("kept out", "text"), ("why no statistic", "text")],
+        summary_rows, page_size=page_size, empty=NO_EVIDENCE)
+    return {"evidence_table": evidence_table, "evidence_indexes": blocks, "evidence_empty": NO_EVIDENCE}
+
+
+# -- shared page ----------------------------------------------------------------------------------------
+def attribution_context(store: Store, pages: dict[str, str]) -> dict[str, Any]:
+    """The attribution matrix: one row per traced model, one column per index, AUC [CI] per cell, each model's
+    rank-1 index highlighted."""
+    rows = attribution_rows(store)
+    keys = sorted({(r["backend"], r["index_name"]) for r in rows}, key=lambda k: (k[1], k[0]))
+    names = [index for _, index in keys]
+    ambiguous = {n for n in names if names.count(n) > 1}
+    by_cell = {(r["model"], r["backend"], r["index_name"]): r for r in rows}
+    order = {name: i for i, name in enumerate(pages)}
+    models = sorted({r["model"] for r in rows}, key=lambda m: (order.get(m, len(order)), m))
+    matrix_rows = []
+    for model in models:
+        cells = []
+        for backend, index_name in keys:
+            r = by_cell.get((model, backend, index_name))
+            if r is None:
+                cells.append(AttributionCell(text="", title="not traced in this index", alpha="0", best=False))
+                continue
+            auc = r["auc"]
+            if auc is None or math.isnan(auc):
+                cells.append(AttributionCell(text="n/a", title=f"no AUC (rank {r['rank']})", alpha="0", best=False))
+                continue
+            text = _with_ci(auc, r["auc_low"], r["auc_high"], _auc)[1]
+            cells.append(AttributionCell(
+                text=text, alpha=f"{min(max(2 * (auc - 0.5), 0), 1):.3f}", best=r["rank"] == 1,
+                title=f"rank {r['rank']}: {number(r['n_fp'])} FPs, {number(r['n_control'])} controls"))
+        matrix_rows.append(AttributionRow(label=token_cell(model), href=pages.get(model), cells=cells))
+    matrix = AttributionMatrix(indexes=[text_cell(_index_label(b, n, ambiguous)) for b, n in keys], rows=matrix_rows,
+                               empty=NO_EVIDENCE)
+    return {"attribution": matrix}
