@@ -1,8 +1,13 @@
 """A real HTTP server on 127.0.0.1 that speaks the infini-gram API's JSON (or infini-gram-mini's) for
 ``count``, ``find`` and ``get_doc_by_rank``, answered by the infini-gram engine over a local index.
 
+The empty query works as on the real API: ``find`` of it answers every shard whole ([0, size)), and
+``get_doc_by_rank`` of it returns the document at any rank with its metadata and no marked needle (the
+source baseline's lookups).
+
 Faults make it misbehave the way the real service can: ``server.faults`` is a queue consumed one per POST;
-``server.query_faults`` applies a fault to every request for a query until removed. Fault names:
+``server.type_faults[query_type]`` a queue consumed one per POST of that query type (e.g. only the document
+lookups); ``server.query_faults`` applies a fault to every request for a query until removed. Fault names:
 403, 429, 500, 502, 503 (error statuses), timeout (answers after ``hang_seconds``), reset (connection reset
 mid-body), malformed (not JSON), error200 ({"error": ...} with HTTP 200), missing (well-formed answer
 lacking its fields), slow (answers after ``slow_seconds``).
@@ -15,7 +20,7 @@ import socket
 import struct
 import threading
 import time
-from collections import deque
+from collections import defaultdict, deque
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterator
@@ -38,6 +43,7 @@ class FakeInfiniGram(ThreadingHTTPServer):
         self.indexes = set(indexes)
         self.list_on_get = list_on_get
         self.faults: deque[str] = deque()
+        self.type_faults: defaultdict[str, deque[str]] = defaultdict(deque)
         self.query_faults: dict[str, str] = {}
         self.fault_all: str | None = None      # a fault for every request (a server that is down)
         self.hang_seconds = 1.0
@@ -55,10 +61,13 @@ class FakeInfiniGram(ThreadingHTTPServer):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}/"
 
-    def next_fault(self, query: str | None) -> str | None:
+    def next_fault(self, query: str | None, query_type: str | None = None) -> str | None:
         with self.lock:
             if self.faults:
                 return self.faults.popleft()
+            typed = self.type_faults.get(query_type or "")
+            if typed:
+                return typed.popleft()
         return self.query_faults.get(query or "", self.fault_all)
 
     def answer(self, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -100,6 +109,8 @@ class FakeInfiniGram(ThreadingHTTPServer):
             if not isinstance(ctx, int):
                 return {"error": "max_ctx_len is required"}
         else:
+            if not ids:
+                return self._position_doc(s, rank, payload.get("max_disp_len", 1000))
             ctx = int(payload.get("max_disp_len", 100)) // 2
         doc = self.engine.get_doc_by_rank_2(s=s, rank=rank, needle_len=len(ids), max_ctx_len=ctx)
         if "error" in doc:
@@ -114,6 +125,19 @@ class FakeInfiniGram(ThreadingHTTPServer):
         if self.dialect == "mini":
             return {**common, "text": before + needle + after, "metadata": json.loads(doc["metadata"])}
         return {**common, "metadata": doc["metadata"], "spans": [[before, None], [needle, "0"], [after, None]]}
+
+    def _position_doc(self, s: int, rank: int, max_disp_len: Any) -> dict[str, Any]:
+        """The API's document at a rank for the empty query: its engine call, one unmarked span, the metadata
+        as the engine's JSON string."""
+        if not isinstance(max_disp_len, int) or not 0 < max_disp_len <= 10000:
+            return {"error": "max_disp_len must be an integer in [1, 10000]!"}
+        doc = self.engine.get_doc_by_rank(s=s, rank=rank, max_disp_len=max_disp_len)
+        if "error" in doc:
+            return doc
+        text = bytes(doc["token_ids"]).decode("utf-8", errors="ignore")
+        return {"doc_ix": doc["doc_ix"], "doc_len": doc["doc_len"], "disp_len": doc["disp_len"],
+                "needle_offset": doc["needle_offset"], "blocked": doc["blocked"], "metadata": doc["metadata"],
+                "spans": [[text, None]]}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -148,7 +172,7 @@ class _Handler(BaseHTTPRequestHandler):
                 srv.payloads.append(payload)
             if srv.delay_seconds:
                 time.sleep(srv.delay_seconds)
-            fault = srv.next_fault(payload.get("query"))
+            fault = srv.next_fault(payload.get("query"), payload.get("query_type"))
             if fault in STATUS_FAULTS:
                 self._send(STATUS_FAULTS[fault], json.dumps({"error": f"injected {fault}"}).encode())
                 return

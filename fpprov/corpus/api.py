@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import CorpusBackend, CountResult, DocResult, FindResult, QueryFailed, parse_metadata, window
+from .base import (CorpusBackend, CountResult, DocResult, FindResult, PositionDoc, QueryFailed, parse_metadata,
+                   window)
 from .catalog import backend_config, known_indexes, unknown_index_error
 from .http import HttpSettings, JsonClient, require
 
 # Without the index's own tokenizer (offline) such text cannot be sent as ids: it is recorded as not queryable.
 _BOOLEAN_WORDS = (" AND ", " OR ")
+# Tokens of text a baseline lookup asks for: the server's minimum is 1; only the metadata is read.
+_POSITION_DISP_LEN = 1
 
 
 def _index_list(answer: Any) -> list[str] | None:
@@ -98,6 +101,13 @@ class ApiBackend(HttpBackend):
         data = self.post("get_doc_by_rank", query, s=shard, rank=rank, max_disp_len=2 * context_chars + len(query))
         require(data, "doc_ix", "doc_len", "spans")
         return doc_from_spans(data, len(query), context_chars)
+
+    def doc_at(self, shard: int, rank: int) -> PositionDoc:
+        # The empty query tokenizes to no ids: the server marks no needle and returns the window at the rank.
+        data = self.post("get_doc_by_rank", "", s=shard, rank=rank, max_disp_len=_POSITION_DISP_LEN)
+        require(data, "doc_ix", "doc_len", "metadata")
+        return PositionDoc(doc_ix=int(data["doc_ix"]), doc_len=int(data["doc_len"]),
+                           metadata=parse_metadata(data["metadata"]))
 
 
 def doc_from_spans(data: dict[str, Any], needle_len: int, context_chars: int) -> DocResult:

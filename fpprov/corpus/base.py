@@ -1,4 +1,5 @@
-"""The small interface every corpus backend implements: count a string, find its matches, fetch a document.
+"""The small interface every corpus backend implements: count a string, find its matches, fetch a document,
+and, for the source baseline, the size of each shard and the document at any suffix-array rank.
 
 Backends: ``api`` (public infini-gram API, tokenized indexes), ``mini`` (infini-gram-mini, character level)
 and ``local`` (the infini-gram package's engine over byte-level index directories).
@@ -32,6 +33,11 @@ class UnknownIndex(FpprovError):
     """The backend does not know the index: the whole run stops with the known ones named."""
 
 
+class BaselineUnavailable(FpprovError):
+    """The backend cannot look up uniformly random corpus positions: the index gets no source baseline.
+    Not a failed query: asking again would not help, so nothing is stored or retried."""
+
+
 @dataclass
 class CountResult:
     count: int
@@ -57,6 +63,15 @@ class DocResult:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class PositionDoc:
+    """The document holding one suffix-array rank: what a source baseline position resolves to."""
+
+    doc_ix: int
+    doc_len: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
 class CorpusBackend(ABC):
     """One index of one backend. Methods raise QueryFailed for a query that failed (stored, retried later)."""
 
@@ -66,6 +81,7 @@ class CorpusBackend(ABC):
     concurrency: int = 1       # queries that may be in flight at once; a run never sends more at a time
     max_chars: int | None = None         # longest query in characters (None: no limit)
     max_query_bytes: int | None = None   # longest query in UTF-8 bytes (None: no limit)
+    baseline_unavailable: str | None = None   # why random positions cannot be looked up here (None: they can)
 
     def __init__(self) -> None:
         self.calls = 0         # queries handed to the backend (HTTP requests or engine calls), retries excluded
@@ -97,6 +113,27 @@ class CorpusBackend(ABC):
 
     @abstractmethod
     def get_doc(self, query: str, shard: int, rank: int, context_chars: int) -> DocResult: ...
+
+    def shard_sizes(self) -> list[int]:
+        """Suffix-array length of every shard (tokens, or bytes on a byte-level index): one request.
+
+        The empty query is a prefix of every suffix, so infini-gram's ``find`` of it answers [0, size) per shard.
+        """
+        self.require_baseline()
+        segments = self.find("").segments
+        if not segments or any(lo != 0 or hi < 0 for lo, hi in segments):
+            raise QueryFailed(f"find of the empty query gave {segments[:3]}, not whole shards [0, size)")
+        return [hi for _, hi in segments]
+
+    def doc_at(self, shard: int, rank: int) -> PositionDoc:
+        """The document holding suffix-array rank ``rank`` of ``shard``, with its metadata: one request."""
+        self.require_baseline()
+        raise BaselineUnavailable(f"the {self.backend} backend cannot look up a document by rank alone")
+
+    def require_baseline(self) -> None:
+        """Raise BaselineUnavailable, before anything is sent, where this backend cannot give a baseline."""
+        if self.baseline_unavailable:
+            raise BaselineUnavailable(self.baseline_unavailable)
 
     def close(self) -> None:
         """Release sessions or engines."""

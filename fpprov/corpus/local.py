@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from ..errors import FpprovError
-from .base import CorpusBackend, CountResult, DocResult, FindResult, QueryFailed, parse_metadata
+from .base import CorpusBackend, CountResult, DocResult, FindResult, PositionDoc, QueryFailed, parse_metadata
 
 _SHARD_FILES = ("tokenized", "table", "offset")
 _FINGERPRINT_BYTES = 1 << 20
@@ -132,10 +132,17 @@ class LocalBackend(CorpusBackend):
         result = self.engine.find(input_ids=list(query.encode("utf-8")))
         return FindResult(int(result.cnt), [(int(lo), int(hi)) for lo, hi in result.segment_by_shard])
 
-    def get_doc(self, query: str, shard: int, rank: int, context_chars: int) -> DocResult:
-        self.calls += 1
+    def _check_rank(self, shard: int, rank: int) -> None:
+        """The engine reads out of bounds (or asserts and aborts) on a bad shard or rank: refuse them first."""
         if not 0 <= shard < self.shards:
             raise QueryFailed(f"shard {shard} out of range [0, {self.shards})")
+        size = int(self.engine.get_tok_cnt(s=shard))
+        if not 0 <= rank < size:
+            raise QueryFailed(f"rank {rank} out of range [0, {size}) in shard {shard}")
+
+    def get_doc(self, query: str, shard: int, rank: int, context_chars: int) -> DocResult:
+        self.calls += 1
+        self._check_rank(shard, rank)
         needle = query.encode("utf-8")
         # Bytes each side: up to 4 per character, trimmed to characters after decoding.
         doc = self.engine.get_doc_by_rank_2(s=shard, rank=rank, needle_len=len(needle), max_ctx_len=4 * context_chars)
@@ -145,3 +152,11 @@ class LocalBackend(CorpusBackend):
         return DocResult(doc_ix=int(doc.doc_ix), doc_len=int(doc.doc_len), disp_len=int(doc.disp_len),
                          needle_offset=int(doc.needle_offset), snippet=before + query + after,
                          metadata=parse_metadata(doc.metadata))
+
+    def doc_at(self, shard: int, rank: int) -> PositionDoc:
+        self.calls += 1
+        self._check_rank(shard, rank)
+        # Only the document's number, length and metadata are wanted; a context of 0 would make the window of
+        # a position on a document separator negative (the engine then fails to allocate it).
+        doc = self.engine.get_doc_by_rank_2(s=shard, rank=rank, needle_len=0, max_ctx_len=1)
+        return PositionDoc(doc_ix=int(doc.doc_ix), doc_len=int(doc.doc_len), metadata=parse_metadata(doc.metadata))

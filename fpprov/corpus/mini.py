@@ -12,6 +12,10 @@ from .http import require
 class MiniBackend(HttpBackend):
     backend = "mini"
     tokenized = False
+    # Its engine would answer find("") with whole shards, but the API documents find for non-empty strings
+    # only, and a window around a random position may cut a character (the API then answers an error).
+    baseline_unavailable = ("infini-gram-mini's API takes `find` for non-empty strings only, so the shard sizes "
+                            "random corpus positions are drawn from are unknown: no source baseline")
 
     def count(self, query: str) -> CountResult:
         data = self.post("count", query)
