@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -10,11 +11,16 @@ import sys
 import time
 
 import pytest
+from rich.console import Console
+from rich.progress import Progress
 from typer.testing import CliRunner
 
 from fpprov.cli import app
+from fpprov.cli import provenance as cli_provenance
+from fpprov.corpus.factory import open_backend
 from fpprov.corpus.http import HttpSettings
-from fpprov.provenance import ProvenanceOptions, run_provenance
+from fpprov.provenance import FpToken, ProvenanceOptions, run_provenance
+from fpprov.provenance.budget import estimate_run, select_fps
 from fpprov.store import open_store
 from infinigram_server import add_fp_scan, independent_count, make_records, serve, write_corpus
 
@@ -47,8 +53,9 @@ def make_db(path, tokens=((1, "blah", "normal"), (2, "Á", "normal"), (3, "<0x00
 
 def test_provenance_local_prints_top_rows_and_a_rerun_sends_nothing(tmp_path, index, corpus):
     db = make_db(tmp_path / "a.duckdb")
+    # No controls or baseline: the entry and query counts below are the FPs' own.
     args = ["provenance", "--db", db, "--backend", "local", "--index-dir", str(index), "--ladder", "1,10",
-            "--docs", "2"]
+            "--docs", "2", "--controls", "0", "--baseline-positions", "0"]
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
     top = independent_count(corpus[1], "Á" * 10)
@@ -65,7 +72,8 @@ def test_failed_queries_make_the_command_exit_non_zero(tmp_path, index):
     with serve([index]) as srv:
         srv.query_faults["blah"] = "500"
         result = runner.invoke(app, ["provenance", "--db", db, "--index", "test_index", "--api-url", srv.url,
-                                     "--ngram", "1", "--retries", "0", "--rate", "0"])
+                                     "--ngram", "1", "--retries", "0", "--rate", "0", "--docs", "0",
+                                     "--controls", "0", "--baseline-positions", "0"])
     assert result.exit_code == 1
     assert "1 queries failed" in result.output and "HTTP 500" in result.output
 
@@ -115,7 +123,8 @@ def test_kill_9_mid_run_then_rerun_completes_only_what_is_missing(tmp_path, inde
         env = {**os.environ, "FPPROV_API_URL": srv.url}
         proc = subprocess.Popen(
             [sys.executable, "-c", "from fpprov.entry import main; main()", "provenance", "--db", db,
-             "--index", "test_index", "--ngram", "1", "--rate", "0", "--concurrency", "1"],
+             "--index", "test_index", "--ngram", "1", "--rate", "0", "--concurrency", "1", "--docs", "0",
+             "--controls", "0", "--baseline-positions", "0"],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
         while srv.posts < 45 and time.monotonic() < deadline and proc.poll() is None:
@@ -127,8 +136,9 @@ def test_kill_9_mid_run_then_rerun_completes_only_what_is_missing(tmp_path, inde
         assert 0 < stored < 80  # killed mid-run, with committed batches
         srv.delay_seconds = 0.0
         before = srv.posts
+        options = ProvenanceOptions(ladder=(1,), docs=0, controls=0, baseline_positions=0)
         summary = run_provenance(store, backend="api", index="test_index", api_url=srv.url,
-                                 http=HttpSettings(rate=0, backoff=0.01), options=ProvenanceOptions(ladder=(1,)))
+                                 http=HttpSettings(rate=0, backoff=0.01), options=options)
         assert srv.posts - before == 80 - stored == summary.sent
         assert store.query("SELECT count(*) FROM ngram_counts WHERE status = 'ok'")[0][0] == 80
         store.close()
@@ -178,3 +188,100 @@ def test_provenance_on_a_missing_database_creates_nothing(tmp_path):
     result = CliRunner().invoke(app, ["provenance", "--db", str(db)])
     assert result.exit_code == 2 and "does not exist" in result.output
     assert not db.exists()
+
+
+def plan_output(estimate) -> str:
+    buffer = io.StringIO()
+    cli_provenance.RichProgress(Progress(console=Console(file=buffer, width=60))).planned(estimate)
+    return buffer.getvalue()
+
+
+def test_the_plan_says_what_will_be_sent_and_warns_past_the_hour(index):
+    api = open_backend("api", "v4_dclm-baseline_llama", settings=HttpSettings(rate=2.0))
+    tokens = [FpToken("m", i, f"w{i}", "normal", i / 1000) for i in range(1000)]
+    options = ProvenanceOptions()
+    try:
+        sample = select_fps(tokens, 60, seed=0)
+        fits = estimate_run(api, sample, options, cached_queries=12)
+        assert fits.seconds < 3600
+        assert plan_output(fits).splitlines() == [  # one line however narrow the terminal
+            f"v4_dclm-baseline_llama: 60 of 1,000 FPs ({sample.rule}), up to 60 controls; "
+            f"{fits.count_queries:,} count queries (12 cached), up to {fits.doc_requests:,} document requests, "
+            f"1,000 baseline lookups: about {round(fits.seconds / 60)} min at 2.0 requests/s"]
+        everything = estimate_run(api, select_fps(tokens, None, seed=0), options)
+        lines = plan_output(everything).splitlines()
+        assert len(lines) == 2 and lines[0].startswith("v4_dclm-baseline_llama: all 1,000 FPs, up to 1,000 controls")
+        assert f"about {everything.seconds / 3600:.1f} h at 2.0 requests/s" in lines[0]
+        assert "more than an hour" in lines[1] and "--max-tokens N (now 1,000)" in lines[1] and "--docs 0" in lines[1]
+        cached = estimate_run(api, sample, options, cached_queries=500, pending_queries=0, controls_pending=0,
+                              pending_docs=0, baseline_missing=0)
+        assert plan_output(cached).strip().endswith("; nothing to send (all cached)")
+    finally:
+        api.close()
+    local = open_backend("local", "here", index_dirs=[index])
+    try:
+        text = plan_output(estimate_run(local, select_fps(tokens, None, seed=0), ProvenanceOptions(docs=0)))
+    finally:
+        local.close()
+    assert text.strip().endswith(": no rate limit") and "more than an hour" not in text
+    assert "error" not in text.lower()
+
+
+def test_budget_options_out_of_range_are_one_line_with_exit_2(tmp_path):
+    db = make_db(tmp_path / "o.duckdb")
+    for args in (["--max-tokens", "0"], ["--controls", "21"], ["--baseline-positions", "-1"], ["--docs", "-1"]):
+        result = runner.invoke(app, ["provenance", "--db", db, "--backend", "local", "--index-dir", ".", *args])
+        assert result.exit_code == 2 and args[0] in result.output and "Traceback" not in result.output
+
+
+# The next three need run.py to call ProvenanceProgress.planned (and, for the last, to pass the cache state of
+# the controls, documents and baseline to estimate_run): they fail until then.
+
+def test_the_plan_is_printed_before_anything_is_sent(tmp_path, index, monkeypatch):
+    db = make_db(tmp_path / "p.duckdb")
+    seen = []
+    shown = cli_provenance.RichProgress.planned
+
+    def planned(self, estimate):
+        seen.append((estimate, srv.posts))
+        shown(self, estimate)
+
+    monkeypatch.setattr(cli_provenance.RichProgress, "planned", planned)
+    with serve([index]) as srv:
+        result = runner.invoke(app, ["provenance", "--db", db, "--index", "test_index", "--api-url", srv.url,
+                                     "--ngram", "10", "--docs", "1", "--controls", "0", "--baseline-positions", "0",
+                                     "--rate", "50"])
+    assert result.exit_code == 0, result.output
+    assert [posts for _, posts in seen] == [0]   # one index, planned before the first request
+    estimate = seen[0][0]
+    assert (estimate.fps, estimate.fp_total, estimate.sample_rule, estimate.rate) == (3, 3, "all", 50.0)
+    assert estimate.count_queries == 4          # 'blah' and 'Á', each as is and with a space added, x 10
+    flat = " ".join(result.output.split())
+    line = "test_index: all 3 FPs; 4 count queries (0 cached)"
+    assert line in flat and "at 50.0 requests/s" in flat
+    assert flat.index(line) < flat.index("top FP tokens by count")
+
+
+def test_max_tokens_takes_the_documented_sample(tmp_path, index):
+    db = make_db(tmp_path / "s.duckdb", [(i, f"w{i}x", "normal") for i in range(10)])
+    result = runner.invoke(app, ["provenance", "--db", db, "--backend", "local", "--index-dir", str(index),
+                                 "--ngram", "1", "--max-tokens", "4", "--docs", "0", "--controls", "0",
+                                 "--baseline-positions", "0"])
+    assert result.exit_code == 0, result.output
+    flat = " ".join(result.output.split())
+    assert "4 of 10 FPs (top 2 by p(t | t) + 2 drawn uniformly from the other 8)" in flat
+    store = open_store(db)
+    taken = [r[0] for r in store.query("SELECT DISTINCT token_id FROM provenance ORDER BY 1")]
+    store.close()
+    assert len(taken) == 4 and {0, 1} <= set(taken)   # equal p(t | t): the top two by the lower id
+
+
+def test_a_second_run_of_the_same_command_has_nothing_to_send(tmp_path, index):
+    db = make_db(tmp_path / "c.duckdb")
+    args = ["provenance", "--db", db, "--backend", "local", "--index-dir", str(index), "--docs", "2"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert "nothing to send" not in first.output
+    second = runner.invoke(app, args)
+    flat = " ".join(second.output.split())
+    assert second.exit_code == 0 and "nothing to send (all cached)" in flat and " 0 backend calls" in flat

@@ -16,6 +16,8 @@ from ..corpus.factory import list_indexes
 from ..corpus.http import HttpSettings
 from ..corpus.index_build import build_index
 from ..errors import FpprovError
+from ..provenance.budget import over_budget
+from ..provenance.options import RunEstimate
 from ..store import open_store
 from .common import DbOption, cell, console, db_path, err_console, esc, user_errors
 
@@ -37,8 +39,39 @@ class _RateColumn(ProgressColumn):
         return Text(f"{task.speed or 0:,.0f}/s {task.fields.get('cached', 0):,} hits")
 
 
+def duration(seconds: float) -> str:
+    if seconds < 60:
+        return "under a minute"
+    if seconds < 3600:
+        return f"about {round(seconds / 60)} min"
+    return f"about {seconds / 3600:.1f} h"
+
+
+def plan_lines(estimate: RunEstimate) -> list[str]:
+    """What a run will send to one index, said before it sends anything; a second line when it is over the hour."""
+    e = estimate
+    taken = (f"all {e.fp_total:,} FPs" if e.fps == e.fp_total
+             else f"{e.fps:,} of {e.fp_total:,} FPs ({e.sample_rule})")
+    if e.controls:
+        taken += f", up to {e.controls:,} controls"
+    if e.requests == 0:
+        return [f"{e.index_name}: {taken}; nothing to send (all cached)"]
+    parts = [f"{e.count_queries:,} count queries ({e.cached_queries:,} cached)"]
+    if e.doc_requests:
+        parts.append(f"up to {e.doc_requests:,} document requests")
+    if e.baseline_requests:
+        parts.append(f"{e.baseline_requests:,} baseline lookups")
+    when = "no rate limit" if e.seconds is None else f"{duration(e.seconds)} at {e.rate:.1f} requests/s"
+    lines = [f"{e.index_name}: {taken}; {', '.join(parts)}: {when}"]
+    if over_budget(e):
+        lines.append(f"  that is more than an hour ({e.requests:,} requests, {duration(e.seconds)}): take fewer FPs "
+                     f"with --max-tokens N (now {e.fps:,}), or skip documents with --docs 0 "
+                     f"({e.doc_requests:,} of the requests)")
+    return lines
+
+
 class RichProgress(prov.ProvenanceProgress):
-    """Shows each phase (counts, documents) with queries/s and cache hits."""
+    """Shows the plan of each index, then each phase (counts, documents) with queries/s and cache hits."""
 
     def __init__(self, progress: Progress):
         self.progress, self.task, self.started = progress, None, False
@@ -53,6 +86,10 @@ class RichProgress(prov.ProvenanceProgress):
         if self.task is not None:
             self.progress.advance(self.task, n)
 
+    def planned(self, estimate: RunEstimate) -> None:
+        for line in plan_lines(estimate):  # soft wrap: one line each however narrow the terminal
+            self.progress.console.print(line, markup=False, highlight=False, soft_wrap=True)
+
 
 def provenance(
     model: Optional[List[str]] = typer.Option(None, "--model", "-m", help="Model(s) to trace (default: every scanned model)."),
@@ -62,7 +99,15 @@ def provenance(
     index_dir: Optional[List[Path]] = typer.Option(None, "--index-dir", help="Local index folder(s), several allowed."),
     ngram: int = typer.Option(10, min=1, help="Repetitions of the token text in the query."),
     ladder: Optional[str] = typer.Option(None, help="Several n at once, e.g. 1,2,5,10,20 (overrides --ngram)."),
-    docs: int = typer.Option(0, min=0, help="Documents to sample per query with count >= --min-count."),
+    docs: int = typer.Option(20, min=0, help="Documents to sample per largest-n query with count >= --min-count "
+                                             "(0: none)."),
+    controls: int = typer.Option(1, min=0, max=20, help="Matched non-FP controls per FP (0: no comparison)."),
+    max_tokens: Optional[int] = typer.Option(
+        None, "--max-tokens", min=1, show_default=False,
+        help="FPs per model and index: the top half by p(t | t) plus a uniform draw of the rest. Default: all on a "
+             "local engine or without --rate, else what fits in about an hour at --rate."),
+    baseline_positions: int = typer.Option(1000, min=0, help="Random corpus positions behind each index's "
+                                                             "source baseline."),
     min_count: int = typer.Option(1, min=1, help="Only sample documents for counts at least this large."),
     seed: int = typer.Option(0, help="Sampling seed: the same seed picks the same documents."),
     source_field: str = typer.Option("source", help="Metadata field naming a document's source (else its path)."),
@@ -79,9 +124,10 @@ def provenance(
     """Count each FP token's text repeated n times in a training corpus; sample documents and sources."""
     if backend not in BACKENDS:
         raise FpprovError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
-    options = prov.ProvenanceOptions(ladder=parse_ladder(ngram, ladder), docs=docs, min_count=min_count, seed=seed,
-                                     source_field=source_field, context_chars=context, concurrency=concurrency,
-                                     give_up_after=give_up_after)
+    options = prov.ProvenanceOptions(ladder=parse_ladder(ngram, ladder), docs=docs, controls=controls,
+                                     max_tokens=max_tokens, baseline_positions=baseline_positions,
+                                     min_count=min_count, seed=seed, source_field=source_field,
+                                     context_chars=context, concurrency=concurrency, give_up_after=give_up_after)
     http = HttpSettings(rate=rate, concurrency=concurrency, read_timeout=timeout, retries=retries)
     path = db_path(db)
     if not path.exists():  # nothing to trace, and a typo in --db must not leave an empty database behind
