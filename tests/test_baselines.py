@@ -227,3 +227,35 @@ def test_mini_has_no_baseline_and_sends_nothing(store, corpus):
         assert ensure_baseline(store, backend, opts, ProvenanceProgress(), RunSummary("mini")) is None
         assert missing_baseline_positions(store, backend, opts) == 0
         assert srv.posts == 0 and backend.calls == 0 and _rows(store, "mini") == []
+
+
+class _Recording(ProvenanceProgress):
+    def __init__(self):
+        self.phases, self.advanced = [], 0
+
+    def phase(self, name: str, total: int, cached: int = 0) -> None:
+        self.phases.append((name, total, cached))
+
+    def advance(self, n: int = 1) -> None:
+        self.advanced += n
+
+
+def test_progress_counts_the_cached_positions_and_each_lookup(store, corpus):
+    backend = LocalBackend([corpus[0]])
+    _run(store, backend, 30)
+    progress = _Recording()
+    look_up_baseline(store, backend, 45, 0, "source", ProvenanceOptions(), progress, RunSummary("local"))
+    assert progress.phases == [(f"baseline {backend.index_name}", 45, 30)] and progress.advanced == 15
+
+
+def test_a_stored_position_the_seed_no_longer_draws_is_looked_up_again(store, corpus):
+    # An index that changed under its name (the API's) draws other positions: the stale rows are replaced.
+    backend = LocalBackend([corpus[0]])
+    _run(store, backend, 20)
+    store.con.execute("UPDATE baseline_positions SET rank = rank + 1, source = 'stale' WHERE sample_no = 3")
+    calls = backend.calls
+    _run(store, backend, 25)
+    assert backend.calls - calls == 1 + 5 + 1   # the shard sizes, the 5 new positions, the stale one
+    drawn = sample_baseline_positions(backend.shard_sizes(), 25, 0)
+    assert [(r["shard"], r["rank"]) for r in _rows(store, "local")] == [(p.shard, p.rank) for p in drawn]
+    assert "stale" not in {r["source"] for r in _rows(store, "local")}
