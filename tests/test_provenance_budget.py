@@ -166,16 +166,21 @@ def test_estimate_uses_upper_bounds_until_the_caller_knows(api):
     assert estimate.count_queries == 60 * cost.count_queries - 12 and estimate.cached_queries == 12
     assert estimate.doc_requests == 60 * cost.doc_requests and estimate.baseline_requests == 300
     assert estimate.seconds == pytest.approx(estimate.requests / 2.0)
-    exact = estimate_run(api, selection, options, cached_queries=200, pending_queries=40, baseline_missing=10)
-    assert exact.count_queries == 40 + 60 * (cost.control_queries + cost.pool_queries)
-    assert exact.baseline_requests == 10
+    known = estimate_run(api, selection, options, cached_queries=200, pending_queries=40, baseline_missing=10)
+    assert known.count_queries == 40 + 60 * (cost.control_queries + cost.pool_queries)
+    assert known.baseline_requests == 10
+    pool_known = estimate_run(api, selection, options, pending_queries=40, pool_pending=7)
+    assert pool_known.count_queries == 40 + 7 + 60 * cost.control_queries
+    drawn = estimate_run(api, selection, options, pending_queries=40, pool_pending=7, controls_pending=3,
+                         pending_docs=11)
+    assert (drawn.count_queries, drawn.doc_requests) == (50, 11)
 
 
 def test_a_fully_cached_run_has_nothing_to_send(api):
     options = ProvenanceOptions()
     selection = select_fps(fps(10), None, seed=0)
-    estimate = estimate_run(api, selection, options, cached_queries=120, pending_queries=0, controls_pending=0,
-                            pending_docs=0, baseline_missing=0)
+    estimate = estimate_run(api, selection, options, cached_queries=120, pending_queries=0, pool_pending=0,
+                            controls_pending=0, pending_docs=0, baseline_missing=0)
     assert estimate.requests == 0 and estimate.seconds == 0 and not over_budget(estimate)
     assert estimate.cached_queries == 120 and estimate.sample_rule == "all"
 

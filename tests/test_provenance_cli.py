@@ -213,8 +213,8 @@ def test_the_plan_says_what_will_be_sent_and_warns_past_the_hour(index):
         assert len(lines) == 2 and lines[0].startswith("v4_dclm-baseline_llama: all 1,000 FPs, up to 1,000 controls")
         assert f"about {everything.seconds / 3600:.1f} h at 2.0 requests/s" in lines[0]
         assert "more than an hour" in lines[1] and "--max-tokens N (now 1,000)" in lines[1] and "--docs 0" in lines[1]
-        cached = estimate_run(api, sample, options, cached_queries=500, pending_queries=0, controls_pending=0,
-                              pending_docs=0, baseline_missing=0)
+        cached = estimate_run(api, sample, options, cached_queries=500, pending_queries=0, pool_pending=0,
+                              controls_pending=0, pending_docs=0, baseline_missing=0)
         assert plan_output(cached).strip().endswith("; nothing to send (all cached)")
     finally:
         api.close()

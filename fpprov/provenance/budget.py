@@ -139,19 +139,25 @@ def default_max_tokens(corpus: CorpusBackend, options: ProvenanceOptions | None 
 
 def estimate_run(corpus: CorpusBackend, selection: FpSelection | Sequence[FpSelection],
                  options: ProvenanceOptions, *, cached_queries: int = 0, pending_queries: int | None = None,
-                 controls_pending: int | None = None, pending_docs: int | None = None,
-                 baseline_missing: int | None = None) -> RunEstimate:
+                 pool_pending: int | None = None, controls_pending: int | None = None,
+                 pending_docs: int | None = None, baseline_missing: int | None = None) -> RunEstimate:
     """What a run will send to the corpus's index for these selections (one per model), from the options and
     the cache state the caller read; pure: nothing is read or sent (the corpus gives its index name and rate).
 
-    * count queries: ``pending_queries``, the FP queries the cache lacks (exact, from the plan), plus
-      ``controls_pending``, the control and candidate-pool queries it lacks; either left None is replaced by
-      its upper bound (fps x ``fp_cost(options).fp_queries`` less ``cached_queries``, at least 0; fps x
-      (control + pool queries)), so only a caller that passes all of them can get 0.
-    * document requests: ``pending_docs`` when known (the counts are cached: the missing finds and documents);
-      else the upper bound fps x ``fp_cost(options).doc_requests``.
-    * baseline: ``baseline_missing`` positions (None: all ``options.baseline_positions``).
-    * controls: K per FP at most; the rate: ``backend_rate(corpus)``.
+    Each part is what the caller says the cache lacks, or, left None, its upper bound from ``fp_cost``:
+
+    * ``pending_queries``: the FPs' ladder queries (exact from the plan); bound fps x L x S less
+      ``cached_queries``, at least 0;
+    * ``pool_pending``: the candidate controls' unigram queries (exact once the pool is chosen, which needs no
+      request); bound fps x 4 K;
+    * ``controls_pending``: the controls' ladder queries (exact once drawn: from cached pool counts the draw
+      needs no request); bound fps x K x L x S;
+    * ``pending_docs``: finds and documents (exact for counted queries: the missing ones); bound fps x (1 + K)
+      x S x (1 + D);
+    * ``baseline_missing``: baseline positions (None: all ``options.baseline_positions``).
+
+    So only a caller that passes every part can report 0 to send. Controls: K per FP at most; the rate:
+    ``backend_rate(corpus)``.
     """
     selections = [selection] if isinstance(selection, FpSelection) else list(selection)
     fps = sum(len(s.tokens) for s in selections)
@@ -161,14 +167,14 @@ def estimate_run(corpus: CorpusBackend, selection: FpSelection | Sequence[FpSele
     else:
         rule = "; ".join(f"{s.model}: {s.rule}" for s in selections)
     fp_part = pending_queries if pending_queries is not None else max(0, fps * cost.fp_queries - cached_queries)
-    control_part = (controls_pending if controls_pending is not None
-                    else fps * (cost.control_queries + cost.pool_queries))
+    pool_part = pool_pending if pool_pending is not None else fps * cost.pool_queries
+    control_part = controls_pending if controls_pending is not None else fps * cost.control_queries
     docs = pending_docs if pending_docs is not None else fps * cost.doc_requests
     baseline = options.baseline_positions if baseline_missing is None else baseline_missing
     return RunEstimate(index_name=corpus.index_name, fp_total=sum(s.total for s in selections), fps=fps,
-                       sample_rule=rule, controls=fps * options.controls, count_queries=fp_part + control_part,
-                       cached_queries=cached_queries, doc_requests=docs, baseline_requests=baseline,
-                       rate=backend_rate(corpus))
+                       sample_rule=rule, controls=fps * options.controls,
+                       count_queries=fp_part + pool_part + control_part, cached_queries=cached_queries,
+                       doc_requests=docs, baseline_requests=baseline, rate=backend_rate(corpus))
 
 
 def over_budget(estimate: RunEstimate) -> bool:
