@@ -105,7 +105,7 @@ def provenance(
     max_tokens: Optional[int] = typer.Option(
         None, "--max-tokens", min=1, show_default=False,
         help="FPs per model and index: the top half by p(t | t) plus a uniform draw of the rest. Default: all on a "
-             "local engine or without --rate, else what fits in about an hour at --rate."),
+             "local engine or with --rate 0, else what fits in about an hour at --rate."),
     baseline_positions: int = typer.Option(1000, min=0, help="Random corpus positions behind each index's "
                                                              "source baseline."),
     min_count: int = typer.Option(1, min=1, help="Only sample documents for counts at least this large."),
