@@ -142,29 +142,37 @@ def category_counts(store: Store, model: str) -> list[tuple[str, int]]:
                        "ORDER BY n DESC, category", [model])
 
 
-_FP_COLUMNS = """f.token_id, f.text, f.raw_token, f.category, f.prob, f.margin, f.verified_float64,
-                 fl.score, fl.rules, ev.percentile, ev.percentile_low, ev.percentile_high, ev.q_value"""
-# Each FP's strongest repetition evidence: the index where its q is lowest (first parameter: the model).
-_FP_JOINS = """LEFT JOIN report_flags fl USING (model, token_id)
-    LEFT JOIN (SELECT model, token_id, percentile, percentile_low, percentile_high, q_value FROM token_evidence
-               WHERE model = ? AND role = 'fp'
-               QUALIFY row_number() OVER (PARTITION BY token_id ORDER BY q_value NULLS LAST, index_name, backend) = 1
-              ) ev USING (model, token_id)"""
+def _fp_query(order: str, limit: str = "") -> str:
+    """The FP table's rows: FPs of the primary scan (the model is both parameters) with their flags and their
+    strongest repetition evidence, the index where q is lowest. Evidence is looked up only for the FPs
+    selected (the window over token_evidence is the costly part)."""
+    return f"""
+        WITH f AS (SELECT * FROM primary_fps WHERE model = ? ORDER BY {order} {limit}),
+        ev AS (
+            SELECT token_id, percentile, percentile_low, percentile_high, q_value FROM token_evidence
+            WHERE model = ? AND role = 'fp' AND token_id IN (SELECT token_id FROM f)
+            QUALIFY row_number() OVER (PARTITION BY token_id ORDER BY q_value NULLS LAST, index_name, backend) = 1
+        )
+        SELECT f.token_id, f.text, f.raw_token, f.category, f.prob, f.margin, f.verified_float64, fl.score, fl.rules,
+               ev.percentile,
+               CASE WHEN ev.percentile_low IS NULL OR ev.percentile_high IS NULL THEN format('{{:.0f}}', ev.percentile)
+                    ELSE format('{{:.0f}} [{{:.0f}}, {{:.0f}}]', ev.percentile, ev.percentile_low, ev.percentile_high)
+               END AS percentile_text, ev.q_value
+        FROM f LEFT JOIN report_flags fl ON fl.model = f.model AND fl.token_id = f.token_id
+        LEFT JOIN ev ON ev.token_id = f.token_id
+        ORDER BY {order}"""
 
 
 def extreme_fps(store: Store, model: str, *, top: bool) -> list[tuple]:
     """The TOP_N most (top=True) or least probable FPs, columns as all_fps."""
-    order = "DESC" if top else "ASC"
-    return store.query(
-        f"SELECT {_FP_COLUMNS} FROM primary_fps f {_FP_JOINS} "
-        f"WHERE f.model = ? ORDER BY f.prob {order}, f.token_id LIMIT {TOP_N}", [model, model])
+    order = f"prob {'DESC' if top else 'ASC'}, token_id"
+    return store.query(_fp_query(order, f"LIMIT {TOP_N}"), [model, model])
 
 
 def all_fps(store: Store, model: str) -> list[tuple]:
-    """Every FP of the primary scan, most probable first, as tuples (the big table; no dict per row)."""
-    return store.query(
-        f"SELECT {_FP_COLUMNS} FROM primary_fps f {_FP_JOINS} "
-        "WHERE f.model = ? ORDER BY f.prob DESC, f.token_id", [model, model])
+    """Every FP of the primary scan, most probable first, as tuples (the big table; no dict per row): id, text,
+    vocabulary entry, category, p, margin, float64-verified, score, rules, percentile (number, text), q."""
+    return store.query(_fp_query("prob DESC, token_id"), [model, model])
 
 
 # Flags with their full reasons for at most this many tokens per page (the FP table names every token's

@@ -250,7 +250,7 @@ def evidence_section(store: Store, model: str, page_size: int) -> dict[str, Any]
         blocks.append(IndexEvidence(index_name=text_cell(label), anchor=anchor, summary=_summary(r),
                                     ecdf=_ecdf_chart(r, rates, label), sources_table=sources_table, forest=forest))
     evidence_table = table("evidence", [
-        ("index", "text"), ("rank", "num"), ("AUC [95% CI]", "num"), ("p", "num:6"),
+        ("index", "text"), ("rank", "num"), ("AUC [95% CI]", "num"), ("p", "num:3"),
         ("median ratio [95% CI]", "num"), ("FPs compared", "num"), ("controls compared", "num"),
         ("controls per FP", "num"), ("FPs sampled", "text"), ("kept out", "text"), ("why no statistic", "text")],
         summary_rows, page_size=page_size, empty=NO_EVIDENCE)

@@ -72,16 +72,15 @@ def _scans_table(store: Store, pages: dict[str, str], page_size: int, model: str
 
 
 def _fp_row(row: tuple) -> list:
-    token_id, text, raw, category, prob, margin, verified, score, rules, pct, pct_low, pct_high, q = row
-    percentile = None if pct is None else [num(pct), f"{pct:.0f}" + (
-        f" [{pct_low:.0f}, {pct_high:.0f}]" if pct_low is not None and pct_high is not None else "")]
+    token_id, text, raw, category, prob, margin, verified, score, rules, pct, pct_text, q = row
     return [num(token_id), token_cell(text), token_cell(raw), category, num(prob), num(margin),
-            "yes" if verified else "no", num(score), listing(rules), percentile, num(q)]
+            "yes" if verified else "no", num(score), listing(rules), None if pct is None else [num(pct), pct_text],
+            num(q)]
 
 
 _FP_COLUMNS = [("id", "id"), ("text", "tok"), ("vocabulary entry", "tok"), ("category", "text"),
                ("p(t | t)", "num:6"), ("margin", "num"), ("float64", "text"), ("suspicion", "num:3"), ("flags", "text"),
-               ("percentile among controls [95% CI]", "num"), ("q", "num:6")]
+               ("percentile among controls [95% CI]", "num"), ("q", "num:3")]
 
 
 def _partial_note(m: dict[str, Any]) -> str | None:
