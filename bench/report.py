@@ -1,11 +1,13 @@
-"""Benchmark: `fpprov report` on a model with 100,000+ token FPs must finish in <= 15 s.
+"""Benchmark: `fpprov report` on a model with 100,000+ token FPs plus their controls must finish in <= 15 s.
 
 Builds a synthetic database (no model needed): a gemma3-1b-like base model with --fps token FPs and its
 instruct model with half as many, sharing most texts, plus a small model of another family, vector FPs,
-provenance for --traced tokens with sampled documents, and some hostile texts. Then times build_reports
-(all pages: index, the three model pages, shared) and reports page sizes.
+provenance for --traced tokens with sampled documents, and some hostile texts; the big model's evidence in
+two indexes: every FP with --controls matched controls (token_evidence, control_matches), exclusions, pooled
+and per-token source enrichment. Then times build_reports (all pages: index, the three model pages, shared)
+and reports page sizes.
 
-    python bench/report.py [--fps 120000] [--traced 2000] [--keep DIR]
+    python bench/report.py [--fps 120000] [--traced 2000] [--controls 2] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -22,7 +24,52 @@ from fpprov.store import open_store
 BUDGET_S = 15.0
 
 
-def build_database(path: Path, fps: int, traced: int) -> None:
+EVIDENCE_INDEXES = ("v4_dclm-baseline_llama", "v4_pileval_llama")
+
+
+def add_evidence(con, fps: int, traced: int, controls: int) -> None:
+    """Evidence rows for gemma3-1b in EVIDENCE_INDEXES: control j of FP i is token fps + i * controls + j."""
+    for x, index in enumerate(EVIDENCE_INDEXES):
+        key = f"'gemma3-1b', 'api', '{index}'"
+        con.execute(f"""INSERT INTO evidence_runs (model, backend, index_name, n, measure, controls_k, bin_width, seed,
+                        fp_total, fp_sampled, sample_rule, baseline_positions)
+                        VALUES ({key}, 10, 'count(t x n) / count(t)', {controls}, 0.5, 0, {fps}, {fps}, 'all', 10000)""")
+        con.execute(f"""INSERT INTO fp_enrichment VALUES ({key}, 10, {fps - fps // 100}, {(fps - fps // 100) * controls},
+                        {0.68 - 0.1 * x}, {0.67 - 0.1 * x}, {0.69 - 0.1 * x}, 1e-30, 0.004, 0.002, 2.0, 1.9, 2.1, NULL)""")
+        con.execute(f"""INSERT INTO control_matches
+                        SELECT {key}, i, j, {fps} + i * {controls} + j, i % 12, 'normal', 1000 + i % 5000, 1000 + j
+                        FROM range({fps}) a(i), range({controls}) b(j) WHERE i % 100 <> 0""")
+        con.execute(f"""INSERT INTO evidence_exclusions
+                        SELECT {key}, i, 'fp', CASE WHEN i % 200 = 0 THEN 'zero_unigram_count' ELSE 'no_control_in_bin' END
+                        FROM range({fps}) t(i) WHERE i % 100 = 0""")
+        # FP rates skewed above the controls'; a tenth of the controls never repeat (the ECDF's zero edge)
+        con.execute(f"""INSERT INTO token_evidence
+                        SELECT {key}, i, 'fp', 1000 + i % 5000, (hash(i + {x}) % 1000), (hash(i + {x}) % 1000) / (1000.0 + i % 5000),
+                               i % 12, 40, (hash(i) % 1000) / 10.0, greatest(0, (hash(i) % 1000) / 10.0 - 8),
+                               least(100, (hash(i) % 1000) / 10.0 + 8), (1 + hash(i * 7 + {x}) % 1000) / 1001.0,
+                               least(1, (1 + hash(i * 7 + {x}) % 1000) / 1001.0 * 3)
+                        FROM range({fps}) t(i) WHERE i % 100 <> 0""")
+        con.execute(f"""INSERT INTO token_evidence (model, backend, index_name, token_id, role, unigram_count, repeat_count,
+                        rate, bin)
+                        SELECT {key}, control_token_id, 'control', control_count,
+                               CASE WHEN fp_token_id % 10 = 0 THEN 0 ELSE hash(control_token_id) % 400 END,
+                               CASE WHEN fp_token_id % 10 = 0 THEN 0 ELSE hash(control_token_id) % 400 END / control_count,
+                               bin
+                        FROM control_matches WHERE model = 'gemma3-1b' AND index_name = '{index}'""")
+        sources = "SELECT * FROM (VALUES ('pes2o'), ('cc'), ('wiki'), ('<b>arxiv</b>'), ('github')) s(source)"
+        con.execute(f"""INSERT INTO source_enrichment
+                        SELECT {key}, 'pooled', NULL, role, source, 100 + k * 10, 1000, (100 + k * 10) / 1000.0,
+                               (90 + k * 10) / 1000.0, (110 + k * 10) / 1000.0, 0.1, (1 + k / 10.0), 0.8 + k / 10.0,
+                               1.2 + k / 10.0, NULL
+                        FROM (SELECT source, row_number() OVER (ORDER BY source) AS k FROM ({sources})),
+                             (VALUES ('fp'), ('control')) r(role)""")
+        con.execute(f"""INSERT INTO source_enrichment
+                        SELECT {key}, 'token', t.token_id, 'fp', s.source, 2, 6, 0.33, 0.1, 0.7, 0.1, 3.3, 0.9, 7.0, NULL
+                        FROM (SELECT token_id FROM token_fps WHERE scan_id = 1 ORDER BY prob DESC LIMIT {traced}) t,
+                             ({sources}) s""")
+
+
+def build_database(path: Path, fps: int, traced: int, controls: int = 2) -> None:
     with open_store(path) as store:
         con = store.con
         store.insert_rows("models", [
@@ -74,12 +121,14 @@ def build_database(path: Path, fps: int, traced: int) -> None:
                        SELECT 'api', 'v4_dclm-baseline_llama', query, 0, s, 0, s, 'ok',
                               'lorem ipsum ' || query || ' dolor sit <b>amet</b>', CASE WHEN s < 4 THEN 'pes2o' ELSE 'cc' END
                        FROM provenance, range(6) r(s) WHERE n = 10""")
+        add_evidence(con, fps, traced, controls)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fps", type=int, default=120_000, help="token FPs of the big model")
     parser.add_argument("--traced", type=int, default=2_000, help="tokens with provenance")
+    parser.add_argument("--controls", type=int, default=2, help="matched controls per FP in the evidence rows")
     parser.add_argument("--keep", type=Path, help="write the database and reports here instead of a temp folder")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="fpprov-bench-") as tmp:
@@ -88,8 +137,9 @@ def main() -> int:
         db = folder / "bench.duckdb"
         db.unlink(missing_ok=True)
         started = time.perf_counter()
-        build_database(db, args.fps, args.traced)
+        build_database(db, args.fps, args.traced, args.controls)
         print(f"database: {args.fps:,} + {args.fps // 2:,} + 2,000 token FPs, {args.traced:,} traced tokens, "
+              f"{args.controls} controls per FP in {len(EVIDENCE_INDEXES)} indexes, "
               f"built in {time.perf_counter() - started:.1f} s")
         started = time.perf_counter()
         outcome = build_reports(db, folder / "reports")
