@@ -210,7 +210,8 @@ def test_ecdf_places_zeros_at_the_marked_left_edge():
 
 def test_forest_has_a_line_at_one_clips_zero_lower_ends_and_escapes_labels():
     svg = str(charts.forest([("</svg><script>x</script>", 4.0, 0.0, 9.0), ("b", 0.5, 0.25, 1.0),
-                             ("no estimate", None, None, None)], label="<i>forest</i>"))
+                             ("no estimate", None, None, None)], label="<i>forest</i>",
+                            muted=[False, True, False]))
     parsed = Svg(svg)
     assert "<script>" not in svg and "</svg><script>" not in svg and "<i>" not in svg
     assert any(t.startswith("</svg><script>x</script>: 4") for t in parsed.texts)    # as text, in the tooltip
@@ -223,3 +224,5 @@ def test_forest_has_a_line_at_one_clips_zero_lower_ends_and_escapes_labels():
     assert x_half < x_one < x_four                    # 0.5 left of the line at 1, 4 right of it
     assert any(t == "path" for t, _ in parsed.tags)   # the clipped lower end of the first row
     assert "n/a" in parsed.texts
+    fills = [a["fill"] for t, a in parsed.tags if t == "rect"]
+    assert len(set(fills)) == 2 and fills[1] != fills[0]            # the muted row has its own colour

@@ -120,7 +120,7 @@ def ecdf(series: Sequence[tuple[str, Sequence[float]]], *, label: str, x_label: 
     """Empirical CDFs as step lines on a log10 x axis. Zeros have no place on a log axis, so they sit in a
     marked strip at the left edge (labelled 0): the step there is the share of zeros. Each series' values
     may be quantiles at evenly spaced probabilities instead of the whole sample (same curve, fewer points)."""
-    width, height, left, bottom, top, right, zero_w = 640, 260, 48, 40, 12, 170, 26
+    width, height, left, bottom, top, right, zero_w = 640, 260, 48, 40, 12, 170, 36
     plot_w, plot_h = width - left - right, height - bottom - top
     lo, hi = _log_span([v for _, values in series for v in values])
     log_left = left + zero_w
@@ -140,9 +140,10 @@ def ecdf(series: Sequence[tuple[str, Sequence[float]]], *, label: str, x_label: 
             f'<text x="{left + zero_w / 2:.1f}" y="{top + plot_h + 14}" font-size="10" text-anchor="middle">0</text>']
     for exp in range(lo, hi + 1):
         x = log_left + (plot_w - zero_w) * (exp - lo) / (hi - lo)
+        anchor = "start" if exp == lo else "middle"      # the first decade's label clears the zero strip's
         body.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{top + plot_h}" stroke="#eee"/>')
-        body.append(f'<text x="{x:.1f}" y="{top + plot_h + 14}" font-size="10" text-anchor="middle">'
-                    f'{escape(_decade_label(exp))}</text>')
+        body.append(f'<text x="{x + (2 if exp == lo else 0):.1f}" y="{top + plot_h + 14}" font-size="10" '
+                    f'text-anchor="{anchor}">{escape(_decade_label(exp))}</text>')
     for share in (0, 0.5, 1):
         body.append(f'<text x="{left - 4}" y="{y_of(share) + 4:.1f}" font-size="10" text-anchor="end">{share:g}</text>')
     for i, (name, values) in enumerate(series):
@@ -171,9 +172,10 @@ def ecdf(series: Sequence[tuple[str, Sequence[float]]], *, label: str, x_label: 
 
 
 def forest(items: Sequence[tuple[str, float | None, float | None, float | None]], *, label: str,
-           x_label: str = "enrichment (log scale)") -> Markup:
+           x_label: str = "enrichment (log scale)", muted: Sequence[bool] = ()) -> Markup:
     """A forest plot: per row an estimate and its CI on a log10 axis with a line at 1 (no effect). Lower ends
-    at or below 0 (nothing seen in a resample) are clipped to the left edge and drawn as an arrow."""
+    at or below 0 (nothing seen in a resample) are clipped to the left edge and drawn as an arrow. Rows
+    marked in `muted` (e.g. a comparison group) are drawn in grey."""
     row_h, left, right, top, bottom, width = 20, 190, 150, 8, 34, 640
     plot_w = width - left - right
     height = top + row_h * len(items) + bottom
@@ -193,6 +195,7 @@ def forest(items: Sequence[tuple[str, float | None, float | None, float | None]]
                     f'{escape(_decade_label(exp))}</text>')
     for i, (name, est, low, high) in enumerate(items):
         y = top + i * row_h + row_h / 2
+        line, point = ("#9ca3af", "#6b7280") if i < len(muted) and muted[i] else ("#2563eb", "#dc2626")
         shown = flat(name)
         shown = shown if len(shown) <= 28 else shown[:27] + "\u2026"
         body.append(f'<text x="{left - 6}" y="{y + 4:.1f}" font-size="11" text-anchor="end">{escape(shown)}</text>')
@@ -201,13 +204,13 @@ def forest(items: Sequence[tuple[str, float | None, float | None, float | None]]
         if low is not None and high is not None and high > 0 and math.isfinite(low):
             x1 = left if low <= 0 else x_of(low)
             x2 = left + plot_w if not math.isfinite(high) else x_of(high)
-            body.append(f'<line x1="{x1:.1f}" y1="{y:.1f}" x2="{x2:.1f}" y2="{y:.1f}" stroke="#2563eb" '
+            body.append(f'<line x1="{x1:.1f}" y1="{y:.1f}" x2="{x2:.1f}" y2="{y:.1f}" stroke="{line}" '
                         f'stroke-width="2"><title>{tip}</title></line>')
             if low <= 0:
                 body.append(f'<path d="M{left + 6},{y - 4:.1f} L{left},{y:.1f} L{left + 6},{y + 4:.1f}" '
-                            'fill="none" stroke="#2563eb"/>')
+                            f'fill="none" stroke="{line}"/>')
         if est is not None and est > 0 and math.isfinite(est):
-            body.append(f'<rect x="{x_of(est) - 4:.1f}" y="{y - 4:.1f}" width="8" height="8" fill="#dc2626">'
+            body.append(f'<rect x="{x_of(est) - 4:.1f}" y="{y - 4:.1f}" width="8" height="8" fill="{point}">'
                         f'<title>{tip}</title></rect>')
         value = number(est, 2) if est is not None else "n/a"
         if low is not None and high is not None:

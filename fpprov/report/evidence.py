@@ -214,15 +214,15 @@ def _sources_block(sources: list[dict[str, Any]], anchor: str, label: str,
     if not fp_rows:
         return tab, None
     controls = {r["source"]: r for r in sources if r["role"] != "fp"}
-    items = []
+    items, muted = [], []
     for r in fp_rows:
-        # the source is shortened first so that both rows keep their role
-        items.append((f"{_short(r['source'])} · FPs", r["enrichment"], r["enrichment_low"], r["enrichment_high"]))
-        c = controls.get(r["source"])
-        if c is not None:
-            items.append((f"{_short(r['source'])} · controls", c["enrichment"], c["enrichment_low"],
-                          c["enrichment_high"]))
-    return tab, charts.forest(items, label=f"{label}: source enrichment (share / corpus share)")
+        # the source is shortened first so that both rows keep their role; controls in grey, as the reference
+        for row, role in ((r, "FPs"), (controls.get(r["source"]), "controls")):
+            if row is not None:
+                items.append((f"{_short(r['source'])} · {role}", row["enrichment"], row["enrichment_low"],
+                              row["enrichment_high"]))
+                muted.append(role == "controls")
+    return tab, charts.forest(items, label=f"{label}: source enrichment (share / corpus share)", muted=muted)
 
 
 def evidence_section(store: Store, model: str, page_size: int) -> dict[str, Any]:
