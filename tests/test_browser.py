@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from fpprov.report import build_reports
-from report_db import build_report_db
+from report_db import HOSTILE_INDEX, HOSTILE_SOURCE, build_report_db
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 SCREENSHOT_DIR = Path(os.environ.get("FPPROV_SCREENSHOT_DIR") or Path(__file__).resolve().parent.parent / "reports" / "screenshots")
@@ -140,7 +140,7 @@ def browser(tmp_path_factory):
 @pytest.fixture(scope="module")
 def report_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("browser")
-    db = build_report_db(folder / "results.duckdb")
+    db = build_report_db(folder / "results.duckdb", evidence=True)
     return build_reports(db, folder / "reports", page_size=10).index.parent
 
 
@@ -160,11 +160,21 @@ def test_no_script_from_the_data_runs_and_the_text_is_visible(browser, report_di
                       "Tom\u2423&\u2423Jerry\u2423&amp;\u2423co"):
             assert shown in text, shown
         assert "\u202e" not in text and "\x00" not in text
+        # the evidence section: a hostile index name in headings, tables and SVG labels, a hostile source in
+        # the enrichment table and the forest chart, all as text
+        assert text.count(HOSTILE_INDEX) >= 2 and HOSTILE_SOURCE in text
+        svg_text = tab.eval("[...document.querySelectorAll('svg title, svg text')].map(t => t.textContent).join('|')")
+        assert HOSTILE_SOURCE in svg_text and tab.eval("document.querySelectorAll('svg script').length") == 0
+        assert tab.eval("[...document.querySelectorAll('svg')].map(s => s.getAttribute('aria-label'))"
+                        ".filter(l => l.endsWith('FP vs control repetition rate')).length") == 2
         # the highlighted snippet keeps its hostile markup as text
         assert tab.eval("[...document.querySelectorAll('mark')].map(m => m.textContent).join('|')").startswith("BLAH" * 10)
         path = tab.screenshot(SCREENSHOT_DIR / "gemma3-270m-hostile.png")
         assert path.stat().st_size > 10_000 and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         print(f"screenshot: {path}")
+    if page == "shared.html":
+        assert HOSTILE_INDEX in text                                    # a column of the attribution matrix
+        assert tab.eval("document.querySelectorAll('td.best').length") == 1
     if page == "index.html":
         assert 'evil/<b>model</b>"\'&' in text
         tab.screenshot(SCREENSHOT_DIR / "index.png")
@@ -197,7 +207,8 @@ def test_script_renders_cells_exactly_like_the_server(browser, report_dir):
 
     for page, table_id in (("gemma3-270m.html", "fps"), ("gemma3-270m.html", "vectors"),
                            ("gemma3-270m.html", "provenance"), ("gemma3-270m.html", "snippets"),
-                           ("gemma3-270m.html", "flags"), ("index.html", "seed"), ("index.html", "models"),
+                           ("gemma3-270m.html", "flags"), ("gemma3-270m.html", "evidence"),
+                           ("gemma3-270m.html", "evidence-1-sources"), ("index.html", "seed"), ("index.html", "models"),
                            ("index.html", "suspicious"), ("shared.html", "shared"), ("shared.html", "bvi")):
         source = (report_dir / page).read_text("utf-8")
         block = source[source.index(f'<div class="dt" id="table-{table_id}">'):]

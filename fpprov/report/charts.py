@@ -196,8 +196,8 @@ def forest(items: Sequence[tuple[str, float | None, float | None, float | None]]
     for i, (name, est, low, high) in enumerate(items):
         y = top + i * row_h + row_h / 2
         line, point = ("#9ca3af", "#6b7280") if i < len(muted) and muted[i] else ("#2563eb", "#dc2626")
-        shown = flat(name)
-        shown = shown if len(shown) <= 28 else shown[:27] + "\u2026"
+        shown = flat(name)       # cut in the middle: a label's end (e.g. its group) stays; the tooltip has it all
+        shown = shown if len(shown) <= 28 else shown[:15] + "\u2026" + shown[-12:]
         body.append(f'<text x="{left - 6}" y="{y + 4:.1f}" font-size="11" text-anchor="end">{escape(shown)}</text>')
         ci = f"95% CI {number(low, 2)}–{number(high, 2)}" if low is not None and high is not None else "no CI"
         tip = escape(f"{flat(name)}: {number(est, 2) if est is not None else 'n/a'} ({ci})")

@@ -86,11 +86,6 @@ def _with_ci(value: float | None, low: float | None, high: float | None, fmt=_ra
     return [num(value), shown]
 
 
-def _short(text: Any, limit: int = 18) -> str:
-    shown = flat(text)
-    return shown if len(shown) <= limit else shown[:limit - 1] + "\u2026"
-
-
 def _percent_with_ci(value: float | None, low: float | None, high: float | None) -> list | None:
     if value is None:
         return None
@@ -216,10 +211,10 @@ def _sources_block(sources: list[dict[str, Any]], anchor: str, label: str,
     controls = {r["source"]: r for r in sources if r["role"] != "fp"}
     items, muted = [], []
     for r in fp_rows:
-        # the source is shortened first so that both rows keep their role; controls in grey, as the reference
+        # controls in grey: the reference the FPs' enrichment is read against
         for row, role in ((r, "FPs"), (controls.get(r["source"]), "controls")):
             if row is not None:
-                items.append((f"{_short(r['source'])} · {role}", row["enrichment"], row["enrichment_low"],
+                items.append((f"{r['source']} · {role}", row["enrichment"], row["enrichment_low"],
                               row["enrichment_high"]))
                 muted.append(role == "controls")
     return tab, charts.forest(items, label=f"{label}: source enrichment (share / corpus share)", muted=muted)
