@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from fpprov.report import build_reports
-from fpprov.report import charts
+from fpprov.report import charts, data
 from fpprov.report.evidence import (ECDF_POINTS, NO_EVIDENCE, attribution_context, evidence_section,
                                     rate_quantiles)
 from fpprov.report.text import flat
@@ -227,3 +227,19 @@ def test_forest_has_a_line_at_one_clips_zero_lower_ends_and_escapes_labels():
     assert "n/a" in parsed.texts
     fills = [a["fill"] for t, a in parsed.tags if t == "rect"]
     assert len(set(fills)) == 2 and fills[1] != fills[0]            # the muted row has its own colour
+
+
+def test_fp_rows_show_a_percentile_without_ci_and_no_evidence_as_empty(tmp_path: Path):
+    db = build_report_db(tmp_path / "r.duckdb", evidence=True)
+    with open_store(db) as store:
+        store.con.execute("UPDATE token_evidence SET percentile_low = NULL WHERE token_id = 100")
+        store.con.execute("DELETE FROM token_evidence WHERE token_id = 101")
+        data.prepare_flags(store)
+        rows = {r[0]: r for r in data.all_fps(store, "gemma3-270m")}
+        top = data.extreme_fps(store, "gemma3-270m", top=True)
+        (pct,) = store.query("SELECT percentile FROM token_evidence WHERE token_id = 100 AND role = 'fp' "
+                             "ORDER BY q_value LIMIT 1")[0]
+    assert rows[100][9] == pct and rows[100][10] == f"{pct:.0f}"
+    assert rows[101][9:] == (None, None, None)
+    assert [r[0] for r in top] == sorted(rows, key=lambda i: (-rows[i][4], i))[:len(top)]
+    assert all(r == rows[r[0]] for r in top)
