@@ -84,7 +84,7 @@ def main() -> None:
     gc.collect()
     rss_loaded = peak_rss_gib()
     ids = torch.arange(args.start, args.start + args.n)
-    d = loaded.info["hidden_size"]
+    d = loaded.hidden_size
     rate = gemm_rate(d)
     rate64 = gemm_rate(d, n=2048, batch=1024, dtype=torch.float64)
     rate32_body = gemm_rate(d, n=2048, batch=1024)
@@ -117,7 +117,7 @@ def main() -> None:
     floor_s = floor_body + floor_head + floor_f64
     floor_near = floor_body + floor_head + result.rechecked * flops["len1_f64"] / rate64
     scan_s = args.n / fpprov_rate
-    print(f"model {loaded.name} ({loaded.info['quantization'] or 'float32'}), ids [{args.start}, {args.start + args.n}),"
+    print(f"model {loaded.name} ({loaded.quantization or 'float32'}), ids [{args.start}, {args.start + args.n}),"
           f" {full.fp_count} FPs ({full.fp_count / args.n:.0%}), {full.rechecked} float64 re-checks"
           f" (--verify near: {result.rechecked})")
     print(f"GEMM rates now: float32 {rate / 1e9:.0f} GFLOP/s (head shape), {rate32_body / 1e9:.0f} (body shape);"

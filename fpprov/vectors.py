@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from .errors import FpprovError
+from .softcap import apply_softcap, softcap_of
 
 EMBEDDINGS = ("effective", "raw")
 # A residual within this factor of ||x|| * eps that stops improving has hit rounding, not a dead end.
@@ -95,7 +96,7 @@ class EmbeddingMap:
                  and not any(hasattr(config, a) for a in ("logit_scale", "logits_scaling")))
         self._plain_head = head if plain else None
         self._decoder = self.model.get_decoder() if plain else None
-        self._softcap = getattr(config, "final_logit_softcapping", None) or None
+        self._softcap = softcap_of(config)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Logits at position 0 for inputs x (S, D), as float32 (S, V)."""
@@ -106,8 +107,7 @@ class EmbeddingMap:
         logits = times_rows_t(hidden, self._plain_head.weight, self._blocks)                             # (S, V)
         if self._plain_head.bias is not None:
             logits = logits + self._plain_head.bias
-        if self._softcap:
-            logits = torch.tanh(logits / self._softcap) * self._softcap
+        logits = apply_softcap(logits, self._softcap)
         return logits.float()
 
     def mixture(self, x: torch.Tensor) -> torch.Tensor:

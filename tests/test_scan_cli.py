@@ -201,7 +201,7 @@ def test_alias_prefers_the_local_hub_cache(tiny_model_dir, tiny_model_sizes, tmp
     (snapshot.parents[1] / "refs" / "main").write_text("0123abc")
     env = {**__import__("os").environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
     code = ("from fpprov.models import load_model; m = load_model('gemma3-270m');"
-            "print(m.info['source_kind'], m.info['quantization'], m.info['vocab_size'], m.info['hub_id'])")
+            "print(m.source_kind, m.quantization, m.vocab_size, m.hub_id)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     vocab_size, _ = tiny_model_sizes(tiny_model_dir("gemma3"))

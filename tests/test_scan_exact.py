@@ -38,7 +38,7 @@ def test_verdicts_equal_float64_reference(family, tied, tiny_model_dir, tmp_path
     assert 0 < len(expected) < n_ids, "fixture must have both FPs and non-FPs"
     assert {r["token_id"] for r in rows} == expected
     assert scan["method"] == "length1-pruned"
-    assert scan["tokens_scanned"] == n_ids and scan["tokens_skipped"] == loaded.info["embedding_rows"] - n_ids
+    assert scan["tokens_scanned"] == n_ids and scan["tokens_skipped"] == loaded.embedding_rows - n_ids
     assert scan["fp_count"] == len(expected) and scan["complete"]
     for row in rows:
         r = ref[row["token_id"]]

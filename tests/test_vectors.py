@@ -229,7 +229,7 @@ def test_gemma_effective_embedding_includes_scale(tmp_path):
 
 def test_untied_head_map(tmp_path):
     llama = load_model(str(build_tiny_model("llama", tmp_path / "l", tied=False)), device="cpu")
-    assert not llama.info["tied_head"]
+    assert not llama.tied_head
     (outcome,) = iterate(EmbeddingMap(llama), [0], EmbeddingMap(llama).initial_vectors([0], 0.03), max_steps=300)
     assert outcome.converged, outcome.stop_detail
 

@@ -24,7 +24,7 @@ def test_gemma_effective_space_and_iteration_fp(gemma, tmp_path):
     # The convention: the effective E is the scaled weight, and feeding E[t] equals feeding input_ids=[t].
     fmap = EmbeddingMap(gemma, "effective")
     weight = gemma.input_embeddings().weight
-    scale = math.sqrt(gemma.info["hidden_size"])
+    scale = math.sqrt(gemma.hidden_size)
     torch.testing.assert_close(fmap.matrix[:100], weight[:100] * scale, rtol=1e-6, atol=0)
     with torch.no_grad():
         by_ids = gemma.model(input_ids=torch.tensor([[1000]])).logits[0, -1]

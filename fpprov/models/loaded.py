@@ -81,19 +81,9 @@ class LoadedModel:
         """e.g. 'Q4_K_M GGUF dequantized to float32'; None for a full-precision checkpoint."""
         return self.spec.quantization
 
-    @property
-    def info(self) -> dict[str, Any]:
-        """The named facts as a dict keyed like the `models` columns: only for callers not yet moved to the
-        fields (``store.upsert_model`` takes the LoadedModel itself)."""
-        return {name: getattr(self, name) for name in _INFO_KEYS}
-
     def input_embeddings(self) -> torch.nn.Module:
         return self.model.get_input_embeddings()
 
     def scannable_ids(self) -> tuple[int, int]:
         """(n_ids, n_rows): tokenizer ids including added tokens, and embedding rows."""
         return self.vocab_size, self.embedding_rows
-
-
-_INFO_KEYS = ("name", "source_kind", "location", "hub_id", "family", "variant", "tokenizer_family", "quantization",
-              "architecture", "vocab_size", "embedding_rows", "hidden_size", "num_layers", "tied_head", "rotary")
