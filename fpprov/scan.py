@@ -20,7 +20,7 @@ from .judge import TokenJudge, Verdicts
 from .models import LoadedModel
 from .scan_options import ScanOptions
 from .store import Store, upsert_model
-from .tokens import TokenDescriber
+from .tokens import TokenDescriber, TokenInfo
 from .versions import library_versions
 
 BatchCallback = Callable[[int, int], None]  # (tokens just finished, FPs among them)
@@ -94,12 +94,12 @@ def pending_chunks(committed: list[tuple[int, int]], id_start: int, id_stop: int
     return todo
 
 
-def _fp_rows(scan_id: int, model: str, verdicts: Verdicts, describer: TokenDescriber,
+def _fp_rows(scan_id: int, model: str, verdicts: Verdicts, infos: dict[int, TokenInfo],
              length_ok: dict[int, bool]) -> list[dict[str, Any]]:
     rows = []
     for i in verdicts.fp_positions():
         token_id = int(verdicts.ids[i])
-        info = describer.describe(token_id)
+        info = infos[token_id]
         own, lse = float(verdicts.own[i]), float(verdicts.lse[i])
         f64 = float(verdicts.f64_margin[i])
         rows.append({
@@ -166,6 +166,7 @@ class JudgedChunk:
     rechecks: list[dict[str, Any]]
     flipped: int                   # re-checks whose float64 verdict differs from the screen
     seconds: float
+    vocabulary: list[dict[str, Any]] = field(default_factory=list)   # text and category of ids not yet stored
 
 
 def _scan_row(plan: ScanPlan) -> dict[str, Any]:
@@ -203,8 +204,17 @@ def open_scan(plan: ScanPlan, store: Store) -> OpenScan:
     return OpenScan(scan_id, plan, todo, sum(stop - start for start, stop in committed))
 
 
-def judge_chunk(scan: OpenScan, chunk_start: int, chunk_stop: int, describer: TokenDescriber) -> JudgedChunk:
-    """The verdicts of ids [chunk_start, chunk_stop) as token_fps and scan_rechecks rows."""
+def _vocabulary_rows(model: str, infos: dict[int, TokenInfo], stored: set[int]) -> list[dict[str, Any]]:
+    return [{"model": model, "token_id": i, "raw_token": info.raw_token, "text": info.text,
+             "norm_text": info.norm_text, "category": info.category}
+            for i, info in infos.items() if i not in stored]
+
+
+def judge_chunk(scan: OpenScan, chunk_start: int, chunk_stop: int, describer: TokenDescriber,
+                stored: set[int] | None = None) -> JudgedChunk:
+    """The verdicts of ids [chunk_start, chunk_stop) as token_fps and scan_rechecks rows, and the ``vocabulary``
+    rows of the ids not in ``stored`` (matched controls are drawn from every scanned id, not only the FPs)."""
+    stored = stored or set()
     plan, opts = scan.plan, scan.plan.opts
     t0 = time.perf_counter()
     verdicts = plan.judge.judge(torch.arange(chunk_start, chunk_stop))
@@ -213,10 +223,13 @@ def judge_chunk(scan: OpenScan, chunk_start: int, chunk_stop: int, describer: To
         fp_ids = verdicts.ids[verdicts.is_fp]
         for b in fp_ids.split(opts.batch_size) if fp_ids.numel() else ():
             length_ok.update(zip(b.tolist(), plan.judge.repeats_to_self(b, opts.check_length).tolist()))
-    fp_rows = _fp_rows(scan.scan_id, plan.loaded.name, verdicts, describer, length_ok)
+    fp_ids = {int(verdicts.ids[i]) for i in verdicts.fp_positions()}
+    infos = {i: describer.describe(i) for i in range(chunk_start, chunk_stop) if i not in stored or i in fp_ids}
+    fp_rows = _fp_rows(scan.scan_id, plan.loaded.name, verdicts, infos, length_ok)
     rechecks = _recheck_rows(scan.scan_id, verdicts)
     flipped = sum(r["screen_is_fp"] != r["float64_is_fp"] for r in rechecks)
-    return JudgedChunk(chunk_start, chunk_stop, fp_rows, rechecks, flipped, time.perf_counter() - t0)
+    return JudgedChunk(chunk_start, chunk_stop, fp_rows, rechecks, flipped, time.perf_counter() - t0,
+                       _vocabulary_rows(plan.loaded.name, infos, stored))
 
 
 def commit_chunk(store: Store, scan: OpenScan, chunk: JudgedChunk) -> None:
@@ -225,6 +238,7 @@ def commit_chunk(store: Store, scan: OpenScan, chunk: JudgedChunk) -> None:
     with store.transaction():
         store.insert_rows("token_fps", chunk.fp_rows)
         store.insert_rows("scan_rechecks", chunk.rechecks)
+        store.insert_rows("vocabulary", chunk.vocabulary, or_ignore=True)
         store.insert_rows("scan_chunks", [{"scan_id": scan.scan_id, "chunk_start": chunk.start,
                                            "chunk_stop": chunk.stop, "tokens_scanned": n, "tokens_skipped": 0,
                                            "fp_count": len(chunk.fp_rows)}])
@@ -243,8 +257,10 @@ def run_scan(plan: ScanPlan, store: Store, progress: BatchCallback | None = None
     if on_start:
         on_start(plan.id_stop - plan.id_start, scan.resumed_from)
     describer = TokenDescriber(plan.loaded.tokenizer)
+    stored = {r[0] for r in store.query("SELECT token_id FROM vocabulary WHERE model = ? AND token_id >= ? AND "
+                                        "token_id < ?", [plan.loaded.name, plan.id_start, plan.id_stop])}
     for chunk_start, chunk_stop in scan.todo:
-        chunk = judge_chunk(scan, chunk_start, chunk_stop, describer)
+        chunk = judge_chunk(scan, chunk_start, chunk_stop, describer, stored)
         commit_chunk(store, scan, chunk)
         if progress:
             progress(chunk.stop - chunk.start, len(chunk.fp_rows))

@@ -16,7 +16,7 @@ from fpprov.corpus.local import LocalBackend
 from fpprov.corpus.mini import MiniBackend
 from fpprov.errors import FpprovError
 from fpprov.evidence.sources import sample_baseline_positions, source_shares
-from fpprov.provenance.baselines import ensure_baseline, look_up_baseline, missing_baseline_positions
+from fpprov.provenance.baselines import look_up_baseline, missing_baseline_positions
 from fpprov.provenance.options import ProvenanceOptions, ProvenanceProgress, RunSummary
 from fpprov.store import open_store
 from infini_gram.engine import InfiniGramEngine
@@ -121,7 +121,7 @@ def test_rerun_sends_nothing(store, corpus):
     assert backend.calls == calls
     assert again.sources == first.sources
     assert (summary.baseline_cached, summary.baseline_fetched, summary.baseline_failed) == (300, 0, 0)
-    assert ensure_baseline(store, backend, opts, ProvenanceProgress(), RunSummary("local")) == first.sources
+    assert _run(store, backend, 300)[0].sources == first.sources
     assert backend.calls == calls
 
 
@@ -224,7 +224,7 @@ def test_mini_has_no_baseline_and_sends_nothing(store, corpus):
         assert "infini-gram-mini" in baseline.unavailable and "no source baseline" in baseline.unavailable
         assert baseline.sources == [] and not baseline.complete and summary.baseline_wanted == 0
         opts = ProvenanceOptions(baseline_positions=100)
-        assert ensure_baseline(store, backend, opts, ProvenanceProgress(), RunSummary("mini")) is None
+        assert _run(store, backend, 100)[0].unavailable == baseline.unavailable
         assert missing_baseline_positions(store, backend, opts) == 0
         assert srv.posts == 0 and backend.calls == 0 and _rows(store, "mini") == []
 

@@ -11,7 +11,7 @@ from .repetition import (MatchedValues, RepetitionComparison, RepetitionEvidence
                          compare_repetition, repetition_evidence, self_repetition_rate, token_percentiles,
                          values_from_matches)
 from .sources import (UNKNOWN_SOURCE, BaselinePosition, SourceEnrichment, SourceShare, sample_baseline_positions,
-                      source_enrichment, source_shares, wilson_share)
+                      source_enrichment, source_shares, token_source_enrichment, wilson_share)
 
 __all__ = [
     "CONFIDENCE", "N_RESAMPLES", "bootstrap_ci", "bootstrap_cis", "wilson_interval",
@@ -21,5 +21,5 @@ __all__ = [
     "MatchedValues", "RepetitionComparison", "RepetitionEvidence", "TokenPercentile", "TokenValue",
     "compare_repetition", "repetition_evidence", "self_repetition_rate", "token_percentiles", "values_from_matches",
     "UNKNOWN_SOURCE", "BaselinePosition", "SourceEnrichment", "SourceShare", "sample_baseline_positions",
-    "source_enrichment", "source_shares", "wilson_share",
+    "source_enrichment", "source_shares", "token_source_enrichment", "wilson_share",
 ]

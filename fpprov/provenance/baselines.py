@@ -11,11 +11,12 @@ no baseline, with the reason, and nothing is sent.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ..corpus.base import BaselineUnavailable, CorpusBackend, PositionDoc, source_of
+from ..corpus.base import BaselineUnavailable, CorpusBackend, PositionDoc, parse_metadata, source_of
 from ..evidence.sources import sample_baseline_positions
 from ..store import BatchWriter, Store
 from .counts import FailureStreak, in_flight, run_each
@@ -56,7 +57,7 @@ def _stored(store: Store, corpus: CorpusBackend, positions: int, seed: int) -> d
 
 
 def missing_baseline_positions(store: Store, corpus: CorpusBackend, options: ProvenanceOptions) -> int:
-    """Requests ``ensure_baseline`` would send at most: one per position not stored ok, plus the shard sizes
+    """Requests ``look_up_baseline`` would send at most: one per position not stored ok, plus the shard sizes
     when some position was never drawn; 0 where the backend gives no baseline."""
     positions = options.baseline_positions
     if corpus.baseline_unavailable or positions <= 0:
@@ -66,16 +67,19 @@ def missing_baseline_positions(store: Store, corpus: CorpusBackend, options: Pro
     return todo + (len(stored) < positions)
 
 
-def _result(store: Store, corpus: CorpusBackend, positions: int, seed: int, *, unavailable: str | None = None,
+def _result(store: Store, corpus: CorpusBackend, positions: int, seed: int, source_field: str, *,
+            unavailable: str | None = None,
             error: str | None = None) -> Baseline:
     if unavailable:
         return Baseline(corpus.backend, corpus.index_name, seed, positions, [], 0, unavailable=unavailable)
     rows = store.query(
-        "SELECT source FROM baseline_positions WHERE backend = ? AND index_name = ? AND seed = ? "
-        "AND sample_no < ? AND status = 'ok' ORDER BY sample_no",
+        "SELECT source, source_field, metadata FROM baseline_positions WHERE backend = ? AND index_name = ? "
+        "AND seed = ? AND sample_no < ? AND status = 'ok' ORDER BY sample_no",
         [corpus.backend, corpus.index_name, seed, positions])
-    return Baseline(corpus.backend, corpus.index_name, seed, positions, [source for (source,) in rows],
-                    positions - len(rows), error=error)
+    # A position stored under another --source-field is read again from its stored metadata, not fetched.
+    sources = [source if field == source_field else source_of(parse_metadata(metadata), source_field)
+               for source, field, metadata in rows]
+    return Baseline(corpus.backend, corpus.index_name, seed, positions, sources, positions - len(rows), error=error)
 
 
 def _shard_sizes(corpus: CorpusBackend) -> tuple[list[int] | None, str | None]:
@@ -84,24 +88,15 @@ def _shard_sizes(corpus: CorpusBackend) -> tuple[list[int] | None, str | None]:
     return sizes, failure
 
 
-def ensure_baseline(store: Store, corpus: CorpusBackend, options: ProvenanceOptions, progress: ProvenanceProgress,
-                    summary: RunSummary) -> list[str | None] | None:
-    """The run's baseline for this index (``--baseline-positions``, ``--seed``, ``--source-field``): the source
-    of each position looked up ok, or None when the backend gives the index no baseline."""
-    baseline = look_up_baseline(store, corpus, options.baseline_positions, options.seed, options.source_field,
-                                options, progress, summary)
-    return None if baseline.unavailable else baseline.sources
-
-
 def look_up_baseline(store: Store, corpus: CorpusBackend, positions: int, seed: int, source_field: str,
                      options: ProvenanceOptions, progress: ProvenanceProgress, summary: RunSummary) -> Baseline:
     """Look up every one of the first ``positions`` positions not stored ok (with the backend's concurrency,
     stopping after ``options.give_up_after`` failures in a row); store each answer or failure as it arrives;
     return the baseline as stored."""
     if corpus.baseline_unavailable:
-        return _result(store, corpus, positions, seed, unavailable=corpus.baseline_unavailable)
+        return _result(store, corpus, positions, seed, source_field, unavailable=corpus.baseline_unavailable)
     if positions <= 0:
-        return _result(store, corpus, 0, seed)
+        return _result(store, corpus, 0, seed, source_field)
     stored = _stored(store, corpus, positions, seed)
     cached = sum(row.ok for row in stored.values())
     summary.baseline_wanted += positions
@@ -115,7 +110,7 @@ def look_up_baseline(store: Store, corpus: CorpusBackend, positions: int, seed: 
         if len(stored) < positions:
             sizes, failure = _shard_sizes(corpus)
             if failure is None and not sum(sizes):
-                return _result(store, corpus, positions, seed, unavailable="the index reports no tokens")
+                return _result(store, corpus, positions, seed, source_field, unavailable="the index reports no tokens")
             if failure is None:
                 drawn = sample_baseline_positions(sizes, positions, seed)
                 # A stored position the seed no longer draws: the index changed under its name; look it up again.
@@ -128,8 +123,8 @@ def look_up_baseline(store: Store, corpus: CorpusBackend, positions: int, seed: 
                 streak.record("baseline shard sizes", error)
         _look_up(store, corpus, sorted(jobs), seed, source_field, options, progress, summary, streak)
     except BaselineUnavailable as exc:   # a backend that only finds out when asked
-        return _result(store, corpus, positions, seed, unavailable=str(exc))
-    return _result(store, corpus, positions, seed, error=error)
+        return _result(store, corpus, positions, seed, source_field, unavailable=str(exc))
+    return _result(store, corpus, positions, seed, source_field, error=error)
 
 
 def _look_up(store: Store, corpus: CorpusBackend, jobs: list[tuple[int, int, int]], seed: int, source_field: str,
@@ -145,10 +140,11 @@ def _look_up(store: Store, corpus: CorpusBackend, jobs: list[tuple[int, int, int
             row: dict[str, Any] = {"backend": corpus.backend, "index_name": corpus.index_name, "seed": seed,
                                    "sample_no": no, "shard": shard, "rank": rank, "fetched_at": datetime.now()}
             if failure is None:
-                row.update(status="ok", error=None, doc_ix=doc.doc_ix, source=source_of(doc.metadata, source_field))
+                row.update(status="ok", error=None, doc_ix=doc.doc_ix, metadata=json.dumps(doc.metadata),
+                           source_field=source_field, source=source_of(doc.metadata, source_field))
                 summary.baseline_fetched += 1
             else:
-                row.update(status="failed", error=failure, doc_ix=None, source=None)
+                row.update(status="failed", error=failure, doc_ix=None, metadata=None, source_field=None, source=None)
                 summary.baseline_failed += 1
             writer.add(row)
             progress.advance()

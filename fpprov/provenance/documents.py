@@ -160,3 +160,23 @@ def sample_documents(store: Store, backend: CorpusBackend, queries: list[str], o
             streak.record(query, None if failure is None else f"document {sample_no}: {failure}")
     finally:
         writer.flush()
+
+
+def pending_documents(store: Store, backend: CorpusBackend, queries: list[str], options: ProvenanceOptions) -> int:
+    """Document requests ``sample_documents`` would send for ``queries`` at most: for each counted query, one
+    ``find`` unless its segments are stored plus each missing document; for a query not counted yet, 1 + docs."""
+    if options.docs == 0 or not queries:
+        return 0
+    needing = _queries_needing_docs(store, backend, queries, options)
+    requests = 0
+    for _, count, stored, have in needing:
+        missing = min(options.docs, count) - len(have)
+        if missing > 0:
+            requests += missing + (stored is None)
+    wanted = pa.table({"query": pa.array(queries, pa.string())})
+    with store.registered("_doc_queries", wanted):
+        uncounted = store.query(
+            "SELECT count(*) FROM _doc_queries w LEFT JOIN ngram_counts c ON c.backend = ? AND c.index_name = ? "
+            "AND c.query = w.query AND c.status = 'ok' WHERE c.query IS NULL",
+            [backend.backend, backend.index_name])[0][0]
+    return requests + uncounted * (1 + options.docs)

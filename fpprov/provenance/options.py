@@ -11,8 +11,12 @@ from ..errors import FpprovError
 
 @dataclass
 class ProvenanceOptions:
-    ladder: tuple[int, ...] = (10,)   # repetitions counted for every token (--ngram / --ladder)
-    docs: int = 0                     # documents sampled per query with count >= min_count (--docs)
+    ladder: tuple[int, ...] = (10,)   # repetitions counted for every token (--ngram / --ladder); n = 1 is added
+    docs: int = 20                    # documents sampled per largest-n query with count >= min_count (--docs)
+    controls: int = 1                 # matched non-FP controls per FP (--controls; 0: no comparison)
+    max_tokens: int | None = None     # FPs per model and index (--max-tokens); None: the backend's default budget
+    baseline_positions: int = 1000    # random corpus positions behind each index's source baseline
+    bin_width: float = 0.5            # frequency bins on log10(unigram count + 1) that controls are matched in
     min_count: int = 1
     seed: int = 0
     source_field: str = "source"      # metadata field naming a document's source
@@ -35,14 +39,59 @@ class ProvenanceOptions:
             raise FpprovError(f"--ngram / --ladder n = {max(ladder)} is over the limit of {MAX_REPETITIONS} "
                               "repetitions (the api and mini take at most 1,000 characters a query)")
         for name, low in (("docs", 0), ("min_count", 1), ("context_chars", 0), ("concurrency", 1),
-                          ("give_up_after", 0)):
+                          ("give_up_after", 0), ("controls", 0), ("baseline_positions", 0)):
             if getattr(self, name) < low:
                 flag = {"context_chars": "context"}.get(name, name).replace("_", "-")
                 raise FpprovError(f"--{flag} must be at least {low} (got {getattr(self, name)})")
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise FpprovError(f"--max-tokens must be at least 1 (got {self.max_tokens})")
+        if self.controls > 20:
+            raise FpprovError(f"--controls must be at most 20 (got {self.controls})")
+        if not 0 < self.bin_width <= 5:
+            raise FpprovError(f"bin_width must be in (0, 5] (got {self.bin_width})")
         if self.concurrency > 8:
             raise FpprovError(f"--concurrency must be at most 8 (got {self.concurrency})")
         if not self.flush_seconds > 0:
             raise FpprovError(f"flush_seconds must be positive (got {self.flush_seconds})")
+
+
+@dataclass(frozen=True)
+class EvidenceSummary:
+    """One (model, index)'s FP-vs-control headline, for the command's closing table (fp_enrichment has all)."""
+
+    model: str
+    index_name: str
+    n_fp: int
+    n_control: int
+    auc: float
+    auc_low: float
+    auc_high: float
+    excluded: int              # tokens kept out of the comparison (evidence_exclusions)
+    reason: str | None         # why a statistic is missing, if one is
+
+
+@dataclass(frozen=True)
+class RunEstimate:
+    """What a run will send to one index, known before anything is sent (upper bounds where counts decide)."""
+
+    index_name: str
+    fp_total: int               # FPs of the chosen models' scans
+    fps: int                    # FPs taken (all, or the --max-tokens sample)
+    sample_rule: str            # how they were taken
+    controls: int               # control tokens at most (K per FP)
+    count_queries: int          # count queries to send (not cached), candidate controls included
+    cached_queries: int         # count queries answered by the cache
+    doc_requests: int           # document requests at most (find + one per document)
+    baseline_requests: int      # baseline positions still to look up
+    rate: float | None          # the backend's requests per second; None: a local engine, no limit
+
+    @property
+    def requests(self) -> int:
+        return self.count_queries + self.doc_requests + self.baseline_requests
+
+    @property
+    def seconds(self) -> float | None:
+        return self.requests / self.rate if self.rate else None
 
 
 class ProvenanceProgress:
@@ -51,6 +100,9 @@ class ProvenanceProgress:
     def phase(self, name: str, total: int, cached: int = 0) -> None: ...
 
     def advance(self, n: int = 1) -> None: ...
+
+    def planned(self, estimate: RunEstimate) -> None:
+        """Called once per index before anything is sent, with what the run will send and how long that takes."""
 
 
 @dataclass
@@ -70,10 +122,16 @@ class RunSummary:
     docs_cached: int = 0
     docs_fetched: int = 0
     docs_failed: int = 0
+    baseline_wanted: int = 0   # random corpus positions the source baselines need
+    baseline_cached: int = 0
+    baseline_fetched: int = 0
+    baseline_failed: int = 0
+    controls: int = 0          # control tokens drawn (all models and indexes)
     requests: int = 0          # calls made to the backend (HTTP requests or engine calls)
     seconds: float = 0.0
     failures: list[tuple[str, str]] = field(default_factory=list)   # (query, reason), the first few
+    evidence: list[EvidenceSummary] = field(default_factory=list)   # per (model, index) traced with controls
 
     @property
     def failed_total(self) -> int:
-        return self.failed + self.docs_failed
+        return self.failed + self.docs_failed + self.baseline_failed

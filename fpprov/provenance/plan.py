@@ -27,6 +27,7 @@ class FpToken:
     token_id: int
     text: str | None
     category: str
+    prob: float = 0.0          # p(t | t) in the scan (what --max-tokens ranks by)
 
 
 def load_fp_tokens(store: Store, models: list[str] | None = None) -> dict[str, list[FpToken]]:
@@ -36,12 +37,12 @@ def load_fp_tokens(store: Store, models: list[str] | None = None) -> dict[str, l
         where = f"AND f.model IN ({', '.join('?' for _ in models)})"
         params = list(models)
     rows = store.query(
-        "SELECT f.model, f.token_id, any_value(f.text), any_value(f.category) FROM token_fps f "
+        "SELECT f.model, f.token_id, any_value(f.text), any_value(f.category), max(f.prob) FROM token_fps f "
         f"JOIN scans s ON s.scan_id = f.scan_id WHERE s.complete {where} "
         "GROUP BY f.model, f.token_id ORDER BY f.model, f.token_id", params)
     by_model: dict[str, list[FpToken]] = {}
-    for model, token_id, text, category in rows:
-        by_model.setdefault(model, []).append(FpToken(model, int(token_id), text, category))
+    for model, token_id, text, category, prob in rows:
+        by_model.setdefault(model, []).append(FpToken(model, int(token_id), text, category, float(prob)))
     missing = [m for m in (models or []) if m not in by_model]
     if missing:
         raise FpprovError(f"no complete scan with fixed points for {', '.join(missing)}; run `fpprov scan` first")
@@ -73,14 +74,14 @@ def token_variants(text: str) -> list[tuple[str, str]]:
 
 
 def plan_entries(tokens: Iterable[FpToken], backend: CorpusBackend, is_proxy: bool | None,
-                 ladder: Iterable[int]) -> list[dict[str, Any]]:
+                 ladder: Iterable[int], role: str = "fp") -> list[dict[str, Any]]:
     """One provenance row per (token, n, variant), with its query or the reason it has none."""
     rows = []
     ladder = sorted(set(ladder))
     for token in tokens:
         common = {"model": token.model, "token_id": token.token_id, "backend": backend.backend,
                   "index_name": backend.index_name, "token_text": token.text, "category": token.category,
-                  "index_is_proxy": is_proxy}
+                  "index_is_proxy": is_proxy, "role": role}
         reason = no_text_reason(token)
         if reason:
             for n in ladder:
@@ -97,12 +98,22 @@ def plan_entries(tokens: Iterable[FpToken], backend: CorpusBackend, is_proxy: bo
 
 
 def store_entries(store: Store, rows: list[dict[str, Any]]) -> None:
+    """Insert or replace provenance rows (one statement)."""
     if not rows:
         return
     now = datetime.now()
     entries = pa.Table.from_pylist([{**r, "updated_at": now} for r in rows])
     with store.registered("_provenance_entries", entries):
         store.con.execute("INSERT OR REPLACE INTO provenance BY NAME SELECT * FROM _provenance_entries")
+
+
+def replace_controls(store: Store, model: str, backend: CorpusBackend, rows: list[dict[str, Any]]) -> None:
+    """The model's control rows in this index become ``rows``: a new draw (another seed or K) leaves no stale
+    control behind, while the counts and documents of every query stay cached."""
+    with store.transaction():
+        store.con.execute("DELETE FROM provenance WHERE model = ? AND backend = ? AND index_name = ? AND role = 'control'",
+                          [model, backend.backend, backend.index_name])
+        store_entries(store, rows)
 
 
 def pending_queries(store: Store, backend: str, index_name: str,

@@ -1,0 +1,153 @@
+"""FP tokens against their matched controls in one index, stored: the repetition comparison (``fp_enrichment``),
+each token's rate, percentile and q-value (``token_evidence``), where their documents come from against the
+corpus baseline (``source_enrichment``), the draw (``control_matches``) and what was kept out
+(``evidence_exclusions``). The statistics are ``fpprov.evidence``'s; this module reads the counts and documents
+the run stored and writes the results, replacing the (model, backend, index)'s previous ones in one
+transaction, so a rerun gives the same rows."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import pyarrow as pa
+
+from ..corpus.base import CorpusBackend
+from ..evidence.repetition import repetition_evidence, self_repetition_rate
+from ..evidence.sources import UNKNOWN_SOURCE, source_enrichment, token_source_enrichment, wilson_share
+from ..store import Store
+from .baselines import Baseline
+from .controls import COUNT_FAILED, ControlDraw, Exclusion, ok_counts, unit_query
+from .options import EvidenceSummary, ProvenanceOptions
+from .plan import FpToken
+
+MEASURE = "(count(t x n) / count(t)) ^ (1 / (n - 1))"
+_TABLES = ("evidence_runs", "control_matches", "evidence_exclusions", "fp_enrichment", "token_evidence",
+           "source_enrichment")
+
+
+def _nan_to_none(value: float | None) -> float | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+
+def repeat_query(token: FpToken, corpus: CorpusBackend, n: int) -> str | None:
+    """The query that counts the token's text repeated n times (as the plan built it), or None."""
+    unit = unit_query(token, corpus)
+    if unit is None or corpus.repeated_reason(unit, n) or corpus.unqueryable_reason(unit * n):
+        return None
+    return unit * n
+
+
+def _documents(store: Store, corpus: CorpusBackend, queries: list[str], seed: int, docs: int) -> dict[str, list[str]]:
+    """Sources of the sampled documents of each query (the first ``docs`` of the seed's sample)."""
+    if not queries or docs == 0:
+        return {}
+    rows = store.query(
+        "SELECT query, coalesce(source, ?) FROM documents WHERE backend = ? AND index_name = ? AND seed = ? "
+        "AND status = 'ok' AND sample_no < ? AND query IN (SELECT unnest(?::VARCHAR[])) ORDER BY query, sample_no",
+        [UNKNOWN_SOURCE, corpus.backend, corpus.index_name, seed, docs, list(set(queries))])
+    out: dict[str, list[str]] = {}
+    for query, source in rows:
+        out.setdefault(query, []).append(source)
+    return out
+
+
+def _source_rows(common: dict[str, Any], scope: str, token_id: int | None, role: str, sources: Sequence[str],
+                 baseline: Sequence[str | None] | None, no_baseline: str, seed: int) -> list[dict[str, Any]]:
+    """Per source among ``sources``: its Wilson share, and its enrichment over the baseline with a CI."""
+    if not sources:
+        return []
+    if scope == "pooled" and baseline:
+        results = [(e.source, e.k_docs, e.baseline_share, e.enrichment, e.ci_low, e.ci_high, e.reason)
+                   for e in source_enrichment(sources, baseline, seed) if e.k_docs > 0]
+    else:
+        results = [(e.source, e.k_docs, e.baseline_share, e.enrichment, e.ci_low, e.ci_high, e.reason)
+                   for e in token_source_enrichment(sources, baseline or [])]
+    rows = []
+    for source, k, base_share, enrichment, low, high, reason in results:
+        share, share_low, share_high = wilson_share(k, len(sources))
+        rows.append({**common, "scope": scope, "token_id": token_id, "role": role, "source": source, "docs": k,
+                     "sampled": len(sources), "share": share, "share_low": share_low, "share_high": share_high,
+                     "baseline_share": _nan_to_none(base_share) if baseline else None,
+                     "enrichment": _nan_to_none(enrichment) if baseline else None,
+                     "enrichment_low": _nan_to_none(low) if baseline else None,
+                     "enrichment_high": _nan_to_none(high) if baseline else None,
+                     "reason": reason if baseline else no_baseline})
+    return rows
+
+
+def compare_with_controls(store: Store, corpus: CorpusBackend, fps: list[FpToken], fp_total: int, sample_rule: str,
+                          draw: ControlDraw, baseline: Baseline, options: ProvenanceOptions) -> EvidenceSummary | None:
+    """Compute and store the evidence for one model in one index; None when no control was asked for."""
+    if draw.match is None:
+        return None
+    model = fps[0].model
+    n = max(options.ladder)
+    no_baseline = baseline.unavailable or "no corpus baseline position was looked up"
+    base_sources = None if baseline.unavailable else baseline.sources
+    common = {"model": model, "backend": corpus.backend, "index_name": corpus.index_name}
+    tokens = {t.token_id: t for t in fps} | {t.token_id: t for t in draw.controls}
+    role = {t.token_id: "fp" for t in fps} | {t.token_id: "control" for t in draw.controls}
+    queries = {i: repeat_query(t, corpus, n) for i, t in tokens.items() if i in draw.unigram_counts}
+    counts = ok_counts(store, corpus, [q for q in queries.values() if q is not None])
+    exclusions = list(draw.exclusions)
+    rates: dict[int, float] = {}
+    repeats: dict[int, int] = {}
+    for token_id, query in queries.items():
+        if query is None or query not in counts:
+            exclusions.append(Exclusion(token_id, role[token_id], COUNT_FAILED))
+            continue
+        repeats[token_id] = counts[query]
+        rates[token_id] = self_repetition_rate(draw.unigram_counts[token_id], counts[query], n) if n >= 2 else math.nan
+    evidence = repetition_evidence(draw.match, rates, options.seed)
+    comp = evidence.comparison
+
+    bins = {m.control_token_id: m.bin for m in draw.match.matches} | dict(draw.match.fp_bins)
+    token_rows = [{**common, "token_id": tp.token_id, "role": "fp", "unigram_count": draw.unigram_counts[tp.token_id],
+                   "repeat_count": repeats[tp.token_id], "rate": tp.value, "bin": tp.bin,
+                   "n_bin_controls": tp.n_controls, "percentile": _nan_to_none(tp.percentile),
+                   "percentile_low": _nan_to_none(tp.percentile_ci[0]), "percentile_high": _nan_to_none(tp.percentile_ci[1]),
+                   "p_value": _nan_to_none(tp.p_value), "q_value": _nan_to_none(tp.q_value)}
+                  for tp in evidence.tokens if tp.token_id in rates]
+    token_rows += [{**common, "token_id": t.token_id, "role": "control", "unigram_count": draw.unigram_counts[t.token_id],
+                    "repeat_count": repeats[t.token_id], "rate": rates[t.token_id], "bin": bins[t.token_id],
+                    "n_bin_controls": None, "percentile": None, "percentile_low": None, "percentile_high": None,
+                    "p_value": None, "q_value": None}
+                   for t in draw.controls if t.token_id in rates]
+
+    docs = _documents(store, corpus, [q for q in queries.values() if q], options.seed, options.docs)
+    source_rows: list[dict[str, Any]] = []
+    pooled: dict[str, list[str]] = {"fp": [], "control": []}
+    for token_id, query in sorted(queries.items()):
+        sources = docs.get(query or "", [])
+        pooled[role[token_id]] += sources
+        source_rows += _source_rows(common, "token", token_id, role[token_id], sources, base_sources, no_baseline,
+                                    options.seed)
+    for r in ("fp", "control"):
+        source_rows += _source_rows(common, "pooled", None, r, pooled[r], base_sources, no_baseline, options.seed)
+
+    run_row = {**common, "n": n, "measure": MEASURE, "controls_k": options.controls, "bin_width": options.bin_width,
+               "seed": options.seed, "fp_total": fp_total, "fp_sampled": len(fps), "sample_rule": sample_rule,
+               "baseline_positions": len(base_sources or [])}
+    enrichment_row = {**common, "n": n, "n_fp": comp.n_fp, "n_control": comp.n_control, "auc": _nan_to_none(comp.auc),
+                      "auc_low": _nan_to_none(comp.auc_ci[0]), "auc_high": _nan_to_none(comp.auc_ci[1]),
+                      "p_value": _nan_to_none(comp.p_value), "median_fp": _nan_to_none(comp.median_fp),
+                      "median_control": _nan_to_none(comp.median_control),
+                      "median_ratio": _nan_to_none(comp.median_ratio), "ratio_low": _nan_to_none(comp.median_ratio_ci[0]),
+                      "ratio_high": _nan_to_none(comp.median_ratio_ci[1]), "reason": comp.reason}
+    match_rows = [{**common, "fp_token_id": m.fp_token_id, "draw": m.draw, "control_token_id": m.control_token_id,
+                   "bin": m.bin, "category": m.category, "fp_count": m.fp_count, "control_count": m.control_count}
+                  for m in draw.match.matches]
+    exclusion_rows = list({e.token_id: {**common, "token_id": e.token_id, "role": e.role, "reason": e.reason}
+                           for e in exclusions}.values())
+    rows = {"evidence_runs": [run_row], "control_matches": match_rows, "evidence_exclusions": exclusion_rows,
+            "fp_enrichment": [enrichment_row], "token_evidence": token_rows, "source_enrichment": source_rows}
+    with store.transaction():
+        for table in _TABLES:
+            store.con.execute(f"DELETE FROM {table} WHERE model = ? AND backend = ? AND index_name = ?",
+                              [model, corpus.backend, corpus.index_name])
+            if rows[table]:
+                with store.registered("_evidence_rows", pa.Table.from_pylist(rows[table])):
+                    store.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _evidence_rows")
+    return EvidenceSummary(model, corpus.index_name, comp.n_fp, comp.n_control, comp.auc, comp.auc_ci[0],
+                           comp.auc_ci[1], len(exclusion_rows), comp.reason)
