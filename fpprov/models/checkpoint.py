@@ -9,7 +9,7 @@ import contextlib
 import functools
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -25,8 +25,14 @@ _CORRUPT_SIGNS = ("cannot reshape", "buffer is smaller", "mmap length", "out of 
 
 
 def load_checkpoint(location: str, gguf_file: str | None, torch_dtype: torch.dtype, local_only: bool,
-                    what: str) -> tuple[Any, Any]:
-    """(model, tokenizer) from ``location`` (``gguf_file`` inside it when given); ``what`` names it in errors."""
+                    what: str, device_map: str | dict[str, Any] | None = None,
+                    before_weights: Callable[[Any], None] | None = None) -> tuple[Any, Any]:
+    """(model, tokenizer) from ``location`` (``gguf_file`` inside it when given); ``what`` names it in errors.
+
+    ``before_weights`` sees the config once it is read and checked, before any weight is (the memory check).
+    ``device_map`` ({"": device} or "auto") lets transformers put each weight where it belongs as it reads
+    it, without a full CPU copy first. A GGUF is dequantized on the CPU whichever way it loads (the quantized
+    blocks are numpy arrays), so it is built there and moved by the caller."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     kwargs: dict[str, Any] = {"local_files_only": local_only}
@@ -37,12 +43,15 @@ def load_checkpoint(location: str, gguf_file: str | None, torch_dtype: torch.dty
     except Exception as exc:
         raise FpprovError(f"cannot read {what}: {_reason(exc, gguf_file)}") from None
     _check_causal(config, what)
+    if before_weights is not None:
+        before_weights(config)
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, **kwargs)
         model = load_gguf_streaming(Path(location) / gguf_file, config, torch_dtype) if gguf_file else None
         if model is None:
             with _quiet_gguf_progress(bool(gguf_file)):
-                model = AutoModelForCausalLM.from_pretrained(location, dtype=torch_dtype, **kwargs)
+                placed = {} if gguf_file or device_map is None else {"device_map": device_map}
+                model = AutoModelForCausalLM.from_pretrained(location, dtype=torch_dtype, **placed, **kwargs)
     except FpprovError:
         raise
     except Exception as exc:

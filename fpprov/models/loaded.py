@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -31,10 +31,12 @@ class LoadedModel:
     num_layers: int
     tied_head: bool                # the output embedding shares the input embedding's weight
     rotary: bool                   # rotary position embeddings (the RoPE reduction holds)
+    device_map: dict[str, str] = field(default_factory=dict)  # module name -> device; {"": device} when on one
 
     @classmethod
     def of(cls, spec: ModelSpec, model: Any, tokenizer: Any, dtype: torch.dtype, device: torch.device) -> LoadedModel:
-        """The facts read off ``model`` (already on ``device``, in eval mode) and ``tokenizer``."""
+        """The facts read off ``model`` (already on ``device``, or spread as its ``hf_device_map`` says, in eval
+        mode) and ``tokenizer``; ``device`` is where its input embeddings sit."""
         weight = model.get_input_embeddings().weight  # (V_rows, d)
         out = model.get_output_embeddings()
         config = model.config
@@ -48,6 +50,7 @@ class LoadedModel:
             num_layers=int(getattr(config, "num_hidden_layers", 0) or 0),
             tied_head=bool(out is not None and out.weight.data_ptr() == weight.data_ptr()),
             rotary=any("rotary" in type(module).__name__.lower() for module in model.modules()),
+            device_map=_device_map(model, device),
         )
 
     @property
@@ -81,9 +84,20 @@ class LoadedModel:
         """e.g. 'Q4_K_M GGUF dequantized to float32'; None for a full-precision checkpoint."""
         return self.spec.quantization
 
+    @property
+    def spread(self) -> bool:
+        """The weights sit on more than one device."""
+        return len(set(self.device_map.values())) > 1
+
     def input_embeddings(self) -> torch.nn.Module:
         return self.model.get_input_embeddings()
 
     def scannable_ids(self) -> tuple[int, int]:
         """(n_ids, n_rows): tokenizer ids including added tokens, and embedding rows."""
         return self.vocab_size, self.embedding_rows
+
+
+def _device_map(model: Any, device: torch.device) -> dict[str, str]:
+    placed = getattr(model, "hf_device_map", None) or {"": device}
+    return {name: str(torch.device(f"cuda:{where}" if isinstance(where, int) else where))
+            for name, where in placed.items()}

@@ -13,12 +13,13 @@ import os
 import socket
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 from urllib.parse import urlparse
 
 import torch
 
 from ..errors import FpprovError
+from ..memory import MemoryRefusal
 from .checkpoint import load_checkpoint
 from .spec import ModelSpec
 
@@ -29,6 +30,13 @@ class LoadRequest:
 
     torch_dtype: torch.dtype
     dtype: str                     # its name, for the quantization note ("... dequantized to float32")
+    device_map: str | dict[str, Any] | None = None   # {"": device} or "auto": where transformers puts weights
+    before_weights: Callable[[Any], None] | None = None  # sees the config before any weight is read
+
+    def load(self, location: str, gguf_file: str | None, local_only: bool, what: str) -> tuple[Any, Any]:
+        """(model, tokenizer) of one checkpoint, as this request wants it."""
+        return load_checkpoint(location, gguf_file, self.torch_dtype, local_only, what, self.device_map,
+                               self.before_weights)
 
 
 @dataclass(frozen=True)
@@ -74,7 +82,7 @@ class GgufFile:
         if spec.source_kind != "gguf":
             return None
         path = Path(spec.location)
-        model, tokenizer = load_checkpoint(str(path.parent), path.name, request.torch_dtype, True, f"GGUF file {path}")
+        model, tokenizer = request.load(str(path.parent), path.name, True, f"GGUF file {path}")
         quantization = f"{spec.quantization or 'GGUF'} GGUF dequantized to {request.dtype}"
         return Found(replace(spec, quantization=quantization), model, tokenizer)
 
@@ -87,8 +95,7 @@ class LocalDirectory:
 
     def try_load(self, spec: ModelSpec, request: LoadRequest) -> Found | Attempt | None:
         if spec.source_kind == "directory":
-            return Found(spec, *load_checkpoint(spec.location, None, request.torch_dtype, True,
-                                                f"model directory {spec.location}"))
+            return Found(spec, *request.load(spec.location, None, True, f"model directory {spec.location}"))
         if _from_hub(spec) and not spec.alias:
             return Attempt(self.name, f"directory {spec.location}", "none here")
         return None
@@ -105,8 +112,7 @@ class HubCache:
             return None
         if not hub_cached(spec.location):
             return Attempt(self.name, self.name, f"{spec.location} not cached")
-        model, tokenizer = load_checkpoint(spec.location, None, request.torch_dtype, True,
-                                           f"cached hub model {spec.location}")
+        model, tokenizer = request.load(spec.location, None, True, f"cached hub model {spec.location}")
         return Found(replace(spec, source_kind="hub-cache"), model, tokenizer)
 
 
@@ -125,8 +131,7 @@ class PackageGguf:
         except ImportError:
             return Attempt(self.name, f"package {spec.alias.get('gguf_package_dist') or package}", "not installed")
         path = Path(module.assemble())
-        model, tokenizer = load_checkpoint(str(path.parent), path.name, request.torch_dtype, True,
-                                           f"GGUF from package {package}")
+        model, tokenizer = request.load(str(path.parent), path.name, True, f"GGUF from package {package}")
         quantization = f"{spec.alias.get('gguf_quantization', 'GGUF')} GGUF dequantized to {request.dtype}"
         return Found(replace(spec, source_kind="gguf-package", location=str(path), quantization=quantization),
                      model, tokenizer)
@@ -145,8 +150,9 @@ class HubDownload:
         if unavailable:
             return Attempt(self.name, self.name, unavailable, unreachable=True)
         try:
-            model, tokenizer = load_checkpoint(spec.location, None, request.torch_dtype, False,
-                                               f"hub model {spec.location}")
+            model, tokenizer = request.load(spec.location, None, False, f"hub model {spec.location}")
+        except MemoryRefusal:
+            raise                      # the model was found: too big for the device is the whole story
         except FpprovError as exc:
             return Attempt(self.name, self.name, str(exc))
         return Found(spec, model, tokenizer)
