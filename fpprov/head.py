@@ -99,6 +99,11 @@ class LMHead:
         self.keep_top = min(keep_top, self.n_rows - 1)
         self.wins = torch.zeros(self.n_rows, dtype=torch.int64)   # how often each id beat a row
 
+    def _here(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``tensors`` on the head's device: with a device map the head may sit on another GPU than the
+        hidden states (the last layers') or the ids (the embeddings')."""
+        return tuple(t.to(self.weight.device) for t in tensors)
+
     def _logits(self, h: torch.Tensor, rows: slice | torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
         w = self.weight[rows]                                      # (C, D)
         if dtype is not None:
@@ -137,6 +142,7 @@ class LMHead:
         ``row_block`` rows, since rows beaten early leave few survivors per batch and a GEMM of ~128 rows
         ran at 2/3 of the rate of one of 1024 here.
         """
+        h, ids = self._here(h, ids)
         n = h.shape[0]
         k = self.keep_top
         st = _ScreenState(
@@ -240,6 +246,7 @@ class LMHead:
         The own logit is computed in the same contraction as the candidates', so that an exact tie (e.g. a
         duplicated head row) compares equal instead of differing in the last bit.
         """
+        h64, ids, cand_ids = self._here(h64, ids, cand_ids)
         cols = torch.cat([ids[:, None], cand_ids], 1)                                     # (B, 1 + K)
         w = self.weight[cols.clamp(min=0)].to(torch.float64)                               # (B, 1 + K, D)
         logits = torch.einsum("bd,bkd->bk", h64, w)                                        # (B, 1 + K)
@@ -258,6 +265,7 @@ class LMHead:
         For the few rows a float64 re-check meets without a kept list (screen non-FPs): a float32 pass over
         the head costs less than casting the whole head to float64 for them.
         """
+        h, ids = self._here(h, ids)
         n = h.shape[0]
         top_vals = torch.full((n, k), NEG_INF, dtype=h.dtype, device=h.device)                 # (B, k)
         top_ids = torch.full((n, k), -1, dtype=torch.int64, device=h.device)                   # (B, k)
@@ -268,7 +276,7 @@ class LMHead:
     @torch.no_grad()
     def full_rows(self, h: torch.Tensor, ids: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
         """Dense verdict in ``dtype`` (e.g. float64): (is_fp, own, runner-up logit, runner-up id, lse)."""
-        h = h.to(dtype)
+        h, ids = self._here(h.to(dtype), ids)
         n = h.shape[0]
         own = torch.empty(n, dtype=dtype, device=h.device)         # taken from the same GEMM as the others
         best = torch.full((n,), NEG_INF, dtype=dtype, device=h.device)
