@@ -100,10 +100,52 @@ def _add_evidence(store) -> None:
     store.insert_rows("source_enrichment", sources)
 
 
-def build_report_db(path: Path, *, evidence: bool = False) -> Path:
+# Per-token q-values of the plain report database (gemma3-270m in DCLM): six FPs are repetition-enriched at
+# q <= 0.05, BLAH the most (and its forum source too), then " Justine".
+FLAG_Q = {100: 1e-5, 101: 1e-4, 104: 1e-3, 10: 0.01, 11: 0.02, 12: 0.04, 13: 0.3, 14: 0.5}
+
+
+def _add_flag_evidence(store) -> None:
+    store.insert_rows("evidence_runs", [{
+        "model": "gemma3-270m", "backend": "api", "index_name": DCLM, "n": 10, "measure": "rate", "controls_k": 1,
+        "bin_width": 0.5, "seed": 0, "fp_total": 14, "fp_sampled": 14, "sample_rule": "all",
+        "baseline_positions": 1000}])
+    store.insert_rows("token_evidence", [{
+        "model": "gemma3-270m", "backend": "api", "index_name": DCLM, "token_id": token_id, "role": "fp",
+        "unigram_count": 2_000_000, "repeat_count": 45_000, "rate": 0.66, "bin": 12, "n_bin_controls": 60,
+        "percentile": 99.0, "percentile_low": 91.0, "percentile_high": 99.8, "p_value": q / 2, "q_value": q}
+        for token_id, q in FLAG_Q.items()])
+    store.insert_rows("fp_enrichment", [{
+        "model": "gemma3-270m", "backend": "api", "index_name": DCLM, "n": 10, "n_fp": len(FLAG_Q), "n_control": 60,
+        "auc": 0.81, "auc_low": 0.7, "auc_high": 0.9, "p_value": 1e-4, "median_fp": 0.66, "median_control": 0.2,
+        "median_ratio": 3.3, "ratio_low": 2.0, "ratio_high": 5.1, "reason": None}])
+    store.insert_rows("source_enrichment", [{
+        "model": "gemma3-270m", "backend": "api", "index_name": DCLM, "scope": "token", "token_id": 100,
+        "role": "fp", "source": "<b>pes2o</b>", "docs": 5, "sampled": 6, "share": 5 / 6, "share_low": 0.44,
+        "share_high": 0.97, "baseline_share": 0.1, "enrichment": 8.3, "enrichment_low": 4.2,
+        "enrichment_high": 16.0}])
+
+
+def _add_undertrained(store) -> None:
+    """gemma3-270m's first 4,096 ids with magikarp indicators: BLAH (100) and " Justine" (101) under-trained."""
+    store.insert_rows("undertrained_runs", [{
+        "model": "gemma3-270m", "indicator": "cosine_distance_no_pc1", "reference_rule": "unused_names",
+        "reference_count": 99, "percentile": 2.0, "threshold": 0.1, "n_tokens": 4096, "n_undertrained": 82,
+        "tied_head": True}])
+    store.insert_rows("undertrained_tokens", [{
+        "model": "gemma3-270m", "token_id": i, "is_reference": False, "is_special": False, "cosine_distance": 0.5,
+        "cosine_distance_no_pc1": value, "input_norm": 1.0, "indicator_value": value, "percentile": 100 * i / 4096,
+        "undertrained": value <= 0.1} for i, value in ((i, 0.05 if i in (100, 101) else 0.6) for i in range(4096))])
+
+
+def build_report_db(path: Path, *, evidence: bool = False, flags: bool = True) -> Path:
+    """evidence: the full evidence of two indexes (hostile names); else, with flags, one index's q-values."""
     with open_store(path) as store:
         if evidence:
             _add_evidence(store)
+        elif flags:
+            _add_flag_evidence(store)
+        _add_undertrained(store)
         store.insert_rows("models", [
             {"name": "gemma3-270m", "source_kind": "gguf-package", "family": "gemma3", "variant": "base",
              "quantization": "Q4_K_M GGUF dequantized to float32", "vocab_size": 262144, "hub_id": "google/gemma-3-270m"},

@@ -13,6 +13,9 @@ from fpprov.store import open_store
 OPTIONS = dict(ladder=(evidence_corpus.RUN,), docs=10, controls=3, bin_width=1.0, baseline_positions=400, seed=3)
 
 
+FEW_REQUESTS = dict(docs=2, baseline_positions=50)   # an HTTP round trip each: keep the API tests short
+
+
 def _run(db, index, **overrides):
     with open_store(db) as store:
         return run_provenance(store, backend="local", index_dirs=[index],
@@ -84,3 +87,29 @@ def test_rerun_sends_nothing(planted):
     assert again.baseline_fetched == 0 and again.docs_fetched == 0
     with open_store(db, read_only=True) as store:
         assert (store.query("SELECT count(*) FROM ngram_counts")[0][0], store.query_dicts("FROM fp_enrichment")) == before
+
+
+def test_a_failed_control_count_is_never_a_zero(tmp_path):
+    """Against the API test server: the n-fold count of some controls fails; they are kept out with the reason,
+    never compared as 0, and the next run (server healthy) completes the comparison."""
+    from infinigram_server import serve
+    from test_provenance import FAST
+
+    db, index, _ = evidence_corpus.build(tmp_path, planted=True, n_words=120, n_fps=20)
+    with open_store(db) as store:
+        words = evidence_corpus.vocabulary(120, 0)
+        with serve([index]) as srv:
+            # the count of a run of 12 copies fails for the words 0-39 (FPs and candidates alike)
+            for word in words[:40]:
+                srv.query_faults[word * evidence_corpus.RUN] = "500"
+            run_provenance(store, backend="api", index="test_index", api_url=srv.url, http=FAST,
+                           options=ProvenanceOptions(**{**OPTIONS, **FEW_REQUESTS, "give_up_after": 0}))
+            failed = {r[0] for r in store.query("SELECT token_id FROM evidence_exclusions WHERE reason = 'count_failed'")}
+            compared = {r[0] for r in store.query("SELECT token_id FROM token_evidence")}
+            zero_rows = store.query("SELECT count(*) FROM token_evidence WHERE token_id < 40")[0][0]
+            assert failed and not failed & compared and zero_rows == 0
+            srv.query_faults.clear()
+            run_provenance(store, backend="api", index="test_index", api_url=srv.url, http=FAST,
+                           options=ProvenanceOptions(**{**OPTIONS, **FEW_REQUESTS}))
+        healed = store.query("SELECT count(*) FROM evidence_exclusions WHERE reason = 'count_failed'")[0][0]
+        assert healed == 0 and failed & {r[0] for r in store.query("SELECT token_id FROM token_evidence")}

@@ -43,6 +43,12 @@ def store(tmp_path):
     s.close()
 
 
+def counting(**options) -> ProvenanceOptions:
+    """Options for the tests of counting and sampling as such: no controls, no baseline, documents only when a
+    test asks (the evidence on top of them is tests/test_evidence_run.py's)."""
+    return ProvenanceOptions(**{"docs": 0, "controls": 0, "baseline_positions": 0, **options})
+
+
 def test_variants_cover_both_word_boundary_spellings():
     assert token_variants(" Justine") == [("as_is", " Justine"), ("space_stripped", "Justine")]
     assert token_variants("blah") == [("as_is", "blah"), ("space_added", " blah")]
@@ -62,7 +68,7 @@ def test_tokens_without_text_are_not_queryable_with_a_reason():
 
 def test_local_counts_equal_an_independent_count_and_nothing_is_a_false_zero(store, index):
     summary = run_provenance(store, backend="local", index_dirs=[index[0]],
-                             options=ProvenanceOptions(ladder=(1, 2, 10)))
+                             options=counting(ladder=(1, 2, 10)))
     assert summary.failed == 0 and summary.models == ["tiny-a", "tiny-b"]
     rows = store.query_dicts("SELECT * FROM provenance_counts")
     assert {r["model"] for r in rows} == {"tiny-a", "tiny-b"}
@@ -88,10 +94,10 @@ def test_local_counts_equal_an_independent_count_and_nothing_is_a_false_zero(sto
 
 
 def test_rerun_sends_zero_queries_and_extends_the_ladder_only(store, index):
-    run_provenance(store, backend="local", index_dirs=[index[0]], options=ProvenanceOptions(ladder=(2,)))
-    again = run_provenance(store, backend="local", index_dirs=[index[0]], options=ProvenanceOptions(ladder=(2,)))
+    run_provenance(store, backend="local", index_dirs=[index[0]], options=counting(ladder=(2,)))
+    again = run_provenance(store, backend="local", index_dirs=[index[0]], options=counting(ladder=(2,)))
     assert again.sent == 0 and again.requests == 0 and again.cached == again.queries > 0
-    wider = run_provenance(store, backend="local", index_dirs=[index[0]], options=ProvenanceOptions(ladder=(2, 3)))
+    wider = run_provenance(store, backend="local", index_dirs=[index[0]], options=counting(ladder=(2, 3)))
     assert 0 < wider.sent == wider.queries - again.queries
 
 
@@ -104,7 +110,7 @@ def test_sample_positions_are_seeded_distinct_and_prefix_stable():
 
 
 def test_documents_are_reproducible_and_sources_add_up(tmp_path, store, index):
-    options = ProvenanceOptions(ladder=(2,), docs=4, seed=7, source_field="source")
+    options = counting(ladder=(2,), docs=4, seed=7, source_field="source")
     summary = run_provenance(store, backend="local", index_dirs=[index[0]], options=options)
     assert summary.docs_fetched > 0 and summary.docs_failed == 0
     docs = store.query_dicts("SELECT * FROM documents ORDER BY query, sample_no")
@@ -117,7 +123,7 @@ def test_documents_are_reproducible_and_sources_add_up(tmp_path, store, index):
     other = open_store(tmp_path / "other.duckdb")
     add_fp_scan(other, "tiny-a", TOKENS)
     run_provenance(other, backend="local", index_dirs=[index[0]],
-                   options=ProvenanceOptions(ladder=(2,), docs=6, seed=7))
+                   options=counting(ladder=(2,), docs=6, seed=7))
     picks = lambda s, k: {(d["query"], d["sample_no"]): (d["shard"], d["rank"])  # noqa: E731
                           for d in s.query_dicts(f"SELECT * FROM documents WHERE sample_no < {k}")}
     assert picks(other, 4) == picks(store, 4)
@@ -131,14 +137,14 @@ def test_documents_are_reproducible_and_sources_add_up(tmp_path, store, index):
     assert all(abs(t - 1.0) < 1e-9 for t in totals.values())
     # A rerun fetches nothing; another --source-field re-derives sources from the stored metadata.
     again = run_provenance(store, backend="local", index_dirs=[index[0]],
-                           options=ProvenanceOptions(ladder=(2,), docs=4, seed=7, source_field="id"))
+                           options=counting(ladder=(2,), docs=4, seed=7, source_field="id"))
     assert again.requests == 0 and again.docs_fetched == 0
     assert all(s.startswith("doc") for (s,) in store.query("SELECT source FROM documents"))
 
 
 def test_min_count_limits_documents(store, index):
     high = run_provenance(store, backend="local", index_dirs=[index[0]],
-                          options=ProvenanceOptions(ladder=(1,), docs=2, min_count=10 ** 6))
+                          options=counting(ladder=(1,), docs=2, min_count=10 ** 6))
     assert high.docs_wanted == 0 and store.query("SELECT count(*) FROM documents")[0][0] == 0
 
 
@@ -146,7 +152,7 @@ def test_api_failures_are_stored_retried_and_counted(store, index):
     with serve([index[0]]) as srv:
         srv.query_faults["ffi"] = "503"
         summary = run_provenance(store, backend="api", index="test_index", api_url=srv.url, http=FAST,
-                                 options=ProvenanceOptions(ladder=(1,)))
+                                 options=counting(ladder=(1,)))
         assert summary.failed == 1 and summary.failed_total == 1
         row = store.query_dicts("SELECT * FROM ngram_counts WHERE query = 'ffi'")[0]
         assert row["status"] == "failed" and "HTTP 503" in row["error"] and row["count"] is None
@@ -155,17 +161,17 @@ def test_api_failures_are_stored_retried_and_counted(store, index):
         del srv.query_faults["ffi"]
         before = srv.posts
         retry = run_provenance(store, backend="api", index="test_index", api_url=srv.url, http=FAST,
-                               options=ProvenanceOptions(ladder=(1,)))
+                               options=counting(ladder=(1,)))
         assert srv.posts - before == 1 and retry.sent == 1 and retry.failed == 0
         row = store.query_dicts("SELECT * FROM ngram_counts WHERE query = 'ffi'")[0]
         assert row["status"] == "ok" and row["attempts"] == 2 and row["error"] is None
         assert row["count"] == independent_count(index[1], "ffi")
         before = srv.posts
         run_provenance(store, backend="api", index="test_index", api_url=srv.url, http=FAST,
-                       options=ProvenanceOptions(ladder=(1,), docs=2))
+                       options=counting(ladder=(1,), docs=2))
         docs_posts = srv.posts - before
         run_provenance(store, backend="api", index="test_index", api_url=srv.url, http=FAST,
-                       options=ProvenanceOptions(ladder=(1,), docs=2))
+                       options=counting(ladder=(1,), docs=2))
         assert docs_posts > 0 and srv.posts - before == docs_posts  # the rerun sent nothing
 
 
@@ -174,7 +180,7 @@ def test_boolean_words_are_not_queryable_on_the_api(tmp_path, index):
     add_fp_scan(s, "tiny", [(1, " AND", "normal"), (2, "OR", "normal")])
     with serve([index[0]]) as srv:
         run_provenance(s, backend="api", index="test_index", api_url=srv.url, http=FAST,
-                       options=ProvenanceOptions(ladder=(1, 3)))
+                       options=counting(ladder=(1, 3)))
         sent = {q for _, q in srv.queries}
     rows = {(r["token_id"], r["n"], r["variant"]): r for r in s.query_dicts("SELECT * FROM provenance_counts")}
     assert rows[(1, 3, "as_is")]["status"] == "not_queryable" and "boolean" in rows[(1, 3, "as_is")]["reason"]
@@ -188,14 +194,14 @@ def test_default_index_per_model_and_proxy_labels(tmp_path, index):
     add_fp_scan(s, "gemma3-270m", [(1, "blah", "normal")])
     add_fp_scan(s, "olmo2-13b", [(1, "blah", "normal")])
     with serve([index[0]], indexes=("v4_dclm-baseline_llama", "v4_olmo-mix-1124_llama")) as srv:
-        summary = run_provenance(s, backend="api", api_url=srv.url, http=FAST, options=ProvenanceOptions(ladder=(1,)))
+        summary = run_provenance(s, backend="api", api_url=srv.url, http=FAST, options=counting(ladder=(1,)))
     assert sorted(summary.indexes) == ["v4_dclm-baseline_llama", "v4_olmo-mix-1124_llama"]
     labels = dict(s.query("SELECT DISTINCT model || ' ' || index_name, index_is_proxy FROM provenance"))
     assert labels == {"gemma3-270m v4_dclm-baseline_llama": True, "olmo2-13b v4_olmo-mix-1124_llama": False}
     assert [r["model"] for r in top_rows(s, summary)] == ["gemma3-270m", "olmo2-13b"]
     add_fp_scan(s, "my-own-model", [(1, "blah", "normal")])
     with pytest.raises(FpprovError, match="'my-own-model' has no default index .*pass --index"):
-        run_provenance(s, backend="api", api_url="http://127.0.0.1:9/", options=ProvenanceOptions(ladder=(1,)))
+        run_provenance(s, backend="api", api_url="http://127.0.0.1:9/", options=counting(ladder=(1,)))
     s.close()
 
 
@@ -246,13 +252,13 @@ def test_a_backend_that_fails_everything_stops_the_run_and_a_rerun_completes(tmp
         srv.fault_all = "502"
         with pytest.raises(FpprovError, match=r"stopped after 4 failed queries in a row \(last: HTTP 502"):
             run_provenance(s, backend="api", index="test_index", api_url=srv.url, http=FAST,
-                           options=ProvenanceOptions(ladder=(1,), give_up_after=4, concurrency=1))
+                           options=counting(ladder=(1,), give_up_after=4, concurrency=1))
         failed = s.query("SELECT count(*) FROM ngram_counts WHERE status = 'failed'")[0][0]
         assert failed == 4 and srv.posts == 4 * (FAST.retries + 1)  # then nothing more was sent
         srv.fault_all = None
         srv.posts = 0
         summary = run_provenance(s, backend="api", index="test_index", api_url=srv.url, http=FAST,
-                                 options=ProvenanceOptions(ladder=(1,)))
+                                 options=counting(ladder=(1,)))
         assert summary.sent == srv.posts == 30 and summary.failed == 0
     s.close()
 
@@ -317,7 +323,7 @@ class _OneAtATime(CorpusBackend):
 
 def test_counts_and_documents_never_keep_more_in_flight_than_the_backend_takes(store):
     backend = _OneAtATime()
-    options = ProvenanceOptions(ladder=(1,), docs=2, concurrency=4)
+    options = counting(ladder=(1,), docs=2, concurrency=4)
     summary = RunSummary(backend=backend.backend)
     queries = [f"q{i}" for i in range(8)]
     count_queries(store, backend, queries, options, ProvenanceProgress(), summary)

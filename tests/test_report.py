@@ -147,7 +147,7 @@ def test_index_shows_seed_table_models_and_scan_settings(reports):
     assert gemma[10] == 2 and gemma[12] == 2                      # of which found by iteration, by gradient
     visible = parsed.visible
     assert "Q4_K_M GGUF dequantized to float32" in visible and "float32" in visible
-    assert "Suspicion rules in force" in visible and "source_concentration" in visible
+    assert "Suspicion rules in force" in visible and "repetition_enriched" in visible
     suspicious = next(b for b in parsed.json_blocks() if b["types"][:3] == ["link", "id", "tok"])["rows"]
     assert suspicious[0][0] == ["gemma3-270m.html", "gemma3-270m"] and suspicious[0][2] == "BLAH"   # top score
     assert [r[3] for r in suspicious] == sorted((r[3] for r in suspicious), reverse=True)
@@ -173,7 +173,7 @@ def test_model_page_sections(reports):
     assert any(t == "mark" for t in tags)
     assert "BLAH" * 10 in "".join(s for s in visible.split("\n") if "before" in s)
     # flags with reasons, vector FPs with their mixture
-    assert "prob_near_one" in visible and "(threshold 0.99)" in visible
+    assert "repetition_enriched" in visible and "(threshold 0.05)" in visible and "matched controls" in visible
     assert "unstable" in visible and "97.0%" in visible
 
 
@@ -193,7 +193,7 @@ def test_shared_page_matrix_and_tokens(reports):
 def test_threshold_override_changes_flags_without_writing(reports, tmp_path):
     db, _ = reports
     before = db.read_bytes()
-    build_reports(db, tmp_path / "strict", threshold_overrides={"prob_near_one": 0.2})
+    build_reports(db, tmp_path / "strict", threshold_overrides={"repetition_enriched": 0.6})
     build_reports(db, tmp_path / "default")
     strict = Page(read(tmp_path / "strict" / "gemma3-270m.html")).json_blocks()
     default = Page(read(tmp_path / "default" / "gemma3-270m.html")).json_blocks()
@@ -221,7 +221,7 @@ def test_report_cli_prints_the_index_path(reports, tmp_path):
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == str(tmp_path / "cli" / "index.html")
     assert sorted(p.name for p in (tmp_path / "cli").glob("*.html")) == ["index.html", "olmo2-1b.html", "shared.html"]
-    bad = runner.invoke(app, ["report", "--db", str(db), "--out", str(tmp_path / "cli"), "-t", "prob_near_one"])
+    bad = runner.invoke(app, ["report", "--db", str(db), "--out", str(tmp_path / "cli"), "-t", "repetition_enriched"])
     assert bad.exit_code == 2 and len(bad.stderr.strip().splitlines()) == 1 and "RULE=NUMBER" in bad.stderr
 
 
@@ -361,7 +361,7 @@ def test_report_while_another_process_writes_reads_a_snapshot(tmp_path, hold_db_
     db = build_report_db(tmp_path / "busy.duckdb")
     with hold_db_lock(db):
         result = CliRunner().invoke(app, ["report", "--db", str(db), "--out", str(tmp_path / "r"),
-                                          "-t", "prob_near_one=0.2"])
+                                          "-t", "repetition_enriched=0.2"])
         assert result.exit_code == 0, result.output
         assert "snapshot" in result.stderr
         index = Page(read(tmp_path / "r" / "index.html"))

@@ -57,7 +57,7 @@ def built(tmp_path_factory):
 @pytest.fixture(scope="module")
 def bare(tmp_path_factory):
     folder = tmp_path_factory.mktemp("no-evidence")
-    db = build_report_db(folder / "results.duckdb")
+    db = build_report_db(folder / "results.duckdb", flags=False)
     outcome = build_reports(db, folder / "reports")
     return db, outcome.index.parent
 

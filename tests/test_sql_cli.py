@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from fpprov.cli import app
 from fpprov.errors import FpprovError
+from fpprov.store import list_migrations
 from fpprov.sql import canned_queries, format_table, open_read_only, resolve_query, run_query, QueryResult
 from report_db import HOSTILE_TEXTS, build_report_db
 
@@ -185,12 +186,27 @@ def test_a_slow_query_does_not_need_a_writer_lock(db):
 
 
 def _downgrade_to_version_3(path):
-    """Make the file look written by an fpprov without the cross-model views (schema version 3)."""
+    """Make the file look written by an fpprov of schema version 3 (before the cross-model views): every view
+    and every table or column a later migration made goes, and the views of migrations 1-3 come back."""
+    old = duckdb.connect()
+    v3 = [m for m in list_migrations() if m.version <= 3]
+    for m in v3:
+        old.execute(m.sql)
+    columns = {(t, c) for t, c in old.execute("SELECT table_name, column_name FROM duckdb_columns() "
+                                              "WHERE table_name IN (SELECT table_name FROM duckdb_tables())").fetchall()}
+    tables = {t for t, _ in columns}
     with duckdb.connect(str(path)) as con:
-        for view in ("token_suspicion", "suspicious_tokens", "seed_counts", "base_vs_inst", "base_vs_inst_tokens", "base_inst_pairs",
-                     "model_overlap", "shared_fps", "primary_fps", "primary_scans", "model_pairs"):
-            con.execute(f"DROP VIEW {view}")
-        con.execute("DROP TABLE suspicion_thresholds")
+        for (view,) in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall():
+            con.execute(f'DROP VIEW "{view}"')
+        for (table,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall():
+            if table not in tables and table != "schema_version":
+                con.execute(f'DROP TABLE "{table}"')
+        for table, column in con.execute("SELECT table_name, column_name FROM duckdb_columns() "
+                                         "WHERE table_name IN (SELECT table_name FROM duckdb_tables())").fetchall():
+            if table in tables and (table, column) not in columns:
+                con.execute(f'ALTER TABLE "{table}" DROP COLUMN "{column}"')
+        for (sql,) in old.execute("SELECT sql FROM duckdb_views() WHERE NOT internal").fetchall():
+            con.execute(sql)
         con.execute("DELETE FROM schema_version WHERE version >= 4")
 
 

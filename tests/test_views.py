@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from fpprov.store import open_store
@@ -148,23 +150,23 @@ def test_seed_counts_pairs_base_and_inst_with_token_and_vector_fps(store):
     assert gemma["base_vector_fps"] is None
 
 
-def add_counts(store, model, token_id, text, counts, *, index="v4_olmo-mix-1124_llama", proxy=False):
-    """Provenance entries of one token: {n: count} measured on `index` with the 'as_is' spelling."""
-    for n, count in counts.items():
-        query = text * n
-        store.insert_rows("provenance", [{
-            "model": model, "token_id": token_id, "backend": "api", "index_name": index, "n": n,
-            "variant": "as_is", "token_text": text, "category": "normal", "queryable": True, "query": query,
-            "index_is_proxy": proxy}])
-        store.insert_rows("ngram_counts", [{"backend": "api", "index_name": index, "query": query,
-                                            "status": "ok", "count": count}])
+EVIDENCE = dict(backend="api", index_name="v4_olmo-mix-1124_llama")
 
 
-def add_documents(store, text, n, sources, *, index="v4_olmo-mix-1124_llama"):
-    store.insert_rows("documents", [{
-        "backend": "api", "index_name": index, "query": text * n, "seed": 0, "sample_no": i, "shard": 0,
-        "rank": i, "status": "ok", "snippet": f"... {text * n} ...", "source": source,
-    } for i, source in enumerate(sources)])
+def add_evidence(store, model, token_id, *, q, percentile=99.0, n_bin_controls=40, rate=0.5):
+    store.insert_rows("token_evidence", [{**EVIDENCE, "model": model, "token_id": token_id, "role": "fp",
+                                         "unigram_count": 5000, "repeat_count": 66, "rate": rate, "bin": 7,
+                                         "n_bin_controls": n_bin_controls, "percentile": percentile,
+                                         "percentile_low": percentile - 8, "percentile_high": 100.0,
+                                         "p_value": q / 2, "q_value": q}])
+
+
+def add_source(store, model, token_id, source, *, docs, sampled, low, enrichment=6.0, baseline_share=0.1):
+    store.insert_rows("source_enrichment", [{**EVIDENCE, "model": model, "scope": "token", "token_id": token_id,
+                                             "role": "fp", "source": source, "docs": docs, "sampled": sampled,
+                                             "share": docs / sampled, "share_low": 0.5, "share_high": 0.95,
+                                             "baseline_share": baseline_share, "enrichment": enrichment,
+                                             "enrichment_low": low, "enrichment_high": 12.0}])
 
 
 @pytest.fixture
@@ -173,59 +175,58 @@ def flagged_store(store):
     add_model(store, "qwen3-8b", "qwen3", "base")
     add_scan(store, 1, "olmo2-13b", [(1, "blah", "blah", 0.5), (2, "Á", "Á", 0.995), (3, "the", "the", 0.3)])
     add_scan(store, 2, "qwen3-8b", [(9, "blah", "blah", 0.4)])
-    add_counts(store, "olmo2-13b", 1, "blah", {1: 5_000_000, 5: 200_000, 10: 66_000})
-    add_counts(store, "olmo2-13b", 3, "the", {1: 10**9, 10: 500})
-    add_counts(store, "olmo2-13b", 2, "Á", {10: 25_000})
-    add_documents(store, "Á", 10, ["flan"] * 5 + [None])       # 5 of 6 from one source
-    add_documents(store, "the", 10, ["web"] * 3)                # all one source, but under min_support
+    store.insert_rows("evidence_runs", [{**EVIDENCE, "model": m, "n": 10, "measure": "rate", "controls_k": 1,
+                                         "bin_width": 0.5, "seed": 0, "fp_total": 3, "fp_sampled": 3,
+                                         "sample_rule": "all", "baseline_positions": 1000}
+                                        for m in ("olmo2-13b", "qwen3-8b")])
+    add_evidence(store, "olmo2-13b", 1, q=0.001)                 # repetition enriched
+    add_evidence(store, "olmo2-13b", 2, q=0.6, percentile=40.0)  # not enriched: its p(t | t) raises nothing
+    add_evidence(store, "olmo2-13b", 3, q=0.2)
+    add_evidence(store, "qwen3-8b", 9, q=0.04)
+    add_source(store, "olmo2-13b", 2, "flan", docs=5, sampled=6, low=3.1)        # enriched, CI low >= 2
+    add_source(store, "olmo2-13b", 3, "web", docs=3, sampled=3, low=2.5)         # under min_support documents
+    add_source(store, "olmo2-13b", 1, "books", docs=10, sampled=20, low=1.4)     # CI reaches below 2
     return store
 
 
 def test_suspicious_tokens_raise_each_rule_with_threshold_and_reason(flagged_store):
     rows = flagged_store.query_dicts(
-        "SELECT model, text, rule, threshold, value, reason, strength, contribution, score, n_rules "
+        "SELECT model, text, rule, threshold, value, reason, strength, contribution, score, n_rules, prob_near_one "
         "FROM suspicious_tokens ORDER BY model, text, rule")
     fired = {(r["model"], r["text"], r["rule"]) for r in rows}
-    assert fired == {
-        ("olmo2-13b", "blah", "repetition_count"), ("olmo2-13b", "blah", "repetition_ratio"),
-        ("olmo2-13b", "blah", "shared_across_families"), ("qwen3-8b", "blah", "shared_across_families"),
-        ("olmo2-13b", "Á", "repetition_count"), ("olmo2-13b", "Á", "source_concentration"),
-        ("olmo2-13b", "Á", "prob_near_one"),
-    }
+    assert fired == {("olmo2-13b", "blah", "repetition_enriched"), ("olmo2-13b", "Á", "source_enriched"),
+                     ("qwen3-8b", "blah", "repetition_enriched")}
     by_key = {(r["model"], r["text"], r["rule"]): r for r in rows}
-    count = by_key[("olmo2-13b", "blah", "repetition_count")]
-    assert count["value"] == 66_000 and count["threshold"] == 1000        # the largest n measured, n = 10
-    assert "x10 occurs 66,000 times in v4_olmo-mix-1124_llama" in count["reason"]
-    ratio = by_key[("olmo2-13b", "blah", "repetition_ratio")]
-    assert ratio["value"] == pytest.approx(66_000 / 5_000_000)
-    assert "66,000 / 5,000,000" in ratio["reason"]
-    share = by_key[("olmo2-13b", "Á", "source_concentration")]
-    assert share["value"] == pytest.approx(5 / 6)                         # unknown-source docs stay counted
-    assert '83% of 6 sampled documents' in share["reason"] and '"flan"' in share["reason"]
-    prob = by_key[("olmo2-13b", "Á", "prob_near_one")]
-    assert prob["strength"] == pytest.approx(0.5) and prob["contribution"] == pytest.approx(1.5)
-    shared = by_key[("qwen3-8b", "blah", "shared_across_families")]
-    assert "2 families: olmo2, qwen3" in shared["reason"] and shared["strength"] == 0
-    # The score is the sum of contributions of the token's flags.
-    a_acute = [r for r in rows if r["text"] == "Á"]
-    assert a_acute[0]["score"] == pytest.approx(sum(r["contribution"] for r in a_acute))
-    assert a_acute[0]["n_rules"] == 3
+    rep = by_key[("olmo2-13b", "blah", "repetition_enriched")]
+    assert rep["value"] == pytest.approx(0.001) and rep["threshold"] == 0.05
+    assert "beats 99% of 40 matched controls (95% CI 91-100%), q = 0.001" in rep["reason"]
+    assert "count x10 / count = 66 / 5,000" in rep["reason"] and "v4_olmo-mix-1124_llama" in rep["reason"]
+    assert rep["strength"] == pytest.approx(min(1, math.log10(0.05 / 0.001) / 3))
+    src = by_key[("olmo2-13b", "Á", "source_enriched")]
+    assert src["value"] == pytest.approx(3.1)
+    assert '"flan" is 6.0x its corpus share (83.3% of 6 sampled documents vs 10.00%; 95% CI 3.1-12.0x)' in src["reason"]
+    # p(t | t) is a property of the model: a column, never a flag by itself
+    assert src["prob_near_one"] and not rep["prob_near_one"]
+    weak = by_key[("qwen3-8b", "blah", "repetition_enriched")]
+    assert weak["strength"] == pytest.approx(math.log10(0.05 / 0.04) / 3)
+    assert rep["contribution"] == pytest.approx(1 + rep["strength"]) and rep["n_rules"] == 1
     ranked = flagged_store.query("SELECT model, text, n_rules FROM token_suspicion ORDER BY score DESC")
-    assert ranked[0][1] in ("Á", "blah") and ranked[-1] == ("qwen3-8b", "blah", 1)
+    assert ranked[0][:2] in (("olmo2-13b", "blah"), ("olmo2-13b", "Á")) and ranked[-1] == ("qwen3-8b", "blah", 1)
 
 
 def test_suspicion_thresholds_are_configurable(flagged_store):
     con = flagged_store.con
-    con.execute("UPDATE suspicion_thresholds SET threshold = 100000 WHERE rule = 'repetition_count'")
-    con.execute("UPDATE suspicion_thresholds SET min_support = 3 WHERE rule = 'source_concentration'")
+    con.execute("UPDATE suspicion_thresholds SET threshold = 0.3 WHERE rule = 'repetition_enriched'")
+    con.execute("UPDATE suspicion_thresholds SET min_support = 3 WHERE rule = 'source_enriched'")
     rules = set(flagged_store.query("SELECT text, rule FROM suspicious_tokens WHERE model = 'olmo2-13b'"))
-    assert ("blah", "repetition_count") not in rules and ("Á", "repetition_count") not in rules
-    assert ("the", "source_concentration") in rules              # 3 documents now suffice
+    assert ("the", "repetition_enriched") in rules                # q = 0.2 passes now
+    assert ("the", "source_enriched") in rules                    # 3 documents now suffice
+    assert ("Á", "repetition_enriched") not in rules              # q = 0.6 still does not
     # A TEMP table of the same name overrides the stored thresholds for one read-only session.
     path = flagged_store.path
     flagged_store.close()
     with open_store(path, read_only=True) as ro:
         ro.con.execute("CREATE TEMP TABLE suspicion_thresholds AS FROM main.suspicion_thresholds")
-        ro.con.execute("UPDATE suspicion_thresholds SET threshold = 0.2 WHERE rule = 'prob_near_one'")
-        texts = {t for (t,) in ro.query("SELECT text FROM suspicious_tokens WHERE rule = 'prob_near_one'")}
+        ro.con.execute("UPDATE suspicion_thresholds SET threshold = 1.2 WHERE rule = 'source_enriched'")
+        texts = {t for (t,) in ro.query("SELECT text FROM suspicious_tokens WHERE rule = 'source_enriched'")}
         assert texts == {"blah", "Á", "the"}

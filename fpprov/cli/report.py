@@ -26,7 +26,7 @@ def parse_thresholds(items: List[str]) -> dict[str, float]:
                 raise ValueError
             out[rule.strip()] = float(value)
         except ValueError:
-            raise FpprovError(f"--threshold wants RULE=NUMBER, e.g. source_concentration=0.8; got {item!r}") from None
+            raise FpprovError(f"--threshold wants RULE=NUMBER, e.g. repetition_enriched=0.01; got {item!r}") from None
     return out
 
 

@@ -97,9 +97,10 @@ def plan_pool(store: Store, corpus: CorpusBackend, fps: list[FpToken], capped: b
               options: ProvenanceOptions) -> PoolPlan:
     """The FPs' and the candidates' unigram queries; ``capped``: a pool of ``POOL_PER_CONTROL`` per control
     wanted (a rate-limited backend), else every candidate."""
-    model = fps[0].model if fps else ""
+    if not fps or options.controls == 0:
+        return PoolPlan(fps, {}, [], {})
     pool_size = POOL_PER_CONTROL * options.controls * len(fps) if capped else None
-    pool = candidate_pool(store, model, pool_size, options.seed) if fps and options.controls else []
+    pool = candidate_pool(store, fps[0].model, pool_size, options.seed)
     return PoolPlan(fps, {t.token_id: unit_query(t, corpus) for t in fps}, pool,
                     {t.token_id: unit_query(t, corpus) for t in pool})
 
@@ -127,5 +128,6 @@ def draw_from_counts(plan: PoolPlan, counts: dict[str, int], options: Provenance
     chosen = sorted({m.control_token_id for m in draw.match.matches})
     draw.controls = [by_id[i] for i in chosen]
     draw.unigram_counts = {c.token_id: c.unigram_count for c in fp_candidates}
-    draw.unigram_counts.update({c.token_id: c.unigram_count for c in candidates if c.token_id in set(chosen)})
+    chosen_ids = set(chosen)
+    draw.unigram_counts.update({c.token_id: c.unigram_count for c in candidates if c.token_id in chosen_ids})
     return draw

@@ -50,14 +50,15 @@ def _trace_index(store: Store, corpus: CorpusBackend, tokens_by_model: dict, mod
 
     # What will be sent, from the cache as it stands: the controls are drawn now when their pool is counted.
     fp_queries = _queries(entries)
-    pool_queries = [q for q in dict.fromkeys(q for *_, pool in picked for q in pool.queries) if q not in set(fp_queries)]
+    planned = set(fp_queries)
+    pool_queries = [q for q in dict.fromkeys(q for *_, pool in picked for q in pool.queries) if q not in planned]
     fp_pending = len(pending_queries(store, corpus.backend, corpus.index_name, fp_queries)[0])
     pool_pending = len(pending_queries(store, corpus.backend, corpus.index_name, pool_queries)[0])
     draws = {}
     controls_pending = None
     if pool_pending == 0 and fp_pending == 0 or not options.controls:
         draws = _draw_all(store, corpus, picked, ladder, options)
-        control_queries = [q for d in draws.values() for q in _queries(d[1]) if q not in set(fp_queries)]
+        control_queries = [q for d in draws.values() for q in _queries(d[1]) if q not in planned]
         controls_pending = len(pending_queries(store, corpus.backend, corpus.index_name, control_queries)[0])
     doc_queries = _queries(entries + [e for d in draws.values() for e in d[1]], top_n)
     pending_docs = pending_documents(store, corpus, doc_queries, options) if draws or not options.controls else None
