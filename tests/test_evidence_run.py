@@ -5,6 +5,7 @@ from __future__ import annotations
 import evidence_corpus
 import pytest
 
+from fpprov.corpus.index_build import build_index
 from fpprov.provenance import ProvenanceOptions, run_provenance
 from fpprov.store import open_store
 
@@ -113,3 +114,17 @@ def test_a_failed_control_count_is_never_a_zero(tmp_path):
                            options=ProvenanceOptions(**{**OPTIONS, **FEW_REQUESTS}))
         healed = store.query("SELECT count(*) FROM evidence_exclusions WHERE reason = 'count_failed'")[0][0]
         assert healed == 0 and failed & {r[0] for r in store.query("SELECT token_id FROM token_evidence")}
+
+
+def test_attribution_ranks_the_planted_index_first(tmp_path):
+    db, planted_index, fps = evidence_corpus.build(tmp_path, planted=True)
+    words = evidence_corpus.vocabulary(400, 0)
+    evidence_corpus.write_corpus(tmp_path / "null-corpus", words, fps, planted=False, seed=9)
+    build_index(tmp_path / "null-corpus", tmp_path / "null-index")
+    with open_store(db) as store:
+        summary = run_provenance(store, backend="local", index_dirs=[tmp_path / "null-index", planted_index],
+                                 options=ProvenanceOptions(**{**OPTIONS, **FEW_REQUESTS}))
+        ranked = store.query("SELECT index_name, rank, auc, auc_low, auc_high FROM corpus_attribution ORDER BY rank")
+    assert len(summary.indexes) == 2 and len(ranked) == 2
+    assert ranked[0][0].startswith("index-toy@") and ranked[1][0].startswith("null-index@")
+    assert ranked[0][3] > ranked[1][4]          # the CIs do not overlap

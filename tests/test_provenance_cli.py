@@ -285,3 +285,17 @@ def test_a_second_run_of_the_same_command_has_nothing_to_send(tmp_path, index):
     second = runner.invoke(app, args)
     flat = " ".join(second.output.split())
     assert second.exit_code == 0 and "nothing to send (all cached)" in flat and " 0 backend calls" in flat
+
+
+def test_index_is_repeatable_and_every_index_is_traced(tmp_path, index):
+    db = make_db(tmp_path / "two.duckdb")
+    with serve([index], indexes=("index_a", "index_b")) as srv:
+        result = runner.invoke(app, ["provenance", "--db", db, "--index", "index_a", "--index", "index_b",
+                                     "--api-url", srv.url, "--ngram", "2", "--docs", "0", "--controls", "0",
+                                     "--baseline-positions", "0", "--rate", "0"])
+    assert result.exit_code == 0, result.output
+    with open_store(db, read_only=True) as store:
+        traced = {r[0] for r in store.query("SELECT DISTINCT index_name FROM provenance")}
+    assert traced == {"index_a", "index_b"}
+    flat = " ".join(result.output.split())
+    assert "index_a:" in flat and "index_b:" in flat          # one plan line per index

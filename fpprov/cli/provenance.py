@@ -95,8 +95,11 @@ def provenance(
     model: Optional[List[str]] = typer.Option(None, "--model", "-m", help="Model(s) to trace (default: every scanned model)."),
     db: Optional[Path] = DbOption,
     backend: str = typer.Option("api", help="api (infini-gram API) | mini (infini-gram-mini) | local (--index-dir)."),
-    index: Optional[str] = typer.Option(None, help="Index name (default: the model's alias default; local: a label)."),
-    index_dir: Optional[List[Path]] = typer.Option(None, "--index-dir", help="Local index folder(s), several allowed."),
+    index: Optional[List[str]] = typer.Option(
+        None, help="Index name, repeatable: every model is traced in each and the indexes are ranked by FP-vs-control "
+                   "AUC (default: each model's alias default; local: a label for a single --index-dir)."),
+    index_dir: Optional[List[Path]] = typer.Option(
+        None, "--index-dir", help="Local index folder, repeatable: each is an index of its own, ranked like --index."),
     ngram: int = typer.Option(10, min=1, help="Repetitions of the token text in the query."),
     ladder: Optional[str] = typer.Option(None, help="Several n at once, e.g. 1,2,5,10,20 (overrides --ngram)."),
     docs: int = typer.Option(20, min=0, help="Documents to sample per largest-n query with count >= --min-count "
@@ -137,7 +140,7 @@ def provenance(
         bar = RichProgress(Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                                     _RateColumn(), TimeElapsedColumn(), console=err_console, transient=False))
         try:
-            summary = prov.run_provenance(store, backend=backend, models=model or None, index=index,
+            summary = prov.run_provenance(store, backend=backend, models=model or None, index=index or None,
                                           index_dirs=index_dir or None, api_url=api_url, http=http,
                                           options=options, progress=bar)
         finally:
