@@ -1,6 +1,9 @@
-"""One place that decides which --device values this torch build can actually use."""
+"""One place that decides which --device values this torch build can actually use, and which devices a
+device map puts weights on."""
 
 from __future__ import annotations
+
+from typing import Any, Mapping
 
 import torch
 
@@ -61,3 +64,20 @@ def resolve_device(name: str) -> torch.device:
     if dev.type == "xpu" and _xpu_available():
         return dev
     raise FpprovError(f"device {name} cannot be used by this torch build; {choices}")
+
+
+def map_devices(device: torch.device, device_map: str | Mapping[str, Any] | None) -> list[torch.device]:
+    """The devices a load would put weights on: ``device``, every visible GPU for ``auto``, or a map's devices."""
+    if device_map is None:
+        return [device]
+    if device_map == "auto":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        return [torch.device("cuda", i) for i in range(count)] or [torch.device("cpu")]
+    if isinstance(device_map, str):
+        return [torch.device(device_map)]
+    seen: list[torch.device] = []
+    for value in device_map.values():
+        dev = torch.device(f"cuda:{value}" if isinstance(value, int) else value)
+        if dev not in seen:
+            seen.append(dev)
+    return seen

@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 import torch
 
+from .devices import map_devices
 from .errors import FpprovError
 
 GB = 1e9
@@ -140,23 +141,6 @@ def free_memory(device: torch.device | str) -> int:
     except ImportError:
         return _meminfo_available()
     return int(psutil.virtual_memory().available)
-
-
-def map_devices(device: torch.device, device_map: str | Mapping[str, Any] | None) -> list[torch.device]:
-    """The devices a load would put weights on: ``device``, every visible GPU for ``auto``, or a map's devices."""
-    if device_map is None:
-        return [device]
-    if device_map == "auto":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        return [torch.device("cuda", i) for i in range(count)] or [torch.device("cpu")]
-    if isinstance(device_map, str):
-        return [torch.device(device_map)]
-    seen: list[torch.device] = []
-    for value in device_map.values():
-        dev = torch.device(f"cuda:{value}" if isinstance(value, int) else value)
-        if dev not in seen:
-            seen.append(dev)
-    return seen
 
 
 def _where(devices: list[torch.device]) -> str:

@@ -7,6 +7,7 @@ import torch
 from transformers import AutoConfig
 
 from fpprov import memory
+from fpprov.devices import map_devices
 from fpprov.memory import MemoryEstimate, MemoryRefusal, count_parameters, estimate_memory
 from fpprov.models import load_model
 from fpprov.scan import ScanOptions, scan_vocabulary
@@ -104,10 +105,10 @@ def test_a_fitting_estimate_passes_and_free_memory_reads_the_host():
 
 def test_device_map_names_its_devices():
     cpu = torch.device("cpu")
-    assert memory.map_devices(cpu, None) == [cpu]
-    assert memory.map_devices(cpu, {"model.embed_tokens": "cpu", "model.layers.0": "cpu", "lm_head": "cpu"}) == [cpu]
+    assert map_devices(cpu, None) == [cpu]
+    assert map_devices(cpu, {"model.embed_tokens": "cpu", "model.layers.0": "cpu", "lm_head": "cpu"}) == [cpu]
     if not torch.cuda.is_available():
-        assert memory.map_devices(cpu, "auto") == [cpu]
+        assert map_devices(cpu, "auto") == [cpu]
 
 
 def _verdicts(loaded, tmp_path, name):
@@ -132,3 +133,7 @@ def test_device_map_load_gives_the_same_verdicts(family, tiny_model_dir, tmp_pat
     fp_mapped, rows_mapped = _verdicts(mapped, tmp_path, "mapped")
     assert fp_plain > 0
     assert (fp_mapped, rows_mapped) == (fp_plain, rows_plain)
+    if not torch.cuda.is_available():  # accelerate's "auto" on a CPU-only machine: everything on the CPU
+        auto = load_model(model_dir, device_map="auto")
+        assert set(auto.device_map.values()) == {"cpu"}
+        assert _verdicts(auto, tmp_path, "auto") == (fp_plain, rows_plain)
