@@ -65,7 +65,9 @@ def load_model(spec: str | ModelSpec, dtype: str = "float32", device: str = "aut
         estimate.check()
 
     quiet_transformers()
-    placement = device_map if device_map is not None else {"": str(dev)}
+    # transformers wants an indexed GPU ("cuda" alone is the current one)
+    target = torch.device("cuda", torch.cuda.current_device()) if dev.type == "cuda" and dev.index is None else dev
+    placement = device_map if device_map is not None else {"": str(target)}
     found = locate(spec, LoadRequest(torch_dtype=torch_dtype, dtype=dtype, device_map=placement,
                                      before_weights=before_weights))
     model = found.model
@@ -75,7 +77,9 @@ def load_model(spec: str | ModelSpec, dtype: str = "float32", device: str = "aut
         _dispatch(model, device_map, torch_dtype)
     model.eval()
     model.requires_grad_(False)
-    home = model.get_input_embeddings().weight.device   # where input ids go; the first layers sit there too
+    # where input ids go: the device asked for (as typed, so stored scan settings keep matching), or under a
+    # device map the input embeddings' device
+    home = dev if device_map is None else model.get_input_embeddings().weight.device
     return LoadedModel.of(found.spec, model, found.tokenizer, torch_dtype, home)
 
 
