@@ -5,14 +5,20 @@ For an input of length 1 attention has one key, so its softmax is exactly 1 and 
 softmax cannot change a bit of the result and are skipped. This holds for the decoder layouts below;
 any other architecture (or an input longer than one token, e.g. with a BOS prefix) runs the model's own
 forward.
+
+Every float64 path casts one layer at a time (the shortcut one submodule at a time, the model's own forward
+through hooks on each decoder layer), so a float64 re-check never holds a second copy of the model.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import torch
 from torch.func import functional_call
+
+from .errors import FpprovError
 
 # model_type -> where the norms sit around attention and MLP.
 PRE_NORM = {"llama", "mistral", "qwen2", "qwen3"}          # x + attn(norm(x)); x + mlp(norm(x))
@@ -60,16 +66,13 @@ def _grouped_o_proj(o_proj: Any, v: torch.Tensor, n_heads: int, n_kv: int, head_
 
     Used for re-checks in a wider dtype (float64), where the summed weight is exact to the last bit that
     matters and the product is group times smaller (4x on gemma3-270m); the scan-dtype path keeps the
-    model's own o_proj so that it stays bit-identical to the model's forward.
+    model's own o_proj so that it stays bit-identical to the model's forward. The summed weight is made
+    once per call and layer, like every other cast, and not kept: kept for every layer it would be a
+    float64 matrix per layer alive between re-checks.
     """
     weight = o_proj.weight                                        # (D, n_heads * hd)
-    key = (v.dtype, weight._version, weight.data_ptr())
-    cache = o_proj.__dict__.setdefault("_fpprov_grouped", {})
-    if key not in cache:
-        cache.clear()
-        grouped = weight.to(v.dtype).view(weight.shape[0], n_kv, n_heads // n_kv, head_dim).sum(2)
-        cache[key] = grouped.reshape(weight.shape[0], n_kv * head_dim)  # (D, n_kv * hd)
-    out = v @ cache[key].T                                        # (B, D)
+    grouped = weight.to(v.dtype).view(weight.shape[0], n_kv, n_heads // n_kv, head_dim).sum(2)
+    out = v @ grouped.reshape(weight.shape[0], n_kv * head_dim).T  # (B, D)
     return out if o_proj.bias is None else out + o_proj.bias.to(v.dtype)
 
 
@@ -120,6 +123,12 @@ class _CastLayer:
         return sub
 
 
+def _to_device_of(module: Any, h: torch.Tensor) -> torch.Tensor:
+    """``h`` where ``module``'s weights are: a device map may put consecutive layers on different GPUs."""
+    weight = next(module.parameters(), None)
+    return h if weight is None else h.to(weight.device)
+
+
 def hidden_len1(model: Any, input_ids: torch.Tensor, layout: str, dtype: torch.dtype | None = None) -> torch.Tensor:
     """Final-norm hidden state of each single-token input ``input_ids`` (B,) -> (B, D).
 
@@ -130,25 +139,92 @@ def hidden_len1(model: Any, input_ids: torch.Tensor, layout: str, dtype: torch.d
     n_heads, n_kv = _head_counts(model)
     embed = decoder.embed_tokens if hasattr(decoder, "embed_tokens") else model.get_input_embeddings()
     if dtype is None or dtype == embed.weight.dtype:
-        h = embed(input_ids)                                      # (B, D), includes any embedding scale
+        h = embed(input_ids.to(embed.weight.device))              # (B, D), includes any embedding scale
         for layer in decoder.layers:
-            h = _layer_len1(layer, h, layout, n_heads, n_kv)
-        return decoder.norm(h)                                    # (B, D)
-    rows = embed.weight[input_ids].to(dtype)                      # (B, D)
+            h = _layer_len1(layer, _to_device_of(layer, h), layout, n_heads, n_kv)
+        return decoder.norm(_to_device_of(decoder.norm, h)).to(input_ids.device)   # (B, D), where the ids were
+    rows = embed.weight[input_ids.to(embed.weight.device)].to(dtype)  # (B, D)
     scale = getattr(embed, "embed_scale", None)
     h = rows * scale.to(dtype) if scale is not None else rows     # Gemma scales inside the module
     for layer in decoder.layers:
-        h = _layer_len1(_CastLayer(layer, dtype), h, layout, n_heads, n_kv)
-    return _as_dtype(decoder.norm, dtype)(h)
+        h = _layer_len1(_CastLayer(layer, dtype), _to_device_of(layer, h), layout, n_heads, n_kv)
+    return _as_dtype(decoder.norm, dtype)(_to_device_of(decoder.norm, h)).to(input_ids.device)
 
 
 def hidden_forward(model: Any, input_ids: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
-    """Last-position final hidden state of the model's own forward for sequences ``input_ids`` (B, T)."""
+    """Last-position final hidden state of the model's own forward for sequences ``input_ids`` (B, T).
+
+    ``dtype`` (e.g. float64) runs the model's own decoder forward with each decoder layer (and the final
+    norm) cast to ``dtype`` only while it runs, so the extra memory is one layer's cast copy, never a second
+    model; the embeddings are cast row by row for the ids at hand.
+    """
     decoder = _decoder(model)
     if dtype is None or dtype == next(model.parameters()).dtype:
         out = decoder(input_ids=input_ids, use_cache=False)
-        return out.last_hidden_state[:, -1, :]                    # (B, D)
-    state = {name: t.to(dtype) if t.is_floating_point() else t
-             for name, t in list(decoder.named_parameters()) + list(decoder.named_buffers())}
-    out = functional_call(decoder, state, (), {"input_ids": input_ids, "use_cache": False})
-    return out.last_hidden_state[:, -1, :]
+        return out.last_hidden_state[:, -1, :].to(input_ids.device)   # (B, D), where the ids were
+    embeds, parts = _castable_parts(model, decoder)
+    with _cast_while_called(parts, dtype):
+        out = decoder(inputs_embeds=_embed_rows(embeds, input_ids, dtype), use_cache=False)
+    return out.last_hidden_state[:, -1, :]                        # (B, D)
+
+
+def _castable_parts(model: Any, decoder: Any) -> tuple[Any, list[torch.nn.Module]]:
+    """The decoder's input embedding and the modules to cast one at a time: each layer, then every other
+    child that holds parameters (the final norm). Raises FpprovError for a decoder that cannot be driven so:
+    casting it whole would hold a second copy of the model."""
+    model_type = getattr(model.config, "model_type", "?")
+    layers = getattr(decoder, "layers", None) if decoder is not None else None
+    embeds = getattr(decoder, "embed_tokens", None) if decoder is not None else None
+    if not isinstance(layers, torch.nn.ModuleList) or not _plain_embedding(embeds):
+        raise FpprovError(f"cannot re-check {model_type} in float64 one layer at a time: its decoder lacks a "
+                          "`layers` list or a plain `embed_tokens` embedding (casting the whole model would "
+                          "double its memory)")
+    if any(True for _ in decoder.named_parameters(recurse=False)):
+        raise FpprovError(f"cannot re-check {model_type} in float64 one layer at a time: its decoder holds "
+                          "parameters outside its modules")
+    others = [m for m in decoder.children() if m is not layers and m is not embeds and any(True for _ in m.parameters())]
+    return embeds, list(layers) + others
+
+
+def _plain_embedding(embeds: Any) -> bool:
+    # A lookup, optionally times a constant `embed_scale` (Gemma): anything else could not be cast by rows.
+    return isinstance(embeds, torch.nn.Embedding) and embeds.max_norm is None and \
+        (type(embeds) is torch.nn.Embedding or hasattr(embeds, "embed_scale"))
+
+
+def _embed_rows(embeds: torch.nn.Embedding, input_ids: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    rows = embeds.weight[input_ids].to(dtype)                     # (B, T, D)
+    scale = getattr(embeds, "embed_scale", None)
+    return rows * scale.to(dtype) if scale is not None else rows
+
+
+@contextmanager
+def _cast_while_called(modules: list[torch.nn.Module], dtype: torch.dtype) -> Iterator[None]:
+    """While active, each of ``modules`` runs with its floating parameters and buffers cast to ``dtype``:
+    cast when it is called, restored when it returns, so one module's cast copy is alive at a time.
+
+    Hooks leave the model's own forward (masks, rotary embeddings, layer types) in charge; the storage of
+    each tensor is swapped through ``.data``, so the modules' code sees ordinary parameters.
+    """
+    saved: dict[torch.nn.Module, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+
+    def restore(module: torch.nn.Module) -> None:
+        for tensor, data in saved.pop(module, []):
+            tensor.data = data
+
+    def cast(module: torch.nn.Module, args: Any) -> None:
+        restore(module)
+        tensors = [t for t in list(module.parameters()) + list(module.buffers()) if t.is_floating_point()]
+        saved[module] = [(t, t.data) for t in tensors]
+        for t in tensors:
+            t.data = t.data.to(dtype)
+
+    handles = [h for m in modules for h in (m.register_forward_pre_hook(cast),
+                                            m.register_forward_hook(lambda m, a, o: restore(m)))]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+        for module in list(saved):
+            restore(module)
