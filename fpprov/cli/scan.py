@@ -1,19 +1,24 @@
-"""`fpprov models` and `fpprov scan`."""
+"""`fpprov models` and `fpprov scan` (one model, or several one after another)."""
 
 from __future__ import annotations
 
 import time
 import warnings
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from ..batch import DONE, SKIPPED, ModelJob, Outcome, jobs_from, option_types
 from ..errors import LowPrecisionWarning
 from ..store import check_writable, open_store
 from .common import DbOption, cell, console, db_path, err_console, esc, user_errors
+from .many import known_dtype, run_many, with_origin
+
+if TYPE_CHECKING:
+    from ..scan import ScanOptions, ScanResult
 
 
 def list_models() -> None:
@@ -34,7 +39,9 @@ def list_models() -> None:
 
 
 def scan(
-    model: str = typer.Argument(..., help="Alias (see `fpprov models`), hub id, model directory or .gguf file."),
+    models: Optional[list[str]] = typer.Argument(
+        None, metavar="MODEL...", show_default=False,
+        help="Alias (see `fpprov models`), hub id, model directory or .gguf file; several run one after another."),
     db: Optional[Path] = DbOption,
     dtype: str = typer.Option("float32", help="float32 | float64 | bfloat16 | float16 (the last two warn)."),
     device: str = typer.Option("auto", help="auto | cpu | cuda[:N] | mps | xpu (what this torch build can use)."),
@@ -47,16 +54,60 @@ def scan(
     verify: str = typer.Option("all", help="float64 re-checks: all (every FP and near tie) | near (near ties only)."),
     commit_every: int = typer.Option(4096, help="Ids per committed chunk (the resume granularity)."),
     force: bool = typer.Option(False, "--force", help="Redo a finished scan with the same settings."),
+    all_models: bool = typer.Option(False, "--all", help="Scan every alias of `fpprov models`."),
+    family: Optional[str] = typer.Option(None, "--family", help="Scan every alias of this family (olmo2, qwen3, "
+                                         "gemma3)."),
+    manifest: Optional[Path] = typer.Option(None, "--manifest", help="TOML file of [[model]] tables: name plus "
+                                            "per-model options (docs/many-models.md)."),
 ) -> None:
-    """Find the token fixed points of MODEL: ids t whose single-token input [t] decodes greedily to t."""
-    # torch and transformers load here, not at CLI start: `fpprov sql` and `--help` stay instant.
+    """Find the token fixed points of MODEL: ids t whose single-token input [t] decodes greedily to t.
+
+    With several models (or --all, --family, --manifest) they are scanned one at a time; a finished scan is
+    skipped, a model that fails is reported at the end and the others go on (exit code 1 if any failed)."""
+    settings = dict(dtype=dtype, device=device, bos=bos, start=start, limit=limit, batch_size=batch_size,
+                    tolerance=tolerance, check_length=check_length, verify=verify, commit_every=commit_every,
+                    force=force)
+    if len(models or ()) == 1 and not (all_models or family or manifest):
+        scan_model(models[0], db, **settings)  # one model: its errors are the command's (exit 2)
+        return
+    jobs = jobs_from(models or (), all_models, family, manifest, option_types(scan_model, exclude=("model", "db")))
+    for job in jobs:  # bad options for any model fail the command before anything loads
+        with_origin(job, lambda: (scan_options(**{**settings, **job.overrides}),
+                                  known_dtype({**settings, **job.overrides}["dtype"])))
+    check_writable(db_path(db))
+
+    def run_one(job: ModelJob) -> Outcome:
+        result = scan_model(job.spec, db, **{**settings, **job.overrides})
+        if result.already_complete:
+            return Outcome(result.model, SKIPPED, result.fp_count, reason=f"scan {result.scan_id} already complete")
+        return Outcome(result.model, DONE, result.fp_count, reason=f"scan {result.scan_id}")
+
+    run_many("scan", jobs, run_one)
+
+
+def scan_options(dtype: str, device: str, bos: bool, start: int, limit: Optional[int], batch_size: int,
+                 tolerance: float, check_length: Optional[int], verify: str, commit_every: int,
+                 force: bool) -> "ScanOptions":
+    """The checked options of one model's scan; an unusable --device fails here too."""
     from ..devices import resolve_device
-    from ..models import load_model, resolve_model
-    from ..scan import ScanOptions, plan_scan, run_scan
+    from ..scan import ScanOptions
 
     opts = ScanOptions(bos=bos, batch_size=batch_size, tolerance=tolerance, check_length=check_length,
                        start=start, limit=limit, commit_every=commit_every, force=force, verify=verify)
     resolve_device(device)  # an unusable --device fails before anything is loaded or opened
+    return opts
+
+
+def scan_model(model: str, db: Optional[Path], dtype: str, device: str, bos: bool, start: int,
+               limit: Optional[int], batch_size: int, tolerance: float, check_length: Optional[int], verify: str,
+               commit_every: int, force: bool) -> "ScanResult":
+    """Scan one model, with its progress bar and summary."""
+    # torch and transformers load here, not at CLI start: `fpprov sql` and `--help` stay instant.
+    from ..models import load_model, resolve_model
+    from ..scan import plan_scan, run_scan
+
+    opts = scan_options(dtype, device, bos, start, limit, batch_size, tolerance, check_length, verify,
+                        commit_every, force)
     spec = resolve_model(model)
     path = check_writable(db_path(db))  # before the slow load; bad input leaves the database untouched
     with err_console.status(f"loading {esc(spec.name)} ({spec.source_kind}: {esc(spec.location)}) ..."):
@@ -103,6 +154,7 @@ def scan(
         print_summary(result, store.path, time.perf_counter() - t0)
     finally:
         store.close()
+    return result
 
 
 def format_prob(prob: float) -> str:

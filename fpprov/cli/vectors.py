@@ -1,4 +1,5 @@
-"""`fpprov vectors`: argument parsing, progress bars and the summary; the work is in fpprov.vector_study."""
+"""`fpprov vectors` (one model, or several one after another): argument parsing, progress bars and the
+summary; the work is in fpprov.vector_study."""
 
 from __future__ import annotations
 
@@ -11,16 +12,20 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ..batch import DONE, SKIPPED, ModelJob, Outcome, jobs_from, option_types
 from ..errors import LowPrecisionWarning
 from ..store import check_writable, open_store
+from .common import DbOption, cell, console, db_path, err_console, esc, user_errors
+from .many import known_dtype, run_many, with_origin
 
 if TYPE_CHECKING:
     from ..vector_study import StudySummary, VectorOptions
-from .common import DbOption, cell, console, db_path, err_console, esc, user_errors
 
 
 def vectors(
-    model: str = typer.Argument(..., help="Alias (see `fpprov models`), hub id, model directory or .gguf file."),
+    models: Optional[list[str]] = typer.Argument(
+        None, metavar="MODEL...", show_default=False,
+        help="Alias (see `fpprov models`), hub id, model directory or .gguf file; several run one after another."),
     db: Optional[Path] = DbOption,
     method: str = typer.Option("both", help="iterate | gradient | both."),
     seeds: int = typer.Option(10, help="Number of random starts x0 (seeds seed-start .. seed-start+N-1)."),
@@ -46,12 +51,48 @@ def vectors(
     dtype: str = typer.Option("float32", help="float32 | float64 | bfloat16 | float16 (the last two warn)."),
     device: str = typer.Option("auto", help="auto | cpu | cuda[:N] | mps | xpu (what this torch build can use)."),
     force: bool = typer.Option(False, "--force", help="Redo seeds already stored with the same settings."),
+    all_models: bool = typer.Option(False, "--all", help="Study every alias of `fpprov models`."),
+    family: Optional[str] = typer.Option(None, "--family", help="Study every alias of this family (olmo2, qwen3, "
+                                         "gemma3)."),
+    manifest: Optional[Path] = typer.Option(None, "--manifest", help="TOML file of [[model]] tables: name plus "
+                                            "per-model options (docs/many-models.md)."),
 ) -> None:
-    """Find vector fixed points x = softmax(logits(x)) @ E of MODEL in its embedding space."""
-    # torch and transformers load here, not at CLI start: `fpprov sql` and `--help` stay instant.
+    """Find vector fixed points x = softmax(logits(x)) @ E of MODEL in its embedding space.
+
+    With several models (or --all, --family, --manifest) they are studied one at a time; a model whose seeds
+    are all stored is skipped, a model that fails is reported at the end and the others go on (exit code 1 if
+    any failed)."""
+    settings = dict(method=method, seeds=seeds, seed_start=seed_start, embedding=embedding, tol=tol,
+                    max_steps=max_steps, stall_window=stall_window, lr=lr, lr_floor=lr_floor,
+                    weight_decay=weight_decay, detach=detach, init_std=init_std, dedup=dedup,
+                    rollout_steps=rollout_steps, rollout_feed=rollout_feed, stable_threshold=stable_threshold,
+                    top_k=top_k, dtype=dtype, device=device, force=force)
+    if len(models or ()) == 1 and not (all_models or family or manifest):
+        vectors_model(models[0], db, **settings)  # one model: its errors are the command's (exit 2)
+        return
+    jobs = jobs_from(models or (), all_models, family, manifest, option_types(vectors_model, exclude=("model", "db")))
+    for job in jobs:  # bad options for any model fail the command before anything loads
+        with_origin(job, lambda: (vector_options(**{**settings, **job.overrides}),
+                                  known_dtype({**settings, **job.overrides}["dtype"])))
+    check_writable(db_path(db))
+
+    def run_one(job: ModelJob) -> Outcome:
+        options, summary = vectors_model(job.spec, db, **{**settings, **job.overrides})
+        ran = len(options.seeds) * len(options.methods) - sum(map(len, summary.skipped.values()))
+        status = SKIPPED if ran == 0 else DONE
+        return Outcome(summary.model, status, len(summary.fps),
+                       reason="every seed already stored" if status == SKIPPED else f"{ran} seed runs")
+
+    run_many("vectors", jobs, run_one)
+
+
+def vector_options(method: str, seeds: int, seed_start: int, embedding: str, tol: float, max_steps: int,
+                   stall_window: int, lr: float, lr_floor: float, weight_decay: float, detach: bool,
+                   init_std: Optional[float], dedup: float, rollout_steps: int, rollout_feed: str,
+                   stable_threshold: float, top_k: int, dtype: str, device: str, force: bool) -> "VectorOptions":
+    """The checked options of one model's study; an unusable --device fails here too."""
     from ..devices import resolve_device
-    from ..models import load_model, resolve_model
-    from ..vector_study import VectorOptions, run_study
+    from ..vector_study import VectorOptions
     from ..vectors import METHODS
 
     options = VectorOptions(  # checks itself: a bad option fails before anything is resolved or opened
@@ -61,6 +102,22 @@ def vectors(
         rollout_steps=rollout_steps, rollout_feed=rollout_feed, stable_threshold=stable_threshold, top_k=top_k,
         force=force)
     resolve_device(device)  # an unusable --device fails before anything is loaded or opened
+    return options
+
+
+def vectors_model(model: str, db: Optional[Path], method: str, seeds: int, seed_start: int, embedding: str,
+                  tol: float, max_steps: int, stall_window: int, lr: float, lr_floor: float, weight_decay: float,
+                  detach: bool, init_std: Optional[float], dedup: float, rollout_steps: int, rollout_feed: str,
+                  stable_threshold: float, top_k: int, dtype: str, device: str,
+                  force: bool) -> "tuple[VectorOptions, StudySummary]":
+    """Study one model, with its progress bars and summary."""
+    # torch and transformers load here, not at CLI start: `fpprov sql` and `--help` stay instant.
+    from ..models import load_model, resolve_model
+    from ..vector_study import run_study
+
+    options = vector_options(method, seeds, seed_start, embedding, tol, max_steps, stall_window, lr, lr_floor,
+                             weight_decay, detach, init_std, dedup, rollout_steps, rollout_feed, stable_threshold,
+                             top_k, dtype, device, force)
     spec = resolve_model(model)
     path = check_writable(db_path(db))  # before the slow load: a locked or unwritable DB fails at once
     # The model loads before the store opens: a model that cannot be used leaves no empty database behind.
@@ -94,6 +151,7 @@ def vectors(
         print_summary(summary, options, store.path, time.perf_counter() - t0)
     finally:
         store.close()
+    return options, summary
 
 
 def print_summary(summary: "StudySummary", options: "VectorOptions", db: Path, wall: float) -> None:
