@@ -7,6 +7,10 @@ per report from the ``token_suspicion`` view (it is the costliest view, and ever
 
 from __future__ import annotations
 
+import tomllib
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
 from typing import Any
 
 from ..errors import FpprovError
@@ -102,6 +106,52 @@ def scan_comparison(store: Store, model: str) -> list[dict[str, Any]]:
     """, [model])
 
 
+def bos_comparison(store: Store, model: str) -> dict[str, Any] | None:
+    """The primary no-BOS scan against the model's widest BOS scan of the same dtype, over the ids both cover:
+    FPs of each, of both, lost and gained with BOS; None without such a pair."""
+    rows = store.query_dicts(f"""
+        WITH {_BOS_PAIR}
+        SELECT pr.*, count(*) FILTER (WHERE t.plain) AS plain_fps, count(*) FILTER (WHERE t.bos) AS bos_fps,
+               count(*) FILTER (WHERE t.plain AND t.bos) AS both_fps,
+               count(*) FILTER (WHERE t.plain AND NOT t.bos) AS lost, count(*) FILTER (WHERE t.bos AND NOT t.plain) AS gained
+        FROM pair pr LEFT JOIN bos_tokens t ON true GROUP BY ALL
+    """, [model])
+    return rows[0] if rows else None
+
+
+def bos_changes(store: Store, model: str, limit: int = TOP_N) -> list[tuple]:
+    """The most probable FPs a BOS prefix lost (by p without BOS) and gained (by p with BOS): change, id, text,
+    vocabulary entry, p without BOS, p with BOS."""
+    return store.query(f"""
+        WITH {_BOS_PAIR}
+        SELECT CASE WHEN plain THEN 'lost' ELSE 'gained' END AS change, token_id, text, raw_token, plain_prob, bos_prob
+        FROM bos_tokens WHERE plain <> bos
+        QUALIFY row_number() OVER (PARTITION BY change ORDER BY coalesce(plain_prob, bos_prob) DESC, token_id) <= {int(limit)}
+        ORDER BY change DESC, coalesce(plain_prob, bos_prob) DESC, token_id
+    """, [model])
+
+
+# `pair`: the model's (first parameter) primary scan when it has no BOS, and the BOS scan of the same dtype
+# overlapping it most (complete first); `bos_tokens`: every id of the common range that is an FP of either.
+_BOS_PAIR = """
+    pair AS (
+        SELECT p.scan_id AS plain_scan, b.scan_id AS bos_scan, p.dtype, b.complete AS bos_complete,
+               greatest(p.id_start, b.id_start) AS lo, least(p.id_stop, b.id_stop) AS hi
+        FROM primary_scans p JOIN scans b ON b.model = p.model AND b.bos AND b.dtype = p.dtype
+        WHERE p.model = ? AND NOT p.bos AND least(p.id_stop, b.id_stop) > greatest(p.id_start, b.id_start)
+        QUALIFY row_number() OVER (ORDER BY b.complete DESC, least(p.id_stop, b.id_stop)
+                                   - greatest(p.id_start, b.id_start) DESC, b.scan_id DESC) = 1
+    ), bos_tokens AS (
+        SELECT f.token_id, any_value(f.text) AS text, any_value(f.raw_token) AS raw_token,
+               bool_or(f.scan_id = pr.plain_scan) AS plain, bool_or(f.scan_id = pr.bos_scan) AS bos,
+               any_value(f.prob) FILTER (WHERE f.scan_id = pr.plain_scan) AS plain_prob,
+               any_value(f.prob) FILTER (WHERE f.scan_id = pr.bos_scan) AS bos_prob
+        FROM pair pr JOIN token_fps f
+          ON f.scan_id IN (pr.plain_scan, pr.bos_scan) AND f.token_id >= pr.lo AND f.token_id < pr.hi
+        GROUP BY f.token_id
+    )"""
+
+
 def top_flags(store: Store, limit: int = 200) -> list[tuple]:
     """The most suspicious tokens over all models."""
     return store.query(f"SELECT model, token_id, text, score, rules, reasons FROM report_flags "
@@ -126,6 +176,66 @@ def seed_rows(store: Store) -> list[dict[str, Any]]:
         SELECT *, try_cast(regexp_extract(model, '([0-9]+(\\.[0-9]+)?)([mb])', 1) AS DOUBLE)
                   * CASE regexp_extract(model, '([0-9]+(\\.[0-9]+)?)([mb])', 3) WHEN 'm' THEN 1e-3 ELSE 1 END AS size_b
         FROM seed_counts ORDER BY family, size_b NULLS LAST, model
+    """)
+
+
+@dataclass(frozen=True)
+class SeedConventions:
+    """How the seed computed its published counts (fpprov/data/seed_counts.toml, [conventions])."""
+
+    dtype: str
+    quantization: str
+    bos: bool
+    ids: str
+    embedding: str
+
+
+@lru_cache(maxsize=1)
+def published_seed() -> tuple[SeedConventions, tuple[dict[str, Any], ...]]:
+    """The seed's conventions and its published counts, one row per model (pair name and variant)."""
+    table = tomllib.loads(resources.files("fpprov.data").joinpath("seed_counts.toml").read_text("utf-8"))
+    c = table["conventions"]
+    conventions = SeedConventions(c["dtype"], c["quantization"], c["bos"], c["ids"], c["embedding"])
+    rows = tuple({"pair_name": pair, "variant": variant, "vocab": counts.get("vocab"),
+                  "token_fps": counts[f"token_fps_{variant}"],
+                  "vector_fps_iterate": counts[f"vector_fps_iterate_{variant}"],
+                  "vector_fps_gradient": counts[f"vector_fps_gradient_{variant}"]}
+                 for pair, counts in table["models"].items() for variant in ("base", "inst"))
+    return conventions, rows
+
+
+def seed_comparison(store: Store) -> list[dict[str, Any]]:
+    """Every scanned or vector-searched model with the seed's published counts for it (NULL when the seed's
+    tables lack it) and the conventions of our counts: primary scan (dtype, BOS, id range against the
+    vocabulary), quantization, the embedding spaces and dtypes of the vector search."""
+    _, published = published_seed()
+    store.con.execute("CREATE OR REPLACE TEMP TABLE seed_published (pair_name VARCHAR, variant VARCHAR, vocab INTEGER, "
+                      "token_fps INTEGER, vector_fps_iterate INTEGER, vector_fps_gradient INTEGER)")
+    store.con.executemany("INSERT INTO seed_published VALUES (?, ?, ?, ?, ?, ?)",
+                          [list(r.values()) for r in published])
+    return store.query_dicts("""
+        WITH vec AS (
+            SELECT model, list(DISTINCT embedding ORDER BY embedding) AS embeddings,
+                   list(DISTINCT dtype ORDER BY dtype) AS vector_dtypes
+            FROM vector_runs GROUP BY model
+        ), vfps AS (
+            SELECT model, count(*) FILTER (WHERE list_contains(methods, 'iterate')) AS vector_fps_iterate,
+                   count(*) FILTER (WHERE list_contains(methods, 'gradient')) AS vector_fps_gradient
+            FROM vector_fps GROUP BY model
+        ), ours AS (
+            SELECT mp.name AS model, mp.pair_name, mp.variant, m.quantization, m.vocab_size,
+                   ps.dtype, ps.bos, ps.complete, ps.id_start, ps.id_stop, ps.tokens_scanned, ps.fp_count AS token_fps
+            FROM model_pairs mp JOIN models m ON m.name = mp.name LEFT JOIN primary_scans ps ON ps.model = mp.name
+        )
+        SELECT o.*, vec.embeddings, vec.vector_dtypes,
+               CASE WHEN vec.model IS NULL THEN NULL ELSE coalesce(vfps.vector_fps_iterate, 0) END AS vector_fps_iterate,
+               CASE WHEN vec.model IS NULL THEN NULL ELSE coalesce(vfps.vector_fps_gradient, 0) END AS vector_fps_gradient,
+               sp.pair_name IS NOT NULL AS in_seed, sp.vocab AS seed_vocab, sp.token_fps AS seed_token_fps,
+               sp.vector_fps_iterate AS seed_vector_fps_iterate, sp.vector_fps_gradient AS seed_vector_fps_gradient
+        FROM ours o LEFT JOIN vec ON vec.model = o.model LEFT JOIN vfps ON vfps.model = o.model
+        LEFT JOIN seed_published sp ON sp.pair_name = o.pair_name AND sp.variant = o.variant
+        WHERE o.token_fps IS NOT NULL OR vec.model IS NOT NULL
+        ORDER BY NOT in_seed, o.pair_name, o.variant, o.model
     """)
 
 

@@ -20,14 +20,14 @@ def index_context(store: Store, models: list[dict], pages: dict[str, str], page_
         return link(pages[name], name) if name in pages else (token_cell(name) if name else None)
 
     seed = [[text_cell(r["model"]), text_cell(r["family"]), model_link(r["base_model"]), num(r["base_token_fps"]),
-             num(r["base_tokens_scanned"]), model_link(r["inst_model"]), num(r["inst_token_fps"]),
-             num(r["inst_tokens_scanned"]), num(r["base_vector_fps"]), num(r["inst_vector_fps"]),
+             _with_bos(r["base_tokens_scanned"], r["base_bos"]), model_link(r["inst_model"]), num(r["inst_token_fps"]),
+             _with_bos(r["inst_tokens_scanned"], r["inst_bos"]), num(r["base_vector_fps"]), num(r["inst_vector_fps"]),
              num(r["base_vector_fps_iterate"]), num(r["inst_vector_fps_iterate"]),
              num(r["base_vector_fps_gradient"]), num(r["inst_vector_fps_gradient"])]
             for r in data.seed_rows(store)]
     seed_table = table("seed", [("model", "text"), ("family", "text"), ("base", "link"), ("token FPs base", "num"),
-                                ("ids scanned", "num"), ("inst", "link"), ("token FPs inst", "num"),
-                                ("ids scanned", "num"), ("vector FPs base", "num"), ("vector FPs inst", "num"),
+                                ("ids scanned (BOS)", "num"), ("inst", "link"), ("token FPs inst", "num"),
+                                ("ids scanned (BOS)", "num"), ("vector FPs base", "num"), ("vector FPs inst", "num"),
                                 ("by iteration base", "num"), ("by iteration inst", "num"),
                                 ("by gradient base", "num"), ("by gradient inst", "num")],
                        seed, page_size=page_size, empty="no scans yet")
@@ -53,8 +53,63 @@ def index_context(store: Store, models: list[dict], pages: dict[str, str], page_
          num(score), listing(rules), listing(reasons, " | ")]
         for model, token_id, text, score, rules, reasons in data.top_flags(store)],
         page_size=page_size, empty="no token breaks a suspicion rule")
-    return {"seed_table": seed_table, "models_table": model_table, "scans_table": scans, "thresholds_table": rules,
+    compared = data.seed_comparison(store)
+    conventions, _ = data.published_seed()
+    seed_vs_ours = table("seedcmp", [
+        ("model", "link"), ("seed token FPs", "num"), ("our token FPs", "num"), ("our ids", "text"),
+        ("dtype", "text"), ("quantization", "text"), ("BOS", "text"), ("seed vector FPs (iterate, gradient)", "text"),
+        ("our vector FPs (iterate, gradient)", "text"), ("our embedding space", "text"), ("what explains the difference", "text")], [
+        [model_link(r["model"]), num(r["seed_token_fps"]), num(r["token_fps"]), text_cell(_ids_text(r)),
+         text_cell(r["dtype"]), text_cell(r["quantization"] or "none"),
+         text_cell(None if r["bos"] is None else ("yes" if r["bos"] else "no")),
+         text_cell(f"{r['seed_vector_fps_iterate']}, {r['seed_vector_fps_gradient']}"),
+         text_cell(None if r["vector_fps_iterate"] is None else f"{r['vector_fps_iterate']}, {r['vector_fps_gradient']}"),
+         listing(r["embeddings"]), text_cell(seed_difference(r, conventions))]
+        for r in compared if r["in_seed"]], page_size=page_size, empty="no scanned model is in the seed's tables")
+    not_in_seed = [r["model"] for r in compared if not r["in_seed"]]
+    return {"seed_table": seed_table, "seed_vs_ours_table": seed_vs_ours,
+            "not_in_seed": ", ".join(not_in_seed) if not_in_seed else None, "models_table": model_table, "scans_table": scans, "thresholds_table": rules,
             "suspicious_table": suspicious}
+
+
+def _with_bos(count: int | None, bos: bool | None) -> list | None:
+    """An ids-scanned cell that says the scan's BOS setting: sorted by the count, shown as '16,384 (no BOS)'."""
+    return None if count is None else [count, f"{number(count)} ({'BOS' if bos else 'no BOS'})"]
+
+
+def _ids_text(r: dict[str, Any]) -> str | None:
+    if r["id_start"] is None:
+        return None
+    full = bool(r["vocab_size"]) and r["id_start"] == 0 and r["id_stop"] >= r["vocab_size"] and r["complete"]
+    return (f"all {r['vocab_size']:,}" if full else
+            f"{r['id_start']:,}–{r['id_stop']:,} of {number(r['vocab_size'])} (slice"
+            + ("" if r["complete"] else ", interrupted") + ")")
+
+
+def seed_difference(r: dict[str, Any], seed: data.SeedConventions) -> str:
+    """One sentence: which of our conventions differ from the seed's, and so what explains the counts' gap."""
+    reasons = []
+    if r["quantization"] and seed.quantization == "none":
+        reasons.append(f"{r['quantization'].split(' GGUF')[0]} quantization (the seed ran the unquantized weights)")
+    if r["dtype"] and r["dtype"] != seed.dtype:
+        reasons.append(f"{r['dtype']} weights (the seed's were {seed.dtype})")
+    if r["bos"] and not seed.bos:
+        reasons.append("a BOS prefix (the seed fed the token alone)")
+    full = _ids_text(r)
+    if full and not full.startswith("all"):
+        share = f"{r['token_fps'] / r['tokens_scanned']:.1%} of the slice"
+        seed_share = (f" against the seed's {r['seed_token_fps'] / r['seed_vocab']:.1%} of the vocabulary"
+                      if r["seed_vocab"] else "")
+        reasons.append(f"a slice of the vocabulary (FPs are {share}{seed_share})")
+    if r["embeddings"] and seed.embedding not in r["embeddings"]:
+        reasons.append(f"vector FPs in the {', '.join(r['embeddings'])} embedding space (the seed's: {seed.embedding})")
+    counts = ("" if r["token_fps"] is None else
+              f": {number(r['token_fps'])} vs {number(r['seed_token_fps'])} token FPs")
+    if not reasons:
+        return (f"Same conventions as the seed{counts}; a gap is down to library versions or hardware."
+                if r["token_fps"] != r["seed_token_fps"] else f"Same conventions and the same count{counts}.")
+    sentence = f"{'; '.join(reasons)}{counts}."
+    return sentence[0].upper() + sentence[1:]
 
 
 def _scans_table(store: Store, pages: dict[str, str], page_size: int, model: str | None = None) -> dict[str, Any]:
@@ -121,6 +176,7 @@ def model_context(store: Store, m: dict[str, Any], pages: dict[str, str], page_s
         [num(c["scan_id"]), "yes" if c["bos"] else "no", c["dtype"], f"{c['lo']:,}–{c['hi']:,}",
          num(c["primary_fps"]), num(c["other_fps"]), num(c["both_fps"])] for c in data.scan_comparison(store, name)],
         page_size=page_size, empty="no other scan overlaps the primary one")
+    ctx.update(_bos_block(store, name, page_size))
     ctx["pair_table"] = _base_vs_inst_table(store, pages, page_size, name)
     ctx["pair_changes_table"] = table("changes", [("change", "text"), ("id", "id"), ("text", "tok"),
                                                   ("p base", "num:6"), ("p inst", "num:6")], [
@@ -149,6 +205,28 @@ def model_context(store: Store, m: dict[str, Any], pages: dict[str, str], page_s
     ctx.update(evidence_section(store, name, page_size))
     ctx.update(undertrained_section(store, name, page_size))
     return ctx
+
+
+def _bos_block(store: Store, name: str, page_size: int) -> dict[str, Any]:
+    """The primary no-BOS scan against a BOS scan over the ids both cover, and the most probable FPs the BOS
+    prefix lost and gained (the seed's counts are no-BOS counts: docs/bos.md)."""
+    c = data.bos_comparison(store, name)
+    if c is None:
+        return {"bos": None}
+    summary = table("bos", [("ids both cover", "text"), ("FPs without BOS", "num"), ("FPs with BOS", "num"),
+                            ("FPs both ways", "num"), ("lost with BOS", "num"), ("gained with BOS", "num"),
+                            ("scans (no BOS, BOS)", "text")], [
+        [f"{c['lo']:,}–{c['hi']:,}", num(c["plain_fps"]), num(c["bos_fps"]), num(c["both_fps"]), num(c["lost"]),
+         num(c["gained"]), f"{c['plain_scan']}, {c['bos_scan']}{'' if c['bos_complete'] else ' (interrupted)'}"]],
+        page_size=page_size)
+    changes = table("boschanges", [("change", "text"), ("id", "id"), ("text", "tok"), ("vocabulary entry", "tok"),
+                                   ("p without BOS", "num:6"), ("p with BOS", "num:6")], [
+        [change, num(i), token_cell(t), token_cell(raw), num(p0), num(p1)]
+        for change, i, t, raw, p0, p1 in data.bos_changes(store, name)],
+        page_size=page_size, empty="a BOS prefix changes no FP here")
+    note = (f"Over ids {c['lo']:,} to {c['hi']:,} ({c['dtype']}), {c['plain_fps']:,} tokens are FPs without BOS "
+            f"and {c['bos_fps']:,} with it; {c['both_fps']:,} are FPs both ways.")
+    return {"bos": {"note": note, "summary": summary, "changes": changes, "top": data.TOP_N}}
 
 
 def _base_vs_inst_table(store: Store, pages: dict[str, str], page_size: int, model: str | None = None) -> dict:
