@@ -18,23 +18,31 @@ from .errors import FpprovError
 from .rollout import ROLLOUT_FEEDS, judge_rollout, rollout_distances, token_mixtures
 from .store import Store, upsert_model
 from .versions import library_versions
-from .vectors import (EMBEDDINGS, METHODS, EmbeddingMap, Finished, SeedOutcome, StepCallback, default_init_std,
-                      gradient_descent, iterate)
+from .vectors import (EMBEDDINGS, ITERATE_MAX_STEPS, METHODS, PROTOCOLS, DescentSettings, EmbeddingMap, Finished,
+                      SeedOutcome, StepCallback, default_init_std, gradient_descent, iterate, settings_for)
 
 
 @dataclass
 class VectorOptions:
-    """Every knob of `fpprov vectors`, with the seed's defaults."""
+    """Every knob of `fpprov vectors`.
+
+    ``protocol`` picks gradient descent's settings: ``default`` (fpprov's, scaled to the space) or ``seed``
+    (the seed's script: AdamW lr 1e-2, weight decay 0, patience 1000, lr floor 3e-9, 100k steps). lr,
+    lr_floor, weight_decay, patience and max_steps left None take the protocol's value (max_steps: iterate
+    stops at ITERATE_MAX_STEPS, the seed's observation); a value given replaces it.
+    """
 
     methods: tuple[str, ...] = METHODS
     seeds: Sequence[int] = tuple(range(10))
     embedding: str = "effective"
     tol: float = 1e-6
-    max_steps: int = 10_000
+    max_steps: int | None = None
     stall_window: int = 200
-    lr: float = 1e-2
-    lr_floor: float = 1e-9
-    weight_decay: float = 0.01
+    protocol: str = "default"
+    lr: float | None = None
+    lr_floor: float | None = None
+    weight_decay: float | None = None
+    patience: int | None = None
     detach: bool = True
     init_std: float | None = None           # None: the config's initializer_range
     dedup_distance: float = 1e-4
@@ -56,6 +64,8 @@ class VectorOptions:
             raise FpprovError(f"unknown embedding convention {self.embedding!r}: use effective or raw")
         if self.rollout_feed not in ROLLOUT_FEEDS:
             raise FpprovError(f"unknown rollout feed {self.rollout_feed!r}: use output or x")
+        if self.protocol not in PROTOCOLS:
+            raise FpprovError(f"unknown gradient protocol {self.protocol!r}: use default or seed")
         if not self.seeds:
             raise FpprovError("--seeds must be at least 1")
         check_option_ranges(self)
@@ -64,9 +74,13 @@ class VectorOptions:
 # Every numeric option of `fpprov vectors`: (field, flag, lowest, lowest allowed itself?); None may skip.
 _RANGES = (("tol", "tol", 0, False), ("max_steps", "max-steps", 1, True), ("stall_window", "stall-window", 0, True),
            ("lr", "lr", 0, False), ("lr_floor", "lr-floor", 0, True), ("weight_decay", "weight-decay", 0, True),
+           ("patience", "patience", 0, True),
            ("init_std", "init-std", 0, False), ("dedup_distance", "dedup", 0, False),
            ("rollout_steps", "rollout-steps", 1, True), ("stable_threshold", "stable-threshold", 0, False),
            ("top_k", "top-k", 1, True))
+
+
+_OPTIONAL = ("init_std", "max_steps", "lr", "lr_floor", "weight_decay", "patience")  # None: the default
 
 
 def check_option_ranges(options: Any) -> None:
@@ -74,7 +88,7 @@ def check_option_ranges(options: Any) -> None:
     included): e.g. --init-std 0 would start every seed at the same x0, a negative --stall-window never stalls."""
     for name, flag, low, inclusive in _RANGES:
         value = getattr(options, name, None)
-        if value is None and name == "init_std":
+        if value is None and name in _OPTIONAL:
             continue
         ok = value is not None and math.isfinite(value) and (value >= low if inclusive else value > low)
         if not ok:
@@ -82,15 +96,26 @@ def check_option_ranges(options: Any) -> None:
             raise FpprovError(f"--{flag} must be {bound} and finite (got {value})")
 
 
-def method_settings(method: str, options: VectorOptions, dtype: str, init_std: float) -> str:
+def iterate_max_steps(options: VectorOptions) -> int:
+    return options.max_steps if options.max_steps is not None else ITERATE_MAX_STEPS
+
+
+def descent_settings(fmap: EmbeddingMap, options: VectorOptions) -> DescentSettings:
+    """Gradient descent's settings: the protocol's, scaled to fmap's space, with the options given replacing them."""
+    return settings_for(fmap, options.protocol, lr=options.lr, lr_floor=options.lr_floor,
+                        weight_decay=options.weight_decay, patience=options.patience, max_steps=options.max_steps)
+
+
+def method_settings(method: str, options: VectorOptions, dtype: str, init_std: float,
+                    descent: DescentSettings | None = None) -> str:
     """Canonical text of every setting that changes this method's result (the resume key with the seed)."""
-    parts = [f"embedding={options.embedding}", f"dtype={dtype}", f"init_std={init_std:g}",
-             f"tol={options.tol:g}", f"max_steps={options.max_steps}"]
+    parts = [f"embedding={options.embedding}", f"dtype={dtype}", f"init_std={init_std:g}", f"tol={options.tol:g}"]
     if method == "iterate":
-        parts.append(f"stall_window={options.stall_window}")
+        parts += [f"max_steps={iterate_max_steps(options)}", f"stall_window={options.stall_window}"]
     else:
-        parts += [f"detach={int(options.detach)}", f"lr={options.lr:g}", f"lr_floor={options.lr_floor:g}",
-                  f"weight_decay={options.weight_decay:g}"]
+        if descent is None:
+            raise FpprovError("gradient settings need the space's DescentSettings")
+        parts += [f"detach={int(options.detach)}", descent.text()]
     return " ".join(parts)
 
 
@@ -124,8 +149,9 @@ def run_study(store: Store, loaded: Any, options: VectorOptions, *, progress: St
     dtype = dtype_name(fmap.dtype)
     init_std = options.init_std if options.init_std is not None else default_init_std(loaded.model)
     summary = StudySummary(model=loaded.name)
+    descent = descent_settings(fmap, options)
     for method in options.methods:
-        settings = method_settings(method, options, dtype, init_std)
+        settings = method_settings(method, options, dtype, init_std, descent)
         wanted = {int(s) for s in options.seeds}
         done = {row[0] for row in store.query(
             "SELECT seed FROM vector_runs WHERE model = ? AND method = ? AND settings = ?",
@@ -142,13 +168,15 @@ def run_study(store: Store, loaded: Any, options: VectorOptions, *, progress: St
         if todo:
             base = {"model": loaded.name, "method": method, "settings": settings, "embedding": options.embedding,
                     "dtype": dtype, "device": str(fmap.device), "init_std": init_std, "tolerance": options.tol,
-                    "max_steps": options.max_steps, "batch_size": len(todo), **_versions()}
+                    "batch_size": len(todo), **_versions()}
             if method == "iterate":
-                base["stall_window"] = options.stall_window
+                base.update(max_steps=iterate_max_steps(options), stall_window=options.stall_window)
             else:
-                base.update(detach=options.detach, lr_initial=options.lr, lr_floor=options.lr_floor,
-                            weight_decay=options.weight_decay)
-            run_method(fmap, method, todo, options, init_std, _run_writer(store, base), progress)
+                base.update(max_steps=descent.max_steps, detach=options.detach, lr_initial=descent.lr,
+                            lr_floor=descent.lr_floor, weight_decay=descent.weight_decay,
+                            protocol=descent.protocol, patience=descent.patience, lr_factor=descent.factor,
+                            loss=descent.loss)
+            run_method(fmap, method, todo, options, init_std, _run_writer(store, base), progress, descent)
         summary.runs[method] = store.query_dicts(
             "SELECT * EXCLUDE (vector) FROM vector_runs WHERE model = ? AND method = ? AND settings = ? "
             "ORDER BY seed", [loaded.name, method, settings])
@@ -163,15 +191,15 @@ def run_study(store: Store, loaded: Any, options: VectorOptions, *, progress: St
 
 
 def run_method(fmap: EmbeddingMap, method: str, seeds: Sequence[int], options: VectorOptions, init_std: float,
-               on_finish: Finished | None = None, progress: StepCallback | None = None) -> list[SeedOutcome]:
-    """One method over all ``seeds`` in one batch (no storage)."""
+               on_finish: Finished | None = None, progress: StepCallback | None = None,
+               descent: DescentSettings | None = None) -> list[SeedOutcome]:
+    """One method over all ``seeds`` in one batch (no storage); ``descent`` defaults to descent_settings."""
     x0 = fmap.initial_vectors(seeds, init_std)                              # (S, D)
     if method == "iterate":
-        return iterate(fmap, seeds, x0, tol=options.tol, max_steps=options.max_steps,
+        return iterate(fmap, seeds, x0, tol=options.tol, max_steps=iterate_max_steps(options),
                        stall_window=options.stall_window, on_finish=on_finish, progress=progress)
-    return gradient_descent(fmap, seeds, x0, tol=options.tol, max_steps=options.max_steps, lr=options.lr,
-                            lr_floor=options.lr_floor, weight_decay=options.weight_decay, detach=options.detach,
-                            on_finish=on_finish, progress=progress)
+    return gradient_descent(fmap, seeds, x0, descent or descent_settings(fmap, options), tol=options.tol,
+                            detach=options.detach, on_finish=on_finish, progress=progress)
 
 
 def _run_writer(store: Store, base: dict[str, Any]) -> Finished:

@@ -17,7 +17,9 @@ from transformers import AutoModelForCausalLM, LlamaConfig
 
 from fpprov.models import load_model
 from fpprov.vector_study import VectorOptions, cluster_vectors, run_method
-from fpprov.vectors import EmbeddingMap, effective_embedding_matrix, gradient_descent, iterate
+from fpprov.vectors import DescentSettings, EmbeddingMap, effective_embedding_matrix, gradient_descent, iterate
+
+TORCH_DEFAULTS = DescentSettings()  # torch's AdamW and ReduceLROnPlateau defaults, lr 1e-2, loss ||r||
 
 HIDDEN = 64
 TOKEN_K = 7          # the constant-head model's favourite token
@@ -145,7 +147,7 @@ def test_iterate_batched_equals_seed_by_seed(qwen_model):
 def test_gradient_batched_equals_seed_by_seed_with_own_schedules(qwen_model):
     fmap = EmbeddingMap(qwen_model)
     seeds = [0, 1, 2]
-    kwargs = dict(tol=1e-6, max_steps=150, lr=1e-2)
+    kwargs = dict(settings=TORCH_DEFAULTS, tol=1e-6, max_steps=150, lr=1e-2)
     batched = gradient_descent(fmap, seeds, fmap.initial_vectors(seeds, 0.03), **kwargs)
     for seed, together in zip(seeds, batched):
         (alone,) = gradient_descent(fmap, [seed], fmap.initial_vectors([seed], 0.03), **kwargs)
@@ -160,7 +162,7 @@ def test_gradient_matches_plain_torch_loop(constant_model):
     """One seed against the seed's own sketch: AdamW + ReduceLROnPlateau on ||x - detach(T(x))||."""
     fmap = EmbeddingMap(constant_model)
     x0 = fmap.initial_vectors([5], 0.02)                                    # (1, D)
-    (ours,) = gradient_descent(fmap, [5], x0, tol=1e-12, max_steps=40)
+    (ours,) = gradient_descent(fmap, [5], x0, TORCH_DEFAULTS, tol=1e-12, max_steps=40)
     x = torch.nn.Parameter(x0[0].clone())
     opt = torch.optim.AdamW([x], lr=1e-2)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt)
@@ -198,7 +200,7 @@ def test_iterate_gives_up_on_a_cycle_and_says_why(tmp_path):
 
 def test_gradient_stops_at_lr_floor(qwen_model):
     fmap = EmbeddingMap(qwen_model)
-    (outcome,) = gradient_descent(fmap, [0], fmap.initial_vectors([0], 0.03), tol=1e-12, lr_floor=1e-3,
+    (outcome,) = gradient_descent(fmap, [0], fmap.initial_vectors([0], 0.03), TORCH_DEFAULTS, tol=1e-12, lr_floor=1e-3,
                                   max_steps=5000)
     assert outcome.stop_reason == "lr_floor" and outcome.lr_final < 1e-3 and not outcome.converged
 

@@ -47,7 +47,7 @@ def store(tmp_path):
 
 
 def test_both_methods_one_fp_stored_with_who_found_it(store, constant_model):
-    summary = run_study(store, constant_model, VectorOptions(seeds=(0, 1, 2), **FAST))
+    summary = run_study(store, constant_model, VectorOptions(seeds=(0, 1, 2), lr=1e-2, **FAST))
     assert [r["converged"] for m in ("iterate", "gradient") for r in summary.runs[m]] == [True] * 6
     (fp,) = store.query_dicts("SELECT * FROM vector_fps")
     assert fp["methods"] == ["gradient", "iterate"] and fp["seeds"] == [0, 1, 2] and fp["n_runs"] == 6
@@ -63,6 +63,10 @@ def test_both_methods_one_fp_stored_with_who_found_it(store, constant_model):
     assert {r["vector_id"] for r in runs} == {fp["vector_id"]}
     assert {(r["method"], r["detach"], r["lr_initial"]) for r in runs} == {("iterate", None, None),
                                                                            ("gradient", True, 0.01)}
+    # The protocol's settings are recorded with each gradient run; lr=1e-2 replaced the default's value.
+    assert {(r["protocol"], r["loss"], r["patience"]) for r in runs if r["method"] == "gradient"} == \
+        {("default+custom", "squared", 100)}
+    assert all("protocol=default+custom" in r["settings"] for r in runs if r["method"] == "gradient")
     assert all(r["init_std"] == 0.02 and r["batch_size"] == 3 and r["torch_version"] for r in runs)
     assert store.query("SELECT count(*) FROM models WHERE name = ?", [constant_model.name]) == [(1,)]
 
