@@ -1,5 +1,10 @@
 """The token-FP verdict of a batch of ids: a screen in the scan dtype, then float64 re-checks of FPs and
-near ties over a proven candidate set. ``TokenJudge.judge`` returns a ``Verdicts``; the scan stores it."""
+near ties over a proven candidate set. ``TokenJudge.judge`` returns a ``Verdicts``; the scan stores it.
+
+Which verdicts are re-checked is the verify mode's: 'all' (every FP and near tie), 'near' (near ties), or
+'calibrated' (a ``Calibration`` measured on a random sample: every verdict whose screen margin is not far
+beyond the screen's measured error, near ties included).
+"""
 
 from __future__ import annotations
 
@@ -60,10 +65,30 @@ class Float64Verdicts:
         return out
 
 
+@dataclass(frozen=True)
+class Calibration:
+    """The screen's measured error of logit differences, and the factor that trusts a verdict beyond it."""
+
+    error: float                 # max |(own - other)_screen - (own - other)_float64|, floored by the proven bound
+    factor: float                # a verdict whose |screen margin| > factor * error is trusted
+
+    @property
+    def threshold(self) -> float:
+        return self.factor * self.error
+
+
+def calibration_sample(id_start: int, id_stop: int, n: int, seed: int = 0) -> torch.Tensor:
+    """``n`` distinct ids of [id_start, id_stop) drawn at random with a fixed seed, ascending (all when fewer)."""
+    gen = torch.Generator().manual_seed(seed)
+    picked = torch.randperm(id_stop - id_start, generator=gen)[:n]                    # (n,)
+    return picked.sort().values + id_start
+
+
 class TokenJudge:
     """Computes FP verdicts for batches of token ids of one model."""
 
     WIDE_TOP = 64   # competitors kept for re-checked rows that the screen dropped
+    CALIBRATION_TOP = 8   # competitors per sampled row whose logit differences calibrate the screen
 
     def __init__(self, loaded: LoadedModel, opts: ScanOptions):
         self.loaded, self.opts = loaded, opts
@@ -75,6 +100,7 @@ class TokenJudge:
         if opts.bos and bos is None:
             raise FpprovError(f"--bos asked for but the tokenizer of {loaded.name} has no BOS token")
         self.bos_id = bos
+        self.calibration: Calibration | None = None
 
     def hidden(self, ids: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
         ids = ids.to(self.loaded.device)
@@ -97,7 +123,13 @@ class TokenJudge:
         rows = self.head.screen(h32, dev_ids)
         gap = rows.own_logit - rows.best_other                               # (N,) > 0 for FPs
         near = gap.abs() < self.opts.tolerance * rows.own_logit.abs().clamp(min=1.0)
-        recheck = near | rows.is_fp if self.opts.verify == "all" else near
+        if self.opts.verify == "all":
+            recheck = near | rows.is_fp
+        elif self.opts.verify == "calibrated":
+            # <=: a zero margin (a tie) is never trusted, even where the measured error is zero.
+            recheck = near | (gap.abs() <= self.calibrated().threshold)
+        else:
+            recheck = near
         out = Verdicts(ids=ids, screen_is_fp=rows.is_fp.clone(), own=rows.own_logit, best=rows.best_other,
                        best_id=rows.best_other_id, lse=rows.lse, gap=gap, recheck=recheck, is_fp=rows.is_fp.clone(),
                        f64_margin=torch.full_like(gap, float("nan")),
@@ -114,6 +146,43 @@ class TokenJudge:
             out.best_id[part], out.lse[part] = best_id, lse.double()
             out.gap[part] = (own - best).double()
         return out
+
+    def calibrated(self) -> Calibration:
+        """This judge's calibration; measured on a sample of the whole vocabulary when none was given."""
+        if self.calibration is None:
+            n_ids, n_rows = self.loaded.scannable_ids()
+            self.calibrate(calibration_sample(0, min(n_ids, n_rows), self.opts.calibration_sample))
+        return self.calibration
+
+    @torch.no_grad()
+    def calibrate(self, ids: torch.Tensor) -> Calibration:
+        """Measure the screen's error on ids ``ids`` (S,) against float64, and keep it as this judge's.
+
+        The error is the largest difference, over the sampled rows and their CALIBRATION_TOP best
+        competitors, between the screen-dtype and the float64 logit difference own - competitor, the own
+        logit taken both ways the screen computes it (a dot product, and the head's GEMM). It is floored by
+        the largest proven bound on a margin's error over the sample (twice LMHead.error_bound), so that a
+        sample that happens to round well cannot make the threshold smaller than the error the screen can
+        have on rows like these.
+        """
+        dev = self.loaded.device
+        sub = ids.to(dev)
+        h32 = torch.cat([self.hidden(batch) for batch in sub.split(self.opts.batch_size)])   # (S, D)
+        h64 = torch.cat([self.hidden(part, torch.float64) for part in ids.split(self.opts.recheck_batch)])
+        vals, cands = self.head.top_competitors(h32, sub, self.CALIBRATION_TOP)           # (S, K) each
+        _, own_gemm, *_ = self.head.full_rows(h32, sub, h32.dtype)                           # (S,)
+        own_dot = self.head.own_logits(h32, sub).cpu()                                       # (S,)
+        diff64 = torch.stack([torch.sub(*self.head.candidate_rows(h64, sub, cands[:, j:j + 1].to(dev))[:2])
+                              for j in range(cands.shape[1])], 1)                            # (S, K)
+        vals = vals.double()
+        finite = torch.isfinite(vals) & torch.isfinite(diff64)                               # (S, K)
+        measured = 0.0
+        for own in (own_gemm.double(), own_dot.double()):
+            err = ((own[:, None] - vals) - diff64).abs()                                     # (S, K)
+            measured = max(measured, float(err[finite].max()) if finite.any() else 0.0)
+        proven = 2 * float(self.head.error_bound(h32, h64).max())
+        self.calibration = Calibration(max(measured, proven), self.opts.safety_factor)
+        return self.calibration
 
     def _recheck_float64(self, part: torch.Tensor, ids: torch.Tensor, h32: torch.Tensor,
                          rows: HeadRows) -> Float64Verdicts:

@@ -3,7 +3,8 @@
 A scan is planned (its options checked against the model, before any database is touched), opened (its
 ``scans`` row found or written), then run chunk by chunk: each chunk is judged, and its verdicts, float64
 re-checks and counters are committed in one transaction, so a killed scan resumes at the first chunk not
-committed and ends with exactly the rows of an uninterrupted run.
+committed and ends with exactly the rows of an uninterrupted run. Under torchrun the chunks are split
+across the ranks (fpprov.distributed) and rank 0 alone commits them, in chunk order.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from typing import Any, Callable
 
 import torch
 
+from .distributed import Group, Ranks, joined
 from .errors import FpprovError
-from .judge import TokenJudge, Verdicts
+from .judge import Calibration, TokenJudge, Verdicts, calibration_sample
 from .models import LoadedModel
 from .scan_options import ScanOptions
 from .store import Store, upsert_model
@@ -175,7 +177,15 @@ def _scan_row(plan: ScanPlan) -> dict[str, Any]:
             "id_start": plan.id_start, "id_stop": plan.id_stop, "batch_size": opts.batch_size,
             "commit_every": opts.commit_every, "tolerance": opts.tolerance, "check_length": opts.check_length,
             "verify": opts.verify, "method": plan.judge.method, **library_versions(),
-            "tokens_skipped": plan.skipped, "seconds": 0.0}
+            "tokens_skipped": plan.skipped, "seconds": 0.0, **_calibration_columns(plan)}
+
+
+def _calibration_columns(plan: ScanPlan) -> dict[str, Any]:
+    """--verify calibrated: measure the screen's error on a random sample of the scan's ids, to store."""
+    if plan.opts.verify != "calibrated":
+        return {}
+    cal = plan.judge.calibrate(calibration_sample(plan.id_start, plan.id_stop, plan.opts.calibration_sample))
+    return {"calibration_error": cal.error, "safety_factor": cal.factor}
 
 
 def open_scan(plan: ScanPlan, store: Store) -> OpenScan:
@@ -198,6 +208,8 @@ def open_scan(plan: ScanPlan, store: Store) -> OpenScan:
             # A resumed scan keeps its own chunks, batches and tolerance: its rows equal an uninterrupted run's.
             opts = replace(opts, **kept)
             plan = replace(plan, opts=opts, judge=TokenJudge(loaded, opts))
+        if existing["calibration_error"] is not None:   # a resumed scan trusts what its first run trusted
+            plan.judge.calibration = Calibration(existing["calibration_error"], existing["safety_factor"])
     scan_id = existing["scan_id"]
     committed = store.query("SELECT chunk_start, chunk_stop FROM scan_chunks WHERE scan_id = ? ORDER BY 1", [scan_id])
     todo = pending_chunks(committed, plan.id_start, plan.id_stop, opts.commit_every)
@@ -248,31 +260,83 @@ def commit_chunk(store: Store, scan: OpenScan, chunk: JudgedChunk) -> None:
             [n, len(chunk.fp_rows), len(chunk.rechecks), chunk.flipped, chunk.seconds, scan.scan_id])
 
 
-def run_scan(plan: ScanPlan, store: Store, progress: BatchCallback | None = None,
-             on_start: Callable[[int, int], None] | None = None) -> ScanResult:
-    """Open the planned scan and commit its pending chunks one by one; resumable."""
-    scan = open_scan(plan, store)
-    if scan.already_complete:
-        return _result(store, scan.scan_id, already_complete=True)
-    if on_start:
-        on_start(plan.id_stop - plan.id_start, scan.resumed_from)
-    describer = TokenDescriber(plan.loaded.tokenizer)
-    stored = {r[0] for r in store.query("SELECT token_id FROM vocabulary WHERE model = ? AND token_id >= ? AND "
-                                        "token_id < ?", [plan.loaded.name, plan.id_start, plan.id_stop])}
-    for chunk_start, chunk_stop in scan.todo:
-        chunk = judge_chunk(scan, chunk_start, chunk_stop, describer, stored)
-        commit_chunk(store, scan, chunk)
-        if progress:
-            progress(chunk.stop - chunk.start, len(chunk.fp_rows))
-    store.con.execute("UPDATE scans SET complete = true, finished_at = current_timestamp WHERE scan_id = ?",
-                      [scan.scan_id])
-    return _result(store, scan.scan_id, resumed_from=scan.resumed_from)
+@dataclass
+class SharedScan:
+    """What rank 0 reads from the store that every rank needs to judge chunks as a single process would."""
+
+    scan_id: int
+    opts: ScanOptions              # a resumed scan's stored batch, chunk and tolerance
+    todo: list[tuple[int, int]]
+    resumed_from: int
+    already_complete: bool
+    stored: set[int]               # ids whose vocabulary row is already stored
 
 
-def scan_vocabulary(loaded: LoadedModel, store: Store, opts: ScanOptions, dtype_name: str = "float32",
-                    progress: BatchCallback | None = None, on_start: Callable[[int, int], None] | None = None) -> ScanResult:
-    """Scan ids [start, start+limit) of ``loaded`` for token FPs, committing per chunk; resumable."""
-    return run_scan(plan_scan(loaded, opts, dtype_name), store, progress, on_start)
+def _open_on_every_rank(plan: ScanPlan, store: Store | None, group: Group) -> tuple[OpenScan, set[int]]:
+    """Rank 0 opens the scan (find, resume or start it) and tells the other ranks what it found."""
+    if group.ranks.writer:
+        scan = open_scan(plan, store)
+        stored = {r[0] for r in store.query("SELECT token_id FROM vocabulary WHERE model = ? AND token_id >= ? AND "
+                                            "token_id < ?", [plan.loaded.name, plan.id_start, plan.id_stop])}
+        group.broadcast(SharedScan(scan.scan_id, scan.plan.opts, scan.todo, scan.resumed_from, scan.already_complete,
+                                   stored))
+        return scan, stored
+    shared = group.broadcast(None)
+    if shared.opts != plan.opts:
+        plan = replace(plan, opts=shared.opts, judge=TokenJudge(plan.loaded, shared.opts))
+    return OpenScan(shared.scan_id, plan, shared.todo, shared.resumed_from, shared.already_complete), shared.stored
+
+
+def _run_rounds(scan: OpenScan, store: Store | None, group: Group, stored: set[int],
+                progress: BatchCallback | None) -> None:
+    """Each round, rank r judges pending chunk round * world + r; rank 0 commits the round's chunks in chunk
+    order, so a killed job leaves committed chunks that the rerun's pending_chunks skips."""
+    ranks = group.ranks
+    describer = TokenDescriber(scan.plan.loaded.tokenizer)
+    for first in range(0, len(scan.todo), ranks.world):
+        mine = first + ranks.rank
+        chunk = judge_chunk(scan, *scan.todo[mine], describer, stored) if mine < len(scan.todo) else None
+        for judged in group.gather(chunk) or []:   # rank order is chunk order
+            if judged is None:                    # the last round has fewer chunks than ranks
+                break
+            commit_chunk(store, scan, judged)
+            if progress:
+                progress(judged.stop - judged.start, len(judged.fp_rows))
+
+
+def run_scan(plan: ScanPlan, store: Store | None, progress: BatchCallback | None = None,
+             on_start: Callable[[int, int], None] | None = None, ranks: Ranks | None = None) -> ScanResult:
+    """Open the planned scan and commit its pending chunks one by one; resumable.
+
+    Under torchrun (``ranks``, read from the environment when None) the pending chunks are split across the
+    ranks; only rank 0 takes a ``store`` (the others pass None), commits, and calls ``progress`` and
+    ``on_start``. Every rank returns rank 0's result; the rows equal a single-process scan's.
+    """
+    ranks = Ranks.from_env() if ranks is None else ranks
+    if ranks.writer and store is None:
+        raise ValueError("rank 0 commits the scan: it needs the store")
+    with joined(ranks, plan.loaded.device) as group:
+        scan, stored = _open_on_every_rank(plan, store, group)
+        result = None
+        if scan.already_complete:
+            result = _result(store, scan.scan_id, already_complete=True) if ranks.writer else None
+        else:
+            if on_start and ranks.writer:
+                on_start(plan.id_stop - plan.id_start, scan.resumed_from)
+            _run_rounds(scan, store, group, stored, progress)
+            if ranks.writer:
+                store.con.execute("UPDATE scans SET complete = true, finished_at = current_timestamp"
+                                  " WHERE scan_id = ?", [scan.scan_id])
+                result = _result(store, scan.scan_id, resumed_from=scan.resumed_from)
+        return group.broadcast(result)
+
+
+def scan_vocabulary(loaded: LoadedModel, store: Store | None, opts: ScanOptions, dtype_name: str = "float32",
+                    progress: BatchCallback | None = None, on_start: Callable[[int, int], None] | None = None,
+                    ranks: Ranks | None = None) -> ScanResult:
+    """Scan ids [start, start+limit) of ``loaded`` for token FPs, committing per chunk; resumable (under
+    torchrun, sharded across the ranks: see run_scan)."""
+    return run_scan(plan_scan(loaded, opts, dtype_name), store, progress, on_start, ranks)
 
 
 def _result(store: Store, scan_id: int, resumed_from: int = 0, already_complete: bool = False) -> ScanResult:

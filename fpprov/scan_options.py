@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 from .errors import FpprovError
 
-VERIFY_MODES = ("all", "near")
+VERIFY_MODES = ("calibrated", "all", "near")
 # Sizes that split the work: (field, flag); a size under 1 would split nothing.
 _SIZES = (("batch_size", "--batch-size"), ("commit_every", "--commit-every"), ("head_chunk", "head_chunk"),
-          ("recheck_batch", "recheck_batch"))
+          ("recheck_batch", "recheck_batch"), ("calibration_sample", "calibration_sample"))
 
 
 @dataclass
@@ -27,8 +27,12 @@ class ScanOptions:
     commit_every: int = 4096       # ids per transaction
     force: bool = False
     head_chunk: int = 8192
-    verify: str = "all"            # all: every FP and near tie in float64; near: near ties only
+    # calibrated: float64 for every verdict within safety_factor x the error measured on a random sample;
+    # all: every FP and near tie in float64; near: near ties only
+    verify: str = "calibrated"
     recheck_batch: int = 4096      # ids re-checked together (one float64 cast of each layer per group)
+    safety_factor: float = 10.0    # calibrated: a verdict is trusted when |margin| > safety_factor * error
+    calibration_sample: int = 256  # calibrated: ids re-checked in float64 to measure the error
 
     def __post_init__(self) -> None:
         self.check()
@@ -38,10 +42,12 @@ class ScanOptions:
         if self.limit is not None and self.limit <= 0:
             raise FpprovError("--limit must be a positive number of tokens")
         if self.verify not in VERIFY_MODES:
-            raise FpprovError(f"unknown --verify {self.verify!r}: use all or near")
+            raise FpprovError(f"unknown --verify {self.verify!r}: use calibrated, all or near")
         for name, flag in _SIZES:
             if getattr(self, name) < 1:
                 raise FpprovError(f"{flag} must be at least 1 (got {getattr(self, name)})")
+        if not self.safety_factor >= 1:
+            raise FpprovError(f"safety_factor must be at least 1 (got {self.safety_factor})")
         if self.tolerance < 0:
             raise FpprovError(f"--tolerance must be at least 0 (got {self.tolerance})")
         if self.check_length is not None and self.check_length < 2:

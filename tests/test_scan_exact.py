@@ -31,7 +31,7 @@ def _scan(model_dir, tmp_path, **opts):
 def test_verdicts_equal_float64_reference(family, tied, tiny_model_dir, tmp_path):
     # head_chunk 32 on 315 rows: the likely-winner chunk and the early drops are exercised.
     loaded, result, rows, scan, rechecks = _scan(tiny_model_dir(family, tied), tmp_path, batch_size=64,
-                                                 head_chunk=32, commit_every=100)
+                                                 head_chunk=32, commit_every=100, verify="all")
     n_ids = len(loaded.tokenizer)
     ref = float64_one_at_a_time(loaded.model, range(n_ids))
     expected = {t for t, r in ref.items() if r["is_fp"]}
@@ -145,7 +145,7 @@ def test_near_ties_are_decided_in_float64(lists, tiny_model_dir, tmp_path, monke
         _plant_near_tie(loaded, t, gap=1e-7 if i % 2 else -1e-7)
     ref = float64_one_at_a_time(loaded.model, range(len(loaded.tokenizer)))
     with open_store(tmp_path / "tie.duckdb") as store:
-        result = scan_vocabulary(loaded, store, ScanOptions(head_chunk=32))
+        result = scan_vocabulary(loaded, store, ScanOptions(head_chunk=32, verify="all"))
         fps = {r[0] for r in store.query("SELECT token_id FROM token_fps WHERE scan_id = ?", [result.scan_id])}
         checked = {r[0]: r for r in store.query(
             "SELECT token_id, screen_is_fp, float64_is_fp FROM scan_rechecks WHERE scan_id = ?", [result.scan_id])}
@@ -206,7 +206,7 @@ def test_judge_returns_named_verdicts_that_agree_with_the_reference(tiny_model_d
 
     loaded = load_model(str(tiny_model_dir("qwen3", False)))
     ids = torch.arange(len(loaded.tokenizer))                                       # (N,)
-    verdicts = TokenJudge(loaded, ScanOptions(head_chunk=32, tolerance=1e-2)).judge(ids)
+    verdicts = TokenJudge(loaded, ScanOptions(head_chunk=32, tolerance=1e-2, verify="all")).judge(ids)
     assert isinstance(verdicts, Verdicts)
     assert all(getattr(verdicts, f.name).shape == ids.shape for f in fields(Verdicts))
     assert torch.equal(verdicts.ids, ids) and verdicts.recheck[verdicts.screen_is_fp].all()  # verify="all"

@@ -36,7 +36,7 @@ CREATE TABLE scans (
     tolerance       DOUBLE NOT NULL,       -- relative margin under which a verdict is re-checked in float64 (a
                                            -- resumed scan keeps it)
     check_length    INTEGER,               -- --check-length L, else NULL
-    verify          VARCHAR NOT NULL DEFAULT 'all',  -- float64 re-checks: 'all' (every FP + near ties) | 'near'
+    verify          VARCHAR NOT NULL DEFAULT 'all',  -- float64 re-checks: 'calibrated' (verdicts within safety_factor x calibration_error, near ties included) | 'all' (every FP + near ties) | 'near'
     method          VARCHAR NOT NULL,      -- 'length1-pruned' (exact length-1 shortcut) | 'forward-pruned' (the
                                            -- model's own forward)
     torch_version   VARCHAR,               -- torch version used
