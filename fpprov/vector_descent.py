@@ -43,12 +43,13 @@ class DescentSettings:
     lr_floor: float = 1e-9         # stop once the schedule takes lr below this
     max_steps: int = 10_000
     loss: str = "norm"             # norm: ||r|| (the seed's); squared: 0.5 ||r||^2
+    lr_per_residual: float = 0.0   # > 0: a seed starts at lr max(lr, this * ||r0|| / sqrt(D)), a far start's scale
 
     def text(self) -> str:
         """Canonical 'key=value ...' (part of a run's settings key)."""
         return (f"protocol={self.protocol} loss={self.loss} lr={self.lr:.6g} lr_floor={self.lr_floor:.6g} "
                 f"weight_decay={self.weight_decay:g} patience={self.patience} factor={self.factor:g} "
-                f"max_steps={self.max_steps}")
+                f"max_steps={self.max_steps} lr_per_residual={self.lr_per_residual:g}")
 
 
 # The seed's script: AdamW lr 1e-2, weight decay 0, ReduceLROnPlateau patience 1000, stop at lr < 3e-9 or
@@ -59,7 +60,8 @@ SEED_PROTOCOL = DescentSettings(protocol="seed", lr=1e-2, weight_decay=0.0, pati
 DEFAULT_LR_SCALE = 0.1
 DEFAULT_FLOOR_SCALE = 1e-9
 DEFAULT_PROTOCOL = DescentSettings(protocol="default", lr=DEFAULT_LR_SCALE, weight_decay=0.0, patience=100,
-                                   factor=0.5, lr_floor=DEFAULT_FLOOR_SCALE, max_steps=2_000, loss="squared")
+                                   factor=0.5, lr_floor=DEFAULT_FLOOR_SCALE, max_steps=2_000, loss="squared",
+                                   lr_per_residual=DEFAULT_LR_SCALE)
 
 
 def protocol_settings(protocol: str, scale: float, **overrides: Any) -> DescentSettings:
@@ -183,6 +185,10 @@ def gradient_descent(fmap: EmbeddingMap, seeds: Sequence[int], x0: torch.Tensor,
                 stopped.append(book.stop(index, reason[0], reason[1], xa[row], current_lr))
         book.report(step, len(active), values)
         book.finish(stopped)
+        if step == 1 and settings.lr_per_residual > 0:
+            # A start far from T's image (||r0|| over the coordinate scale) gets steps of its own size.
+            start = settings.lr_per_residual * values / math.sqrt(fmap.dim)  # (A,)
+            optimizer.lr[active] = torch.maximum(optimizer.lr[active], start.cpu())
         if keep:
             kept = residuals[keep]                                         # (K,)
             loss = kept.sum() if settings.loss == "norm" else 0.5 * kept.pow(2).sum()
