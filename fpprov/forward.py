@@ -165,7 +165,11 @@ def hidden_forward(model: Any, input_ids: torch.Tensor, dtype: torch.dtype | Non
     embeds, parts = _castable_parts(model, decoder)
     with _cast_while_called(parts, dtype):
         out = decoder(inputs_embeds=_embed_rows(embeds, input_ids, dtype), use_cache=False)
-    return out.last_hidden_state[:, -1, :]                        # (B, D)
+    return out.last_hidden_state[:, -1, :].to(input_ids.device)   # (B, D)
+
+
+_LAYER_LISTS = ("layers", "h", "blocks")
+_TOKEN_EMBEDDINGS = ("embed_tokens", "wte")
 
 
 def _castable_parts(model: Any, decoder: Any) -> tuple[Any, list[torch.nn.Module]]:
@@ -173,12 +177,16 @@ def _castable_parts(model: Any, decoder: Any) -> tuple[Any, list[torch.nn.Module
     child that holds parameters (the final norm). Raises FpprovError for a decoder that cannot be driven so:
     casting it whole would hold a second copy of the model."""
     model_type = getattr(model.config, "model_type", "?")
-    layers = getattr(decoder, "layers", None) if decoder is not None else None
-    embeds = getattr(decoder, "embed_tokens", None) if decoder is not None else None
-    if not isinstance(layers, torch.nn.ModuleList) or not _plain_embedding(embeds):
+    # Llama-style decoders name them layers / embed_tokens, GPT-2-style ones h / wte (its wpe, a child with
+    # parameters, is cast while called like the final norm).
+    layers = next((getattr(decoder, name) for name in _LAYER_LISTS
+                   if isinstance(getattr(decoder, name, None), torch.nn.ModuleList)), None) if decoder is not None else None
+    embeds = next((getattr(decoder, name) for name in _TOKEN_EMBEDDINGS
+                   if getattr(decoder, name, None) is not None), None) if decoder is not None else None
+    if layers is None or not _plain_embedding(embeds):
         raise FpprovError(f"cannot re-check {model_type} in float64 one layer at a time: its decoder lacks a "
-                          "`layers` list or a plain `embed_tokens` embedding (casting the whole model would "
-                          "double its memory)")
+                          "list of layers (layers, h, blocks) or a plain token embedding (embed_tokens, wte) "
+                          "(casting the whole model would double its memory)")
     if any(True for _ in decoder.named_parameters(recurse=False)):
         raise FpprovError(f"cannot re-check {model_type} in float64 one layer at a time: its decoder holds "
                           "parameters outside its modules")

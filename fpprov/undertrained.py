@@ -143,3 +143,10 @@ def find_undertrained(loaded: LoadedModel, store: Store, percentile: float = THR
             "n_tokens": summary.n_tokens, "n_undertrained": summary.n_undertrained, "tied_head": summary.tied_head,
             "fpprov_version": __version__}])
     return summary
+
+
+def ensure_undertrained(loaded: LoadedModel, store: Store) -> UndertrainedSummary | None:
+    """``find_undertrained`` unless the model's rows are stored already (they depend on the weights only)."""
+    if store.query("SELECT 1 FROM undertrained_runs WHERE model = ?", [loaded.name]):
+        return None
+    return find_undertrained(loaded, store)

@@ -51,7 +51,8 @@ def scan(
     batch_size: int = typer.Option(256, help="Token ids per forward batch."),
     tolerance: float = typer.Option(1e-4, help="Relative margin under which a verdict is re-checked in float64."),
     check_length: Optional[int] = typer.Option(None, help="Also check [t]*L -> t for every FP (L >= 2)."),
-    verify: str = typer.Option("all", help="float64 re-checks: all (every FP and near tie) | near (near ties only)."),
+    verify: str = typer.Option("calibrated", help="float64 re-checks: calibrated (every verdict closer than 10x the "
+                               "float32 error measured on 256 ids) | all (also every FP) | near (near ties only)."),
     commit_every: int = typer.Option(4096, help="Ids per committed chunk (the resume granularity)."),
     force: bool = typer.Option(False, "--force", help="Redo a finished scan with the same settings."),
     all_models: bool = typer.Option(False, "--all", help="Scan every alias of `fpprov models`."),
@@ -103,19 +104,27 @@ def scan_model(model: str, db: Optional[Path], dtype: str, device: str, bos: boo
                commit_every: int, force: bool) -> "ScanResult":
     """Scan one model, with its progress bar and summary."""
     # torch and transformers load here, not at CLI start: `fpprov sql` and `--help` stay instant.
+    from ..distributed import Ranks
     from ..models import load_model, resolve_model
     from ..scan import plan_scan, run_scan
+    from ..undertrained import ensure_undertrained
+
+    ranks = Ranks.from_env()   # under torchrun: one rank per device, rank 0 alone writes and prints
+    if not ranks.writer:
+        console.quiet = err_console.quiet = True
 
     opts = scan_options(dtype, device, bos, start, limit, batch_size, tolerance, check_length, verify,
                         commit_every, force)
     spec = resolve_model(model)
-    path = check_writable(db_path(db))  # before the slow load; bad input leaves the database untouched
+    # before the slow load; bad input leaves the database untouched (only rank 0 opens the file)
+    path = check_writable(db_path(db)) if ranks.writer else db_path(db)
     with err_console.status(f"loading {esc(spec.name)} ({spec.source_kind}: {esc(spec.location)}) ..."):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)
-            loaded = load_model(spec, dtype=dtype, device=device)
+            loaded = load_model(spec, dtype=dtype, device=str(ranks.device(device)), batch_size=batch_size,
+                                on_estimate=show_estimate)
     plan = plan_scan(loaded, opts, dtype)  # a bad --start, --check-length or --bos fails before the store opens
-    store = open_store(path)
+    store = open_store(path) if ranks.writer else None
     try:
         for w in caught:
             if issubclass(w.category, LowPrecisionWarning):
@@ -132,7 +141,7 @@ def scan_model(model: str, db: Optional[Path], dtype: str, device: str, bos: boo
 
             def started(total: int, resumed: int) -> None:
                 err_console.print(f"scanning {total:,} ids of {loaded.name} ({loaded.quantization or dtype}, "
-                                  f"{'BOS prefix' if bos else 'no BOS'}) into {store.path}", markup=False)
+                                  f"{'BOS prefix' if bos else 'no BOS'}) into {path}", markup=False)
                 counters["total"], counters["resumed"] = total, resumed
                 bar.update(task, total=total, completed=resumed)
                 if resumed:
@@ -150,11 +159,23 @@ def scan_model(model: str, db: Optional[Path], dtype: str, device: str, bos: boo
                     err_console.print(f"{done:,}/{counters['total']:,} ids, {counters['fps']:,} FPs this run, "
                                       f"{rate:,.0f} tok/s")
 
-            result = run_scan(plan, store, progress=advance, on_start=started)
-        print_summary(result, store.path, time.perf_counter() - t0)
+            result = run_scan(plan, store, progress=advance, on_start=started, ranks=ranks)
+        if store is not None and result.complete:
+            ensure_undertrained(loaded, store)   # magikarp's indicators: weights only, once per model
+        print_summary(result, path, time.perf_counter() - t0)
     finally:
-        store.close()
+        if store is not None:
+            store.close()
     return result
+
+
+SHOWN_ESTIMATE_BYTES = 2 ** 30   # below 1 GiB (test models, tiny slices) the memory line is only noise
+
+
+def show_estimate(estimate) -> None:
+    """The memory line before a load, for models whose weights reach 1 GiB (a refusal is always an error)."""
+    if estimate.weights_bytes >= SHOWN_ESTIMATE_BYTES:
+        err_console.print(estimate.line(), markup=False)
 
 
 def format_prob(prob: float) -> str:
