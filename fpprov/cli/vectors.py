@@ -33,12 +33,14 @@ def vectors(
     embedding: str = typer.Option("effective", help="effective: E = the embedding module's output (Gemma's "
                                   "sqrt(hidden) scale included); raw: the weight matrix (the seed's convention)."),
     tol: float = typer.Option(1e-6, help="Converged when ||T(x) - x||_2 < tol."),
-    max_steps: int = typer.Option(10_000, help="Step budget per seed and method."),
+    max_steps: Optional[int] = typer.Option(None, help="Step budget per seed and method (default: iterate 200, the "
+                                            "seed's observation; gradient: the protocol's)."),
     stall_window: int = typer.Option(200, help="iterate: give up when the residual has not halved over the "
                                      "last half of this many steps (0: never)."),
-    lr: float = typer.Option(1e-2, help="gradient: initial AdamW learning rate."),
-    lr_floor: float = typer.Option(1e-9, help="gradient: stop once ReduceLROnPlateau takes lr below this."),
-    weight_decay: float = typer.Option(0.01, help="gradient: AdamW weight decay (torch's default)."),
+    lr: Optional[float] = typer.Option(None, help="gradient: initial AdamW learning rate (default: scaled to the "
+                                       "space's coordinate size, docs/vectors.md)."),
+    lr_floor: Optional[float] = typer.Option(None, help="gradient: stop once ReduceLROnPlateau takes lr below this."),
+    weight_decay: Optional[float] = typer.Option(None, help="gradient: AdamW weight decay (default 0, as the seed)."),
     detach: bool = typer.Option(True, "--detach/--no-detach", help="gradient: loss ||x - detach(T(x))|| "
                                 "(default) or backpropagate through T."),
     init_std: Optional[float] = typer.Option(None, help="Std of x0 (default: the config's initializer_range)."),
