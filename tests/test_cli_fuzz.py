@@ -111,6 +111,7 @@ def _digest(path: Path) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
 
 
+@pytest.mark.slow
 def test_every_generated_command_line_exits_0_or_2_without_a_traceback(world, tmp_path, one_torch_thread):
     cases = _cases(world)
     assert len(cases) >= 250

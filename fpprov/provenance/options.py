@@ -43,6 +43,8 @@ class ProvenanceOptions:
             if getattr(self, name) < low:
                 flag = {"context_chars": "context"}.get(name, name).replace("_", "-")
                 raise FpprovError(f"--{flag} must be at least {low} (got {getattr(self, name)})")
+        if not 0 <= self.seed < 2 ** 31:
+            raise FpprovError(f"--seed must be in 0 .. 2**31 - 1 (got {self.seed})")
         if self.max_tokens is not None and self.max_tokens < 1:
             raise FpprovError(f"--max-tokens must be at least 1 (got {self.max_tokens})")
         if self.controls > 20:
