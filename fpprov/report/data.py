@@ -405,20 +405,3 @@ def pair_changes(store: Store, model: str, limit: int = 20) -> list[tuple]:
         QUALIFY row_number() OVER (PARTITION BY change ORDER BY coalesce(base_prob, inst_prob) DESC, token_id) <= {int(limit)}
         ORDER BY change DESC, coalesce(base_prob, inst_prob) DESC, token_id
     """, [model])
-
-
-def undertrained_summary(store: Store, model: str) -> dict[str, Any] | None:
-    """The model's under-trained run joined with its FP counts (fp_undertrained), or None when not computed."""
-    rows = store.query_dicts(
-        "SELECT r.*, f.ids, f.fp_undertrained, f.fp_trained, f.nonfp_undertrained, f.nonfp_trained, "
-        "f.fp_undertrained_share, f.nonfp_undertrained_share "
-        "FROM undertrained_runs r LEFT JOIN fp_undertrained f USING (model) WHERE r.model = ?", [model])
-    return rows[0] if rows else None
-
-
-def undertrained_fps(store: Store, model: str, limit: int = 200) -> list[tuple]:
-    """The model's primary-scan FPs that are under-trained candidates, most under-trained first."""
-    return store.query(
-        "SELECT f.token_id, f.text, f.raw_token, f.category, f.prob, u.indicator_value, u.percentile "
-        "FROM primary_fps f JOIN undertrained_tokens u ON u.model = f.model AND u.token_id = f.token_id "
-        "WHERE f.model = ? AND u.undertrained ORDER BY u.indicator_value, f.token_id LIMIT ?", [model, limit])

@@ -82,9 +82,26 @@ def provenance_section(store: Store, name: str, page_size: int) -> dict[str, Any
             "detail_note": detail_note}
 
 
+def undertrained_summary(store: Store, model: str) -> dict[str, Any] | None:
+    """The model's under-trained run joined with its FP counts (fp_undertrained), or None when not computed."""
+    rows = store.query_dicts(
+        "SELECT r.*, f.ids, f.fp_undertrained, f.fp_trained, f.nonfp_undertrained, f.nonfp_trained, "
+        "f.fp_undertrained_share, f.nonfp_undertrained_share "
+        "FROM undertrained_runs r LEFT JOIN fp_undertrained f USING (model) WHERE r.model = ?", [model])
+    return rows[0] if rows else None
+
+
+def undertrained_fps(store: Store, model: str, limit: int = 200) -> list[tuple]:
+    """The model's primary-scan FPs that are under-trained candidates, most under-trained first."""
+    return store.query(
+        "SELECT f.token_id, f.text, f.raw_token, f.category, f.prob, u.indicator_value, u.percentile "
+        "FROM primary_fps f JOIN undertrained_tokens u ON u.model = f.model AND u.token_id = f.token_id "
+        "WHERE f.model = ? AND u.undertrained ORDER BY u.indicator_value, f.token_id LIMIT ?", [model, limit])
+
+
 def undertrained_section(store: Store, name: str, page_size: int) -> dict[str, Any]:
     """FPs against magikarp's weight-based under-trained candidates (table undertrained_tokens)."""
-    s = data.undertrained_summary(store, name)
+    s = undertrained_summary(store, name)
     if s is None:
         return {"undertrained": None, "undertrained_table": None}
     counts = table("utcounts", [("", "text"), ("under-trained candidates", "num"), ("well-trained", "num"),
@@ -95,7 +112,7 @@ def undertrained_section(store: Store, name: str, page_size: int) -> dict[str, A
     fps = table("utfps", [("id", "id"), ("text", "tok"), ("vocabulary entry", "tok"), ("category", "text"),
                           ("p(t | t)", "num:6"), ("indicator", "num"), ("percentile", "num:2")], [
         [num(i), token_cell(t), token_cell(raw), cat, num(p), num(v), num(pct)]
-        for i, t, raw, cat, p, v, pct in data.undertrained_fps(store, name)],
+        for i, t, raw, cat, p, v, pct in undertrained_fps(store, name)],
         page_size=page_size, empty="no FP is an under-trained candidate")
     note = (f"Indicator {s['indicator']} (reference set: {s['reference_count']:,} ids by rule "
             f"{s['reference_rule']}); candidates are the ids at or below the {number(s['percentile'])}th percentile "
