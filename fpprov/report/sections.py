@@ -1,5 +1,5 @@
-"""The model page's sections beyond the token FPs: vector fixed points and provenance (counts, sources,
-snippets)."""
+"""The model page's sections beyond the token FPs: vector fixed points, provenance (counts, sources,
+snippets) and under-trained tokens (with their SQL)."""
 
 from __future__ import annotations
 
