@@ -4,14 +4,16 @@ printed here (a torchrun rank that should stay quiet is silenced in one place)."
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import typer
 from rich.table import Table
 
-from ..batch import DONE, FAILED, SKIPPED, BatchSummary, ModelJob, Outcome, run_jobs
+from ..batch import DONE, FAILED, SKIPPED, BatchSummary, ModelJob, Outcome, jobs_from, option_types, run_jobs
 from ..errors import FpprovError
-from .common import cell, console, err_console, esc
+from ..store import check_writable
+from .common import cell, console, db_path, err_console, esc
 
 _STYLES = {DONE: "green", SKIPPED: "cyan", FAILED: "bold red"}
 
@@ -30,6 +32,19 @@ def run_many(command: str, jobs: Sequence[ModelJob], run_one: Callable[[ModelJob
     print_batch_summary(command, summary)
     if summary.failed:
         raise typer.Exit(1)
+
+
+def checked_jobs(models: Sequence[str], all_models: bool, family: str | None, manifest: Path | None,
+                 one_model: Callable[..., Any], check_options: Callable[..., Any], settings: dict[str, Any],
+                 db: Path | None) -> list[ModelJob]:
+    """The jobs of a several-model command, every model's options (and the database) checked before anything
+    loads: a bad option of any model fails the command at once (exit 2)."""
+    jobs = jobs_from(models, all_models, family, manifest, option_types(one_model, exclude=("model", "db")))
+    for job in jobs:
+        merged = {**settings, **job.overrides}
+        with_origin(job, lambda: (check_options(**merged), known_dtype(merged["dtype"])))
+    check_writable(db_path(db))
+    return jobs
 
 
 def with_origin(job: ModelJob, check: Callable[[], Any]) -> None:

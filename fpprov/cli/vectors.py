@@ -12,11 +12,11 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..batch import DONE, SKIPPED, ModelJob, Outcome, jobs_from, option_types
+from ..batch import DONE, SKIPPED, ModelJob, Outcome
 from ..errors import LowPrecisionWarning
 from ..store import check_writable, open_store
 from .common import DbOption, cell, console, db_path, err_console, esc, user_errors
-from .many import known_dtype, run_many, with_origin
+from .many import checked_jobs, run_many
 
 if TYPE_CHECKING:
     from ..vector_study import StudySummary, VectorOptions
@@ -72,11 +72,7 @@ def vectors(
     if len(models or ()) == 1 and not (all_models or family or manifest):
         vectors_model(models[0], db, **settings)  # one model: its errors are the command's (exit 2)
         return
-    jobs = jobs_from(models or (), all_models, family, manifest, option_types(vectors_model, exclude=("model", "db")))
-    for job in jobs:  # bad options for any model fail the command before anything loads
-        with_origin(job, lambda: (vector_options(**{**settings, **job.overrides}),
-                                  known_dtype({**settings, **job.overrides}["dtype"])))
-    check_writable(db_path(db))
+    jobs = checked_jobs(models or (), all_models, family, manifest, vectors_model, vector_options, settings, db)
 
     def run_one(job: ModelJob) -> Outcome:
         options, summary = vectors_model(job.spec, db, **{**settings, **job.overrides})
