@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import torch
@@ -25,6 +25,7 @@ class SeedOutcome:
     vector: torch.Tensor      # (D,)
     seconds: float
     lr_final: float | None = None
+    trajectory: list[float] = field(default_factory=list)   # ||T(x) - x|| after each evaluation (not stored)
 
 
 @dataclass
@@ -67,7 +68,7 @@ class Bookkeeper:
             method=self.method, seed=self.seeds[index], converged=reason == "converged", stop_reason=reason,
             stop_detail=detail, steps=len(self.history[index]), residual=residual,
             best_residual=self.best[index], vector=vector.detach().float().cpu().clone(),
-            seconds=time.perf_counter() - self.start, lr_final=lr_final,
+            seconds=time.perf_counter() - self.start, lr_final=lr_final, trajectory=list(self.history[index]),
         )
         self.outcomes[index] = outcome
         return outcome
