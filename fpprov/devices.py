@@ -81,3 +81,24 @@ def map_devices(device: torch.device, device_map: str | Mapping[str, Any] | None
         if dev not in seen:
             seen.append(dev)
     return seen
+
+
+# accelerate's placement strategies, as from_pretrained(device_map=...) accepts them
+DEVICE_MAP_STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
+
+
+def check_device_map(device_map: str | None, world: int = 1) -> str | None:
+    """A --device-map value checked before any work: None, or one of accelerate's strategies.
+
+    Under torchrun each rank holds a whole model on its own device, so a device map (one model over several
+    devices) and several ranks are refused together."""
+    if device_map is None or device_map.strip().lower() in ("", "none"):
+        return None
+    value = device_map.strip()
+    if value not in DEVICE_MAP_STRATEGIES:
+        raise FpprovError(f"unknown --device-map {device_map!r}: use {', '.join(DEVICE_MAP_STRATEGIES)} "
+                          "(accelerate's strategies) or leave it out")
+    if world > 1:
+        raise FpprovError(f"--device-map {value} spreads one model over several devices, but torchrun started "
+                          f"{world} ranks of one device each: use one or the other")
+    return value

@@ -5,9 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 from transformers import AutoConfig
+from typer.testing import CliRunner
 
 from fpprov import memory
-from fpprov.devices import map_devices
+from fpprov.cli import app
+from fpprov.devices import check_device_map, map_devices
+from fpprov.errors import FpprovError
 from fpprov.memory import MemoryEstimate, MemoryRefusal, count_parameters, estimate_memory
 from fpprov.models import load_model
 from fpprov.scan import ScanOptions, scan_vocabulary
@@ -15,6 +18,7 @@ from fpprov.store import open_store
 from tiny import FAMILIES
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+runner = CliRunner()
 
 
 def _param_bytes(model) -> int:
@@ -137,3 +141,34 @@ def test_device_map_load_gives_the_same_verdicts(family, tiny_model_dir, tmp_pat
         auto = load_model(model_dir, device_map="auto")
         assert set(auto.device_map.values()) == {"cpu"}
         assert _verdicts(auto, tmp_path, "auto") == (fp_plain, rows_plain)
+
+
+# -- the --device-map option: checked before any work, the same rows as a plain load ---------------------
+
+def test_device_map_values_are_checked_before_any_work():
+    assert check_device_map(None) is None and check_device_map("none") is None
+    assert check_device_map("auto") == "auto" and check_device_map("balanced") == "balanced"
+    with pytest.raises(FpprovError, match="unknown --device-map 'everywhere'"):
+        check_device_map("everywhere")
+    with pytest.raises(FpprovError, match="torchrun started 2 ranks"):
+        check_device_map("auto", world=2)
+
+
+def test_scan_cli_device_map_auto_gives_the_plain_scans_rows(tiny_model_dir, tmp_path):
+    model = str(tiny_model_dir("llama", tied=False))
+    rows = {}
+    for name, extra in (("plain", []), ("mapped", ["--device-map", "auto"])):
+        db = tmp_path / f"{name}.duckdb"
+        result = runner.invoke(app, ["scan", model, "--limit", "120", "--db", str(db), *extra])
+        assert result.exit_code == 0, result.output
+        with open_store(db) as store:
+            rows[name] = store.query("SELECT token_id, prob, logit FROM token_fps ORDER BY token_id")
+    assert rows["plain"] and rows["mapped"] == rows["plain"]
+
+
+@pytest.mark.parametrize("command", ["scan", "vectors"])
+def test_bad_device_map_is_one_line_and_leaves_no_database(command, tmp_path):
+    db = tmp_path / "untouched.duckdb"
+    result = runner.invoke(app, [command, "no-such-model-needed", "--device-map", "everywhere", "--db", str(db)])
+    assert result.exit_code == 2 and result.output.strip().startswith("error: unknown --device-map 'everywhere'")
+    assert len(result.output.strip().splitlines()) == 1 and not db.exists()

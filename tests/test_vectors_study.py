@@ -208,3 +208,24 @@ def test_vectors_cli_has_no_check_of_its_own_and_the_study_does_not_check_again(
     source = Path(fpprov.__file__).parent.joinpath("cli", "vectors.py").read_text()
     for copy in ("unknown method", "unknown embedding", "unknown rollout feed", "must be at least", "unknown dtype"):
         assert copy not in source
+
+
+def test_cli_protocol_and_patience_reach_the_stored_runs(tmp_path, constant_dir):
+    db = tmp_path / "protocols.duckdb"
+    common = ["--db", str(db), "--method", "gradient", "--seeds", "1", "--max-steps", "3", "--rollout-steps", "2",
+              "--device", "cpu"]
+    for extra in (["--protocol", "seed"], ["--patience", "7"]):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = runner.invoke(app, ["vectors", str(constant_dir), *common, *extra])
+        assert result.exit_code == 0, result.output
+    with open_store(db) as s:
+        rows = s.query("SELECT protocol, patience, weight_decay, lr_floor, loss FROM vector_runs ORDER BY protocol")
+    # --max-steps replaces each protocol's cap, so both are recorded as +custom; the rest is the protocol's
+    assert rows == [("default+custom", 7, 0.0, rows[0][3], "squared"), ("seed+custom", 1000, 0.0, 3e-9, "norm")]
+
+
+def test_cli_unknown_protocol_is_one_line(tmp_path):
+    db = tmp_path / "x.duckdb"
+    result = runner.invoke(app, ["vectors", "no-such-model-needed", "--protocol", "newton", "--db", str(db)])
+    assert result.exit_code == 2 and "unknown gradient protocol 'newton'" in result.output and not db.exists()

@@ -45,6 +45,8 @@ def scan(
     db: Optional[Path] = DbOption,
     dtype: str = typer.Option("float32", help="float32 | float64 | bfloat16 | float16 (the last two warn)."),
     device: str = typer.Option("auto", help="auto | cpu | cuda[:N] | mps | xpu (what this torch build can use)."),
+    device_map: Optional[str] = typer.Option(None, "--device-map", help="Spread the model over every visible GPU "
+                                             "with accelerate: auto | balanced | balanced_low_0 | sequential."),
     bos: bool = typer.Option(False, "--bos/--no-bos", help="Prepend the tokenizer's BOS: input [bos, t]."),
     start: int = typer.Option(0, help="First token id to scan."),
     limit: Optional[int] = typer.Option(None, help="Scan at most this many ids from --start (default: all)."),
@@ -65,8 +67,8 @@ def scan(
 
     With several models (or --all, --family, --manifest) they are scanned one at a time; a finished scan is
     skipped, a model that fails is reported at the end and the others go on (exit code 1 if any failed)."""
-    settings = dict(dtype=dtype, device=device, bos=bos, start=start, limit=limit, batch_size=batch_size,
-                    tolerance=tolerance, check_length=check_length, verify=verify, commit_every=commit_every,
+    settings = dict(dtype=dtype, device=device, device_map=device_map, bos=bos, start=start, limit=limit,
+                    batch_size=batch_size, tolerance=tolerance, check_length=check_length, verify=verify, commit_every=commit_every,
                     force=force)
     if len(models or ()) == 1 and not (all_models or family or manifest):
         scan_model(models[0], db, **settings)  # one model: its errors are the command's (exit 2)
@@ -82,24 +84,27 @@ def scan(
     run_many("scan", jobs, run_one)
 
 
-def scan_options(dtype: str, device: str, bos: bool, start: int, limit: Optional[int], batch_size: int,
-                 tolerance: float, check_length: Optional[int], verify: str, commit_every: int,
+def scan_options(dtype: str, device: str, device_map: Optional[str], bos: bool, start: int, limit: Optional[int],
+                 batch_size: int, tolerance: float, check_length: Optional[int], verify: str, commit_every: int,
                  force: bool) -> "ScanOptions":
-    """The checked options of one model's scan; an unusable --device fails here too."""
-    from ..devices import resolve_device
+    """The checked options of one model's scan; an unusable --device or --device-map fails here too."""
+    from ..devices import check_device_map, resolve_device
+    from ..distributed import Ranks
     from ..scan import ScanOptions
 
     opts = ScanOptions(bos=bos, batch_size=batch_size, tolerance=tolerance, check_length=check_length,
                        start=start, limit=limit, commit_every=commit_every, force=force, verify=verify)
     resolve_device(device)  # an unusable --device fails before anything is loaded or opened
+    check_device_map(device_map, Ranks.from_env().world)
     return opts
 
 
-def scan_model(model: str, db: Optional[Path], dtype: str, device: str, bos: bool, start: int,
-               limit: Optional[int], batch_size: int, tolerance: float, check_length: Optional[int], verify: str,
-               commit_every: int, force: bool) -> "ScanResult":
+def scan_model(model: str, db: Optional[Path], dtype: str, device: str, device_map: Optional[str], bos: bool,
+               start: int, limit: Optional[int], batch_size: int, tolerance: float, check_length: Optional[int],
+               verify: str, commit_every: int, force: bool) -> "ScanResult":
     """Scan one model, with its progress bar and summary."""
     # torch and transformers load here, not at CLI start: `fpprov sql` and `--help` stay instant.
+    from ..devices import check_device_map
     from ..distributed import Ranks
     from ..models import load_model, resolve_model
     from ..scan import plan_scan, run_scan
@@ -109,7 +114,7 @@ def scan_model(model: str, db: Optional[Path], dtype: str, device: str, bos: boo
     if not ranks.writer:
         console.quiet = err_console.quiet = True
 
-    opts = scan_options(dtype, device, bos, start, limit, batch_size, tolerance, check_length, verify,
+    opts = scan_options(dtype, device, device_map, bos, start, limit, batch_size, tolerance, check_length, verify,
                         commit_every, force)
     spec = resolve_model(model)
     # before the slow load; bad input leaves the database untouched (only rank 0 opens the file)
@@ -118,7 +123,7 @@ def scan_model(model: str, db: Optional[Path], dtype: str, device: str, bos: boo
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)
             loaded = load_model(spec, dtype=dtype, device=str(ranks.device(device)), batch_size=batch_size,
-                                on_estimate=show_estimate)
+                                on_estimate=show_estimate, device_map=check_device_map(device_map))
     plan = plan_scan(loaded, opts, dtype)  # a bad --start, --check-length or --bos fails before the store opens
     store = open_store(path) if ranks.writer else None
     try:

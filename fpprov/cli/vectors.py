@@ -37,6 +37,11 @@ def vectors(
                                             "seed's observation; gradient: the protocol's)."),
     stall_window: int = typer.Option(200, help="iterate: give up when the residual has not halved over the "
                                      "last half of this many steps (0: never)."),
+    protocol: str = typer.Option("default", help="gradient: default (fpprov's: lr scaled to the space, squared "
+                                 "loss) | seed (the seed's script: lr 1e-2, patience 1000, lr floor 3e-9, 100k "
+                                 "steps); docs/vectors.md."),
+    patience: Optional[int] = typer.Option(None, help="gradient: ReduceLROnPlateau patience (default: the "
+                                           "protocol's, 100 or the seed's 1000)."),
     lr: Optional[float] = typer.Option(None, help="gradient: initial AdamW learning rate (default: scaled to the "
                                        "space's coordinate size, docs/vectors.md)."),
     lr_floor: Optional[float] = typer.Option(None, help="gradient: stop once ReduceLROnPlateau takes lr below this."),
@@ -52,6 +57,8 @@ def vectors(
     top_k: int = typer.Option(20, help="Tokens of each FP's mixture to store."),
     dtype: str = typer.Option("float32", help="float32 | float64 | bfloat16 | float16 (the last two warn)."),
     device: str = typer.Option("auto", help="auto | cpu | cuda[:N] | mps | xpu (what this torch build can use)."),
+    device_map: Optional[str] = typer.Option(None, "--device-map", help="Spread the model over every visible GPU "
+                                             "with accelerate: auto | balanced | balanced_low_0 | sequential."),
     force: bool = typer.Option(False, "--force", help="Redo seeds already stored with the same settings."),
     all_models: bool = typer.Option(False, "--all", help="Study every alias of `fpprov models`."),
     family: Optional[str] = typer.Option(None, "--family", help="Study every alias of this family (olmo2, qwen3, "
@@ -65,10 +72,10 @@ def vectors(
     are all stored is skipped, a model that fails is reported at the end and the others go on (exit code 1 if
     any failed)."""
     settings = dict(method=method, seeds=seeds, seed_start=seed_start, embedding=embedding, tol=tol,
-                    max_steps=max_steps, stall_window=stall_window, lr=lr, lr_floor=lr_floor,
-                    weight_decay=weight_decay, detach=detach, init_std=init_std, dedup=dedup,
+                    max_steps=max_steps, stall_window=stall_window, protocol=protocol, patience=patience, lr=lr,
+                    lr_floor=lr_floor, weight_decay=weight_decay, detach=detach, init_std=init_std, dedup=dedup,
                     rollout_steps=rollout_steps, rollout_feed=rollout_feed, stable_threshold=stable_threshold,
-                    top_k=top_k, dtype=dtype, device=device, force=force)
+                    top_k=top_k, dtype=dtype, device=device, device_map=device_map, force=force)
     if len(models or ()) == 1 and not (all_models or family or manifest):
         vectors_model(models[0], db, **settings)  # one model: its errors are the command's (exit 2)
         return
@@ -85,44 +92,50 @@ def vectors(
 
 
 def vector_options(method: str, seeds: int, seed_start: int, embedding: str, tol: float, max_steps: int,
-                   stall_window: int, lr: float, lr_floor: float, weight_decay: float, detach: bool,
+                   stall_window: int, protocol: str, patience: Optional[int], lr: float, lr_floor: float,
+                   weight_decay: float, detach: bool,
                    init_std: Optional[float], dedup: float, rollout_steps: int, rollout_feed: str,
-                   stable_threshold: float, top_k: int, dtype: str, device: str, force: bool) -> "VectorOptions":
-    """The checked options of one model's study; an unusable --device fails here too."""
-    from ..devices import resolve_device
+                   stable_threshold: float, top_k: int, dtype: str, device: str, device_map: Optional[str],
+                   force: bool) -> "VectorOptions":
+    """The checked options of one model's study; an unusable --device or --device-map fails here too."""
+    from ..devices import check_device_map, resolve_device
     from ..vector_study import VectorOptions
     from ..vectors import METHODS
 
     options = VectorOptions(  # checks itself: a bad option fails before anything is resolved or opened
         methods=METHODS if method == "both" else (method,), seeds=tuple(range(seed_start, seed_start + seeds)),
-        embedding=embedding, tol=tol, max_steps=max_steps, stall_window=stall_window, lr=lr, lr_floor=lr_floor,
+        embedding=embedding, tol=tol, max_steps=max_steps, stall_window=stall_window, protocol=protocol,
+        patience=patience, lr=lr, lr_floor=lr_floor,
         weight_decay=weight_decay, detach=detach, init_std=init_std, dedup_distance=dedup,
         rollout_steps=rollout_steps, rollout_feed=rollout_feed, stable_threshold=stable_threshold, top_k=top_k,
         force=force)
     resolve_device(device)  # an unusable --device fails before anything is loaded or opened
+    check_device_map(device_map)
     return options
 
 
 def vectors_model(model: str, db: Optional[Path], method: str, seeds: int, seed_start: int, embedding: str,
-                  tol: float, max_steps: int, stall_window: int, lr: float, lr_floor: float, weight_decay: float,
+                  tol: float, max_steps: int, stall_window: int, protocol: str, patience: Optional[int], lr: float,
+                  lr_floor: float, weight_decay: float,
                   detach: bool, init_std: Optional[float], dedup: float, rollout_steps: int, rollout_feed: str,
-                  stable_threshold: float, top_k: int, dtype: str, device: str,
+                  stable_threshold: float, top_k: int, dtype: str, device: str, device_map: Optional[str],
                   force: bool) -> "tuple[VectorOptions, StudySummary]":
     """Study one model, with its progress bars and summary."""
     # torch and transformers load here, not at CLI start: `fpprov sql` and `--help` stay instant.
+    from ..devices import check_device_map
     from ..models import load_model, resolve_model
     from ..vector_study import run_study
 
-    options = vector_options(method, seeds, seed_start, embedding, tol, max_steps, stall_window, lr, lr_floor,
-                             weight_decay, detach, init_std, dedup, rollout_steps, rollout_feed, stable_threshold,
-                             top_k, dtype, device, force)
+    options = vector_options(method, seeds, seed_start, embedding, tol, max_steps, stall_window, protocol,
+                             patience, lr, lr_floor, weight_decay, detach, init_std, dedup, rollout_steps,
+                             rollout_feed, stable_threshold, top_k, dtype, device, device_map, force)
     spec = resolve_model(model)
     path = check_writable(db_path(db))  # before the slow load: a locked or unwritable DB fails at once
     # The model loads before the store opens: a model that cannot be used leaves no empty database behind.
     with err_console.status(f"loading {esc(spec.name)} ({spec.source_kind}: {esc(spec.location)}) ..."):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)
-            loaded = load_model(spec, dtype=dtype, device=device)
+            loaded = load_model(spec, dtype=dtype, device=device, device_map=check_device_map(device_map))
     store = open_store(path)
     try:
         for w in caught:
