@@ -1,4 +1,5 @@
-"""Repetition statistics, per-token percentiles with BH q-values, source shares and enrichment, and flags."""
+"""Repetition statistics, per-token percentiles with BH q-values, source shares and enrichment (the numbers
+the suspicious_tokens view's rules threshold; the flags themselves are tested on real databases)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ import math
 import numpy as np
 import pytest
 
-from fpprov.evidence import (REPETITION, SOURCE, UNKNOWN_SOURCE, ControlCandidate, FlagThresholds, TokenValue,
-                             bootstrap_ci, collect_flags, compare_repetition, draw_matched_controls,
-                             repetition_evidence, repetition_flag, sample_baseline_positions, self_repetition_rate,
-                             source_enrichment, source_flags, source_shares, token_percentiles, values_from_matches)
+from fpprov.evidence import (UNKNOWN_SOURCE, ControlCandidate, TokenValue, bootstrap_ci, compare_repetition,
+                             draw_matched_controls, repetition_evidence, sample_baseline_positions,
+                             self_repetition_rate, source_enrichment, source_shares, token_percentiles,
+                             values_from_matches)
 
 
 # ---- the measure -------------------------------------------------------------------------------------------
@@ -112,20 +113,19 @@ def test_null_tokens_flag_at_most_the_expected_share():
     ps = np.array([t.p_value for t in tps])
     assert np.all((ps > 0) & (ps <= 1))
     assert np.mean(ps <= 0.05) <= 0.05 + 0.03        # valid p-values: about 5% below 0.05 under the null
-    flagged = [f for f in collect_flags(tps) if f.kind == REPETITION]
-    assert len(flagged) / len(tps) <= 0.05
+    # the suspicious_tokens view flags repetition at BH q <= 0.05: under the null that is at most 5% of tokens
+    assert np.mean([t.q_value <= 0.05 for t in tps]) <= 0.05
 
 
-def test_planted_tokens_are_flagged_with_effect_ci_and_n_in_the_reason():
+def test_planted_tokens_reach_the_flag_threshold_with_effect_ci_and_n():
     rng = np.random.default_rng(3)
     fps, ctrls = _binned(rng, 300, 3, lambda r: r.uniform(0, 0.5), lambda r: r.uniform(0.6, 1))
     tps = token_percentiles(fps, ctrls)
-    flags = collect_flags(tps)
-    assert len(flags) == len(fps) and all(f.kind == REPETITION for f in flags)
-    f = flags[0]
-    assert f.effect == 100.0 and f.n == 100 and f.ci_low < 100 <= f.ci_high + 1e-9 and f.q_value <= 0.05
-    assert "100.0%" in f.reason and "100 matched controls" in f.reason and "95% CI" in f.reason
-    assert repetition_flag(tps[0], FlagThresholds(q_max=1e-6)) is None
+    assert all(t.q_value <= 0.05 for t in tps)      # every planted token passes the view's repetition rule
+    t = tps[0]
+    low, high = t.percentile_ci
+    assert t.percentile == 100.0 and t.n_controls == 100 and low < 100 <= high + 1e-9
+    assert t.q_value > 1e-6                          # a stricter --threshold would not flag it
 
 
 def test_values_from_matches_feeds_the_comparison():
@@ -139,7 +139,7 @@ def test_values_from_matches_feeds_the_comparison():
 
 
 def test_repetition_evidence_end_to_end_from_counts():
-    """Counts -> rates -> matched controls -> AUC, per-token q-values and flags, with the kept-out FPs counted."""
+    """Counts -> rates -> matched controls -> AUC, per-token q-values, with the kept-out FPs counted."""
     rng = np.random.default_rng(8)
     n = 10
     fps = [ControlCandidate(i, "normal", int(rng.integers(100, 10_000))) for i in range(60)]
@@ -225,11 +225,9 @@ def test_enrichment_planted_and_null():
         if e.k_docs >= 5:
             assert e.ci_low <= 1 <= e.ci_high
     assert source_enrichment(planted, baseline, seed=0) == source_enrichment(planted, baseline, seed=0)
-    flags = source_flags(7, en.values())
-    assert [(f.kind, f.source, f.token_id) for f in flags] == [(SOURCE, "wiki", 7)]
-    assert f"{wiki.k_docs} of 60" in flags[0].reason and "95% CI" in flags[0].reason and flags[0].n == 60
-    assert source_flags(7, en.values(), FlagThresholds(min_source_docs=wiki.k_docs + 1)) == []
-    assert collect_flags([], {7: list(en.values())}) == flags
+    # the view's source rule (CI low >= 2 with >= 5 documents) picks wiki alone
+    assert [e.source for e in en.values() if e.ci_low >= 2 and e.k_docs >= 5] == ["wiki"]
+    assert wiki.n_docs == 60
 
 
 def test_enrichment_edge_cases():
@@ -260,11 +258,4 @@ def test_small_bins_cannot_reach_significance():
     ctrls = [TokenValue(100 + i, 0.0, 0) for i in range(10)]
     (tp,) = token_percentiles([TokenValue(1, 1.0, 0)], ctrls)
     assert tp.percentile == 100.0 and tp.p_value == pytest.approx(1 / 11)
-    assert repetition_flag(tp) is None
-
-
-@pytest.mark.parametrize("kwargs", [{"q_max": 0}, {"q_max": 1.5}, {"enrichment_ci_low_min": 0},
-                                    {"min_source_docs": 0}])
-def test_flag_thresholds_are_checked(kwargs):
-    with pytest.raises(ValueError):
-        FlagThresholds(**kwargs)
+    assert tp.q_value > 0.05
