@@ -377,3 +377,27 @@ def test_chart_labels_are_escaped_and_visible():
     assert "<script" not in svg and "\u202e" not in svg and "\x00" not in svg
     assert "&lt;script&gt;alert(1)&lt;/script&gt;\\u202e&amp;\\0" in svg
     assert str(log_lines([("v", [float("inf"), float("nan")])], label="d", x_label="l", y_label="d")).count("no finite") == 1
+
+
+def test_model_page_puts_both_embedding_spaces_side_by_side(tmp_path):
+    db = build_report_db(tmp_path / "spaces.duckdb")
+    with open_store(db) as store:
+        # the fixture's runs and FPs are raw-space; one iterate seed and its FP in the effective space join them
+        store.con.execute("""INSERT INTO vector_runs BY NAME SELECT * EXCLUDE (run_id) REPLACE ('effective' AS embedding,
+                                 'tol=1e-5' AS settings, 3 AS vector_id) FROM vector_runs WHERE method = 'iterate' AND seed = 0""")
+        store.con.execute("""INSERT INTO vector_fps BY NAME SELECT * REPLACE (3 AS vector_id, 'effective' AS embedding,
+                                 false AS stable) FROM vector_fps WHERE vector_id = 1""")
+        store.con.execute("""INSERT INTO vector_fp_tokens BY NAME SELECT * REPLACE (3 AS vector_id)
+                             FROM vector_fp_tokens WHERE vector_id = 1""")
+    build_reports(db, tmp_path / "out")
+    page = Page(read(tmp_path / "out" / "gemma3-270m.html"))
+    assert "Both embedding spaces" in page.visible and "the seed's counts are raw-space counts" in page.visible
+    spaces = next(b for b in page.json_blocks() if b["rows"] and b["rows"][0][0] == "gradient seeds")
+    by_row = {row[0]: row[1:] for row in spaces["rows"]}
+    assert by_row["gradient seeds"] == ["2/3 converged", "not run"]
+    assert by_row["iterate seeds"] == ["2/3 converged", "1/1 converged"]
+    assert by_row["vector FPs (stable)"] == ["2 (1)", "1 (0)"]
+    assert "vector 3 (unstable)" in str(by_row["their mixtures"][1]) and "97.0%" in str(by_row["their mixtures"][1])
+    # one space only: no comparison table
+    build_reports(build_report_db(tmp_path / "one.duckdb"), tmp_path / "one")
+    assert "Both embedding spaces" not in Page(read(tmp_path / "one" / "gemma3-270m.html")).visible

@@ -229,3 +229,23 @@ def test_cli_unknown_protocol_is_one_line(tmp_path):
     db = tmp_path / "x.duckdb"
     result = runner.invoke(app, ["vectors", "no-such-model-needed", "--protocol", "newton", "--db", str(db)])
     assert result.exit_code == 2 and "unknown gradient protocol 'newton'" in result.output and not db.exists()
+
+
+def test_cli_embedding_both_studies_raw_then_effective_from_one_load(tmp_path, constant_dir, monkeypatch):
+    import fpprov.models
+
+    loads = []
+    real_load = fpprov.models.load_model
+    monkeypatch.setattr(fpprov.models, "load_model", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+    db = tmp_path / "both.duckdb"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = runner.invoke(app, ["vectors", str(constant_dir), "--db", str(db), "--embedding", "both",
+                                     "--method", "iterate", "--seeds", "2", "--rollout-steps", "3", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert len(loads) == 1
+    assert result.output.index("in the raw embedding space") < result.output.index("in the effective embedding space")
+    with open_store(db) as s:
+        assert s.query("SELECT embedding, count(*) FROM vector_runs GROUP BY embedding ORDER BY embedding") == [
+            ("effective", 2), ("raw", 2)]
+        assert s.query("SELECT DISTINCT embedding FROM vector_fps ORDER BY embedding") == [("effective",), ("raw",)]

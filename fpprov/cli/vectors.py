@@ -19,6 +19,8 @@ from .common import DbOption, cell, console, db_path, err_console, esc, user_err
 from .many import checked_jobs, run_many
 
 if TYPE_CHECKING:
+    from ..models import LoadedModel
+    from ..store import Store
     from ..vector_study import StudySummary, VectorOptions
 
 
@@ -31,7 +33,8 @@ def vectors(
     seeds: int = typer.Option(10, help="Number of random starts x0 (seeds seed-start .. seed-start+N-1)."),
     seed_start: int = typer.Option(0, help="First seed."),
     embedding: str = typer.Option("effective", help="effective: E = the embedding module's output (Gemma's "
-                                  "sqrt(hidden) scale included); raw: the weight matrix (the seed's convention)."),
+                                  "sqrt(hidden) scale included); raw: the weight matrix (the seed's convention); "
+                                  "both: raw, then effective, from one load."),
     tol: float = typer.Option(1e-6, help="Converged when ||T(x) - x||_2 < tol."),
     max_steps: Optional[int] = typer.Option(None, help="Step budget per seed and method (default: iterate 200, the "
                                             "seed's observation; gradient: the protocol's)."),
@@ -82,10 +85,11 @@ def vectors(
     jobs = checked_jobs(models or (), all_models, family, manifest, vectors_model, vector_options, settings, db)
 
     def run_one(job: ModelJob) -> Outcome:
-        options, summary = vectors_model(job.spec, db, **{**settings, **job.overrides})
-        ran = len(options.seeds) * len(options.methods) - sum(map(len, summary.skipped.values()))
+        studies = vectors_model(job.spec, db, **{**settings, **job.overrides})
+        ran = sum(len(options.seeds) * len(options.methods) - sum(map(len, summary.skipped.values()))
+                  for options, summary in studies)
         status = SKIPPED if ran == 0 else DONE
-        return Outcome(summary.model, status, len(summary.fps),
+        return Outcome(studies[0][1].model, status, sum(len(summary.fps) for _, summary in studies),
                        reason="every seed already stored" if status == SKIPPED else f"{ran} seed runs")
 
     run_many("vectors", jobs, run_one)
@@ -96,19 +100,21 @@ def vector_options(method: str, seeds: int, seed_start: int, embedding: str, tol
                    weight_decay: float, detach: bool,
                    init_std: Optional[float], dedup: float, rollout_steps: int, rollout_feed: str,
                    stable_threshold: float, top_k: int, dtype: str, device: str, device_map: Optional[str],
-                   force: bool) -> "VectorOptions":
-    """The checked options of one model's study; an unusable --device or --device-map fails here too."""
+                   force: bool) -> "tuple[VectorOptions, ...]":
+    """The checked options of one model's study, one per embedding space (--embedding both: raw, then
+    effective); an unusable --device or --device-map fails here too."""
     from ..devices import check_device_map, resolve_device
     from ..vector_study import VectorOptions
-    from ..vectors import METHODS
+    from ..vectors import EMBEDDINGS, METHODS
 
-    options = VectorOptions(  # checks itself: a bad option fails before anything is resolved or opened
+    spaces = tuple(sorted(EMBEDDINGS, key=lambda e: e != "raw")) if embedding == "both" else (embedding,)
+    options = tuple(VectorOptions(  # checks itself: a bad option fails before anything is resolved or opened
         methods=METHODS if method == "both" else (method,), seeds=tuple(range(seed_start, seed_start + seeds)),
-        embedding=embedding, tol=tol, max_steps=max_steps, stall_window=stall_window, protocol=protocol,
+        embedding=space, tol=tol, max_steps=max_steps, stall_window=stall_window, protocol=protocol,
         patience=patience, lr=lr, lr_floor=lr_floor,
         weight_decay=weight_decay, detach=detach, init_std=init_std, dedup_distance=dedup,
         rollout_steps=rollout_steps, rollout_feed=rollout_feed, stable_threshold=stable_threshold, top_k=top_k,
-        force=force)
+        force=force) for space in spaces)
     resolve_device(device)  # an unusable --device fails before anything is loaded or opened
     check_device_map(device_map)
     return options
@@ -119,14 +125,13 @@ def vectors_model(model: str, db: Optional[Path], method: str, seeds: int, seed_
                   lr_floor: float, weight_decay: float,
                   detach: bool, init_std: Optional[float], dedup: float, rollout_steps: int, rollout_feed: str,
                   stable_threshold: float, top_k: int, dtype: str, device: str, device_map: Optional[str],
-                  force: bool) -> "tuple[VectorOptions, StudySummary]":
-    """Study one model, with its progress bars and summary."""
+                  force: bool) -> "list[tuple[VectorOptions, StudySummary]]":
+    """Study one model (in each embedding space asked for, from one load), with progress bars and summaries."""
     # torch and transformers load here, not at CLI start: `fpprov sql` and `--help` stay instant.
     from ..devices import check_device_map
     from ..models import load_model, resolve_model
-    from ..vector_study import run_study
 
-    options = vector_options(method, seeds, seed_start, embedding, tol, max_steps, stall_window, protocol,
+    spaces = vector_options(method, seeds, seed_start, embedding, tol, max_steps, stall_window, protocol,
                              patience, lr, lr_floor, weight_decay, detach, init_std, dedup, rollout_steps,
                              rollout_feed, stable_threshold, top_k, dtype, device, device_map, force)
     spec = resolve_model(model)
@@ -141,28 +146,36 @@ def vectors_model(model: str, db: Optional[Path], method: str, seeds: int, seed_
         for w in caught:
             if issubclass(w.category, LowPrecisionWarning):
                 err_console.print(f"[yellow]warning:[/] {esc(w.message)}")
-        t0 = time.perf_counter()
-        with Progress(TextColumn("[bold]{task.description}[/]"), BarColumn(), MofNCompleteColumn(),
-                      TextColumn("step {task.fields[step]}  residual {task.fields[best]} .. {task.fields[worst]}"),
-                      TimeElapsedColumn(), console=err_console, transient=False) as bar:
-            tasks: dict[str, int] = {}
-
-            def method_started(name: str, to_run: int, skipped: int) -> None:
-                if skipped:
-                    err_console.print(f"{name}: {skipped} seeds already stored (--force redoes them)", markup=False)
-                tasks[name] = bar.add_task(esc(name), total=to_run, step=0, best="-", worst="-")
-
-            def step_done(report) -> None:
-                bar.update(tasks[report.method], completed=report.total - report.active, step=report.step,
-                           best=f"{report.best_residual:.2e}", worst=f"{report.worst_residual:.2e}")
-
-            summary = run_study(store, loaded, options, progress=step_done, on_method=method_started)
-            for task in tasks.values():
-                bar.update(task, completed=bar.tasks[task].total)
-        print_summary(summary, options, store.path, time.perf_counter() - t0)
+        return [(options, study_space(store, loaded, options)) for options in spaces]
     finally:
         store.close()
-    return options, summary
+
+
+def study_space(store: "Store", loaded: "LoadedModel", options: "VectorOptions") -> "StudySummary":
+    """One embedding space's study with a progress bar per method, then its summary."""
+    from ..vector_study import run_study
+
+    t0 = time.perf_counter()
+    with Progress(TextColumn("[bold]{task.description}[/]"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("step {task.fields[step]}  residual {task.fields[best]} .. {task.fields[worst]}"),
+                  TimeElapsedColumn(), console=err_console, transient=False) as bar:
+        tasks: dict[str, int] = {}
+
+        def method_started(name: str, to_run: int, skipped: int) -> None:
+            if skipped:
+                err_console.print(f"{name}: {skipped} seeds already stored (--force redoes them)", markup=False)
+            tasks[name] = bar.add_task(esc(f"{name} ({options.embedding})"), total=to_run, step=0, best="-",
+                                       worst="-")
+
+        def step_done(report) -> None:
+            bar.update(tasks[report.method], completed=report.total - report.active, step=report.step,
+                       best=f"{report.best_residual:.2e}", worst=f"{report.worst_residual:.2e}")
+
+        summary = run_study(store, loaded, options, progress=step_done, on_method=method_started)
+        for task in tasks.values():
+            bar.update(task, completed=bar.tasks[task].total)
+    print_summary(summary, options, store.path, time.perf_counter() - t0)
+    return summary
 
 
 def print_summary(summary: "StudySummary", options: "VectorOptions", db: Path, wall: float) -> None:

@@ -38,7 +38,43 @@ def vector_section(store: Store, name: str, page_size: int) -> dict[str, Any]:
                                       value_format=percent)}
                 for v in vectors]
     return {"vector_runs_table": runs_table, "vectors_table": vec_table, "rollout_chart": rollout,
-            "vectors": mixtures}
+            "vectors": mixtures, "spaces_table": space_comparison(runs, vectors, page_size)}
+
+
+SEED_SPACE = "raw"   # the seed feeds x as inputs_embeds and maps with the raw weight matrix
+
+
+def space_comparison(runs: list[dict[str, Any]], vectors: list[dict[str, Any]], page_size: int) -> dict | None:
+    """The embedding spaces side by side (one column each, the seed's first): runs converged per method, FPs
+    found, how many are stable, and each FP's mixture (its top tokens). None below two spaces."""
+    spaces = sorted({r["embedding"] for r in runs} | {v["embedding"] for v in vectors},
+                    key=lambda e: (e != SEED_SPACE, e))
+    if len(spaces) < 2:
+        return None
+    methods = sorted({r["method"] for r in runs})
+    rows = []
+    for method in methods:
+        cells = []
+        for space in spaces:
+            mine = [r for r in runs if r["method"] == method and r["embedding"] == space]
+            done = sum(r["converged"] for r in mine)
+            cells.append(f"{done}/{sum(r['runs'] for r in mine)} converged" if mine else "not run")
+        rows.append([f"{method} seeds", *cells])
+    found = {space: [v for v in vectors if v["embedding"] == space] for space in spaces}
+    rows.append(["vector FPs (stable)", *(f"{len(found[s])} ({sum(bool(v['stable']) for v in found[s])})"
+                                          for s in spaces)])
+    rows.append(["their mixtures", *(text_cell("; ".join(_mixture_text(v) for v in found[s]) or "none")
+                                     for s in spaces)])
+    labels = [f"{s} (the seed's convention)" if s == SEED_SPACE else s for s in spaces]
+    return table("spaces", [("", "text"), *((label, "text") for label in labels)], rows, page_size=page_size,
+                 caption="Vector FPs in each embedding space: the seed's counts are raw-space counts "
+                         "(docs/vectors.md explains the difference for Gemma's sqrt(hidden) scale).")
+
+
+def _mixture_text(v: dict[str, Any]) -> str:
+    tokens = ", ".join(f"{t['text'] if t['text'] is not None else '#' + str(t['token_id'])!r} {percent(t['weight'])}"
+                       for t in (v["mixture"] or [])[:3])
+    return f"vector {v['vector_id']} ({'stable' if v['stable'] else 'unstable'}): {tokens}"
 
 
 def provenance_section(store: Store, name: str, page_size: int) -> dict[str, Any]:
