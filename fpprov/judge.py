@@ -67,14 +67,24 @@ class Float64Verdicts:
 
 @dataclass(frozen=True)
 class Calibration:
-    """The screen's measured error of logit differences, and the factor that trusts a verdict beyond it."""
+    """The screen's error of logit differences, measured against float64 on a sample, and the margin beyond
+    which a verdict is trusted.
 
-    error: float                 # max |(own - other)_screen - (own - other)_float64|, floored by the proven bound
-    factor: float                # a verdict whose |screen margin| > factor * error is trusted
+    ``threshold`` = max(factor * measured, bound): the safety factor covers the measured error's tail beyond
+    the sample; the proven bound (Cauchy-Schwarz over the sampled rows, loose by construction) needs none.
+    Rows stored before the two were kept apart have only ``error`` (their max) and trust factor * error.
+    """
+
+    error: float                 # max(measured, bound): scans.calibration_error
+    factor: float                # scans.safety_factor
+    measured: float | None = None   # max |(own - other)_screen - (own - other)_float64| over the sample
+    bound: float | None = None      # max over the sampled rows of the proven bound on a margin's error
 
     @property
     def threshold(self) -> float:
-        return self.factor * self.error
+        if self.measured is None or self.bound is None:
+            return self.factor * self.error
+        return max(self.factor * self.measured, self.bound)
 
 
 def calibration_sample(id_start: int, id_stop: int, n: int, seed: int = 0) -> torch.Tensor:
@@ -158,12 +168,12 @@ class TokenJudge:
     def calibrate(self, ids: torch.Tensor) -> Calibration:
         """Measure the screen's error on ids ``ids`` (S,) against float64, and keep it as this judge's.
 
-        The error is the largest difference, over the sampled rows and their CALIBRATION_TOP best
+        The measured error is the largest difference, over the sampled rows and their CALIBRATION_TOP best
         competitors, between the screen-dtype and the float64 logit difference own - competitor, the own
-        logit taken both ways the screen computes it (a dot product, and the head's GEMM). It is floored by
-        the largest proven bound on a margin's error over the sample (twice LMHead.error_bound), so that a
-        sample that happens to round well cannot make the threshold smaller than the error the screen can
-        have on rows like these.
+        logit taken both ways the screen computes it (a dot product, and the head's GEMM). The bound is the
+        largest proven bound on a margin's error over the sample (twice LMHead.error_bound): the threshold
+        never falls below it, so a sample that happens to round well cannot trust margins that rows like
+        these could get wrong.
         """
         dev = self.loaded.device
         sub = ids.to(dev)
@@ -181,7 +191,7 @@ class TokenJudge:
             err = ((own[:, None] - vals) - diff64).abs()                                     # (S, K)
             measured = max(measured, float(err[finite].max()) if finite.any() else 0.0)
         proven = 2 * float(self.head.error_bound(h32, h64).max())
-        self.calibration = Calibration(max(measured, proven), self.opts.safety_factor)
+        self.calibration = Calibration(max(measured, proven), self.opts.safety_factor, measured, proven)
         return self.calibration
 
     def _recheck_float64(self, part: torch.Tensor, ids: torch.Tensor, h32: torch.Tensor,

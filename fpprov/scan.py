@@ -185,7 +185,8 @@ def _calibration_columns(plan: ScanPlan) -> dict[str, Any]:
     if plan.opts.verify != "calibrated":
         return {}
     cal = plan.judge.calibrate(calibration_sample(plan.id_start, plan.id_stop, plan.opts.calibration_sample))
-    return {"calibration_error": cal.error, "safety_factor": cal.factor}
+    return {"calibration_error": cal.error, "safety_factor": cal.factor, "calibration_measured": cal.measured,
+            "calibration_bound": cal.bound, "calibration_threshold": cal.threshold}
 
 
 def open_scan(plan: ScanPlan, store: Store) -> OpenScan:
@@ -209,7 +210,8 @@ def open_scan(plan: ScanPlan, store: Store) -> OpenScan:
             opts = replace(opts, **kept)
             plan = replace(plan, opts=opts, judge=TokenJudge(loaded, opts))
         if existing["calibration_error"] is not None:   # a resumed scan trusts what its first run trusted
-            plan.judge.calibration = Calibration(existing["calibration_error"], existing["safety_factor"])
+            plan.judge.calibration = Calibration(existing["calibration_error"], existing["safety_factor"],
+                                                 existing["calibration_measured"], existing["calibration_bound"])
     scan_id = existing["scan_id"]
     committed = store.query("SELECT chunk_start, chunk_stop FROM scan_chunks WHERE scan_id = ? ORDER BY 1", [scan_id])
     todo = pending_chunks(committed, plan.id_start, plan.id_stop, opts.commit_every)

@@ -27,11 +27,11 @@ class ScanOptions:
     commit_every: int = 4096       # ids per transaction
     force: bool = False
     head_chunk: int = 8192
-    # calibrated: float64 for every verdict within safety_factor x the error measured on a random sample;
-    # all: every FP and near tie in float64; near: near ties only
+    # calibrated: float64 for every verdict within max(safety_factor x the error measured on a random sample,
+    # the sample's proven bound); all: every FP and near tie in float64; near: near ties only
     verify: str = "calibrated"
     recheck_batch: int = 4096      # ids re-checked together (one float64 cast of each layer per group)
-    safety_factor: float = 10.0    # calibrated: a verdict is trusted when |margin| > safety_factor * error
+    safety_factor: float = 10.0    # calibrated: the factor on the measured error (Calibration.threshold)
     calibration_sample: int = 256  # calibrated: ids re-checked in float64 to measure the error
 
     def __post_init__(self) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fpprov.judge import TokenJudge, calibration_sample
+from fpprov.judge import Calibration, TokenJudge, calibration_sample
 from fpprov.models import load_model
 from fpprov.scan import ScanOptions, scan_vocabulary
 from fpprov.store import open_store
@@ -59,6 +59,17 @@ def test_calibrated_verdicts_equal_the_float64_reference_with_planted_near_ties(
     judge = TokenJudge(loaded, ScanOptions(head_chunk=32))
     cal = judge.calibrate(calibration_sample(0, len(loaded.tokenizer), 256))
     assert cal.error == pytest.approx(scan["calibration_error"], rel=1e-12)
+    assert scan["calibration_threshold"] == pytest.approx(cal.threshold, rel=1e-12)
+    assert (scan["calibration_measured"], scan["calibration_bound"]) == pytest.approx((cal.measured, cal.bound))
+
+
+def test_the_factor_applies_to_the_measured_error_and_the_proven_bound_is_a_floor(tiny_model_dir):
+    loaded = load_model(str(tiny_model_dir("olmo2", False)))
+    cal = TokenJudge(loaded, ScanOptions(head_chunk=32)).calibrate(calibration_sample(0, len(loaded.tokenizer), 256))
+    assert 0 < cal.measured <= cal.bound and cal.error == max(cal.measured, cal.bound)
+    assert cal.threshold == max(cal.factor * cal.measured, cal.bound) < cal.factor * cal.error
+    # a scan stored before the two were kept apart (only their max) trusts factor * error, as it did
+    assert Calibration(cal.error, cal.factor).threshold == cal.factor * cal.error
 
 
 def test_calibrated_rechecks_far_fewer_than_all_and_all_still_checks_every_fp(tiny_model_dir, tmp_path,
@@ -92,7 +103,7 @@ def test_a_resumed_scan_reuses_its_stored_calibration(tiny_model_dir, tmp_path, 
     db = tmp_path / "resume.duckdb"
     with open_store(db) as store:
         first = scan_vocabulary(loaded, store, ScanOptions(head_chunk=32, limit=100, commit_every=50))
-        store.con.execute("UPDATE scans SET complete = false, calibration_error = 1e9 WHERE scan_id = ?",
+        store.con.execute("UPDATE scans SET complete = false, calibration_measured = 1e9 WHERE scan_id = ?",
                           [first.scan_id])
         store.con.execute("DELETE FROM scan_chunks WHERE scan_id = ? AND chunk_start = 50", [first.scan_id])
         store.con.execute("DELETE FROM token_fps WHERE scan_id = ? AND token_id >= 50", [first.scan_id])
