@@ -51,6 +51,12 @@ class Ranks:
     def distributed(self) -> bool:
         return self.world > 1
 
+    def require_single(self, command: str, why: str) -> None:
+        """Refuse, in one line, a command that runs in one process when torchrun started several."""
+        if self.distributed:
+            raise FpprovError(f"`fpprov {command}` runs in one process ({why}), but torchrun started "
+                              f"{self.world} ranks: run it without torchrun")
+
     @property
     def writer(self) -> bool:
         """Only this rank opens the database, prints, and commits."""

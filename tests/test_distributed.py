@@ -163,3 +163,18 @@ def test_ranks_from_the_torchrun_environment():
         Ranks.from_env({"RANK": "2", "LOCAL_RANK": "0", "WORLD_SIZE": "2"})
     with pytest.raises(FpprovError, match="integers"):
         Ranks.from_env({"WORLD_SIZE": "two"})
+
+
+@pytest.mark.parametrize("command", [["vectors", "no-such-model-needed"], ["provenance"]])
+def test_commands_that_run_in_one_process_refuse_several_ranks_in_one_line(command, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from fpprov.cli import app
+
+    for name, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "2")):
+        monkeypatch.setenv(name, value)
+    db = tmp_path / "untouched.duckdb"
+    result = CliRunner().invoke(app, [*command, "--db", str(db)])
+    assert result.exit_code == 2, result.output
+    assert f"`fpprov {command[0]}` runs in one process" in result.output and "torchrun started 2 ranks" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not db.exists()

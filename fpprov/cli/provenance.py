@@ -127,6 +127,9 @@ def provenance(
     """Count each FP token's text repeated n times in a training corpus; sample documents and sources."""
     if backend not in BACKENDS:
         raise FpprovError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
+    from ..distributed import Ranks  # torch loads with the command's work, not at CLI start
+
+    Ranks.from_env().require_single("provenance", "its work is corpus queries, written by one process")
     options = prov.ProvenanceOptions(ladder=parse_ladder(ngram, ladder), docs=docs, controls=controls,
                                      max_tokens=max_tokens, baseline_positions=baseline_positions,
                                      min_count=min_count, seed=seed, source_field=source_field,

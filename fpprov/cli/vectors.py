@@ -104,6 +104,7 @@ def vector_options(method: str, seeds: int, seed_start: int, embedding: str, tol
     """The checked options of one model's study, one per embedding space (--embedding both: raw, then
     effective); an unusable --device or --device-map fails here too."""
     from ..devices import check_device_map, resolve_device
+    from ..distributed import Ranks
     from ..vector_study import VectorOptions
     from ..vectors import EMBEDDINGS, METHODS
 
@@ -117,6 +118,7 @@ def vector_options(method: str, seeds: int, seed_start: int, embedding: str, tol
         force=force) for space in spaces)
     resolve_device(device)  # an unusable --device fails before anything is loaded or opened
     check_device_map(device_map)
+    Ranks.from_env().require_single("vectors", "its seeds run batched on one device")
     return options
 
 
