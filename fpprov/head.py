@@ -265,13 +265,23 @@ class LMHead:
         For the few rows a float64 re-check meets without a kept list (screen non-FPs): a float32 pass over
         the head costs less than casting the whole head to float64 for them.
         """
+        top_vals, top_ids, _ = self.top_competitors_and_own(h, ids, k)
+        return top_vals, top_ids
+
+    @torch.no_grad()
+    def top_competitors_and_own(self, h: torch.Tensor, ids: torch.Tensor,
+                                k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``top_competitors`` plus each row's own logit from the same GEMMs, (B,): one pass over the head."""
         h, ids = self._here(h, ids)
         n = h.shape[0]
         top_vals = torch.full((n, k), NEG_INF, dtype=h.dtype, device=h.device)                 # (B, k)
         top_ids = torch.full((n, k), -1, dtype=torch.int64, device=h.device)                   # (B, k)
+        own = torch.full((n,), NEG_INF, dtype=h.dtype, device=h.device)                        # (B,)
         for cols in vocab_chunks(self.n_rows, self.chunk):
-            top_vals, top_ids = merge_topk(top_vals, top_ids, *self._chunk(h, ids, cols).top(k))
-        return top_vals.cpu(), top_ids.cpu()
+            c = self._chunk(h, ids, cols)
+            own[c.rows] = c.own
+            top_vals, top_ids = merge_topk(top_vals, top_ids, *c.top(k))
+        return top_vals.cpu(), top_ids.cpu(), own.cpu()
 
     @torch.no_grad()
     def full_rows(self, h: torch.Tensor, ids: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:

@@ -179,8 +179,7 @@ class TokenJudge:
         sub = ids.to(dev)
         h32 = torch.cat([self.hidden(batch) for batch in sub.split(self.opts.batch_size)])   # (S, D)
         h64 = torch.cat([self.hidden(part, torch.float64) for part in ids.split(self.opts.recheck_batch)])
-        vals, cands = self.head.top_competitors(h32, sub, self.CALIBRATION_TOP)           # (S, K) each
-        _, own_gemm, *_ = self.head.full_rows(h32, sub, h32.dtype)                           # (S,)
+        vals, cands, own_gemm = self.head.top_competitors_and_own(h32, sub, self.CALIBRATION_TOP)  # (S, K), (S,)
         own_dot = self.head.own_logits(h32, sub).cpu()                                       # (S,)
         diff64 = torch.stack([torch.sub(*self.head.candidate_rows(h64, sub, cands[:, j:j + 1].to(dev))[:2])
                               for j in range(cands.shape[1])], 1)                            # (S, K)
