@@ -16,13 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from fpprov.models import load_model
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_models import load_bench_model  # noqa: E402
 from fpprov.vector_study import VectorOptions, descent_settings, run_method
 from fpprov.vectors import EmbeddingMap, default_init_std
 
@@ -74,19 +74,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", type=Path, default=None, help="JSON file for every run and trajectory")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.model == "tiny":
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-        from tiny import build_tiny_model
-
-        spec = str(build_tiny_model("qwen3", Path(tempfile.mkdtemp()) / "qwen3"))
-    else:
-        spec = args.model
-    t0 = time.perf_counter()
-    loaded = load_model(spec, device=args.device)
+    loaded, load_seconds = load_bench_model(args.model, args.device, args.threads)
     init_std = default_init_std(loaded.model)
-    print(f"{loaded.name}: loaded in {time.perf_counter() - t0:.1f} s; {args.seeds} seeds, init_std {init_std:g}, "
+    print(f"{loaded.name}: loaded in {load_seconds:.1f} s; {args.seeds} seeds, init_std {init_std:g}, "
           f"torch threads {torch.get_num_threads()}")
     seeds = list(range(args.seeds))
     rows = []
