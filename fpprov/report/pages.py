@@ -63,13 +63,21 @@ def index_context(store: Store, models: list[dict], pages: dict[str, str], page_
          text_cell(r["dtype"]), text_cell(r["quantization"] or "none"),
          text_cell(None if r["bos"] is None else ("yes" if r["bos"] else "no")),
          text_cell(f"{r['seed_vector_fps_iterate']}, {r['seed_vector_fps_gradient']}"),
-         text_cell(None if r["vector_fps_iterate"] is None else f"{r['vector_fps_iterate']}, {r['vector_fps_gradient']}"),
+         text_cell(_vector_counts(r)),
          listing(r["embeddings"]), text_cell(seed_difference(r, conventions))]
         for r in compared if r["in_seed"]], page_size=page_size, empty="no scanned model is in the seed's tables")
     not_in_seed = [r["model"] for r in compared if not r["in_seed"]]
     return {"seed_table": seed_table, "seed_vs_ours_table": seed_vs_ours,
             "not_in_seed": ", ".join(not_in_seed) if not_in_seed else None, "models_table": model_table, "scans_table": scans, "thresholds_table": rules,
             "suspicious_table": suspicious}
+
+
+def _vector_counts(r: dict[str, Any]) -> str | None:
+    """'raw: 2, 1; effective: 3, 0': our vector FPs by iteration and by gradient descent, per embedding space
+    (the seed's counts are raw-space counts); 'none found' when searched without a result."""
+    if r["vector_counts"] is None:
+        return None
+    return "; ".join(f"{c['embedding']}: {c['iterate']}, {c['gradient']}" for c in r["vector_counts"]) or "none found"
 
 
 def _with_bos(count: int | None, bos: bool | None) -> list | None:
