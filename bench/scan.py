@@ -33,6 +33,7 @@ import torch
 from fpprov.devices import resolve_device
 from fpprov.models import load_model
 from fpprov.scan import ScanOptions
+from fpprov.store import open_store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gpu_check import peak_gib, scan_once  # noqa: E402  (one float64 clock and one memory peak for both scripts)
@@ -123,6 +124,9 @@ def main() -> None:
                 assert fps == fp_all, f"--verify {verify} gave other verdicts than --verify all"
             else:
                 fp_all = fps
+        with open_store(Path(tmp) / "bench-calibrated.duckdb") as store:
+            cal = store.query_dicts("SELECT calibration_measured, calibration_bound, safety_factor, "
+                                    "calibration_threshold FROM scans")[0]
     full, near, calibrated = results["all"], results["near"], results["calibrated"]
     fp32_size = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values()) * 4 / 2**30
     roofline_s = args.n * flops["dense"] / rate
@@ -144,12 +148,15 @@ def main() -> None:
     print(f"(a) one forward per token   {single:8.1f} tok/s")
     print(f"(b) plain batched, B=256    {batched:8.1f} tok/s")
     for verify, what in (("all", "every FP re-checked in float64"), ("near", "near ties only"),
-                         ("calibrated", "the default: verdicts within 10x the measured float32 error")):
+                         ("calibrated", "the default: verdicts within the calibrated threshold")):
         r = results[verify]
         print(f"(c) fpprov scan --verify {verify:10s} {args.n / seconds[verify]:8.1f} tok/s  {seconds[verify]:6.1f} s,"
               f" {r.rechecked:5d} float64 re-checks taking {f64_seconds[verify]:5.1f} s"
               f" ({f64_seconds[verify] / seconds[verify]:.0%} of the scan); time / roofline"
               f" {seconds[verify] / roofline_s:.2f}x  ({what})")
+    print(f"calibration: measured float32 error {cal['calibration_measured']:.3g}, proven bound of the sample "
+          f"{cal['calibration_bound']:.3g}, threshold max({cal['safety_factor']:g} x measured, bound) = "
+          f"{cal['calibration_threshold']:.3g}")
     saved = seconds["all"] - seconds["calibrated"]
     print(f"calibrated vs all: {seconds['all'] / seconds['calibrated']:.2f}x faster, {saved:.1f} s saved on the slice"
           f" ({calibrated.rechecked} re-checks instead of {full.rechecked})")
