@@ -2,6 +2,7 @@
 
     python bench/vector_table.py --out bench-out/vector_table.json      # gemma3-270m, 10 seeds, ~1 h on 1 thread
     python bench/vector_table.py --model tiny --seeds 3 --steps 50     # a tiny random Qwen3 (seconds)
+    python bench/vector_table.py --from-json bench-out/vector_table.json --csv docs/data/gemma3-270m-vector-trajectories.csv
 
 One load of the model; for each embedding space (raw: the seed's convention, effective) it runs fixed-point
 iteration (200 steps, the seed's observation) and gradient descent under both protocols (`default`: fpprov's;
@@ -14,6 +15,7 @@ full trajectories included, to --out as JSON.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 import time
@@ -27,6 +29,22 @@ from fpprov.vector_study import VectorOptions, descent_settings, run_method
 from fpprov.vectors import EmbeddingMap, default_init_std
 
 CHECKPOINTS = (1, 10, 100, 200, 400, 1000, 2000)
+CSV_STEPS = (1, 2, 5, 10, 20, 50, 100, 150, 200, 300, 400, 500, 600, 800, 1000, 1200, 1500, 1800, 2000)
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    """One line per (space, method, protocol, seed): how it ended and the residual at CSV_STEPS (blank after
+    it stopped), the form docs/data/ keeps (the JSON's full trajectories are ~1 MB)."""
+    with path.open("w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["space", "method", "protocol", "seed", "stop_reason", "steps", "final_residual"]
+                     + [f"r@{s}" for s in CSV_STEPS])
+        for row in rows:
+            for run in row["runs"]:
+                t = run["trajectory"]
+                out.writerow([row["embedding"], row["method"], row["protocol"], run["seed"], run["stop_reason"],
+                              run["steps"], f"{run['residual']:.4g}"]
+                             + [f"{t[s - 1]:.4g}" if len(t) >= s else "" for s in CSV_STEPS])
 
 
 def run_config(fmap: EmbeddingMap, method: str, protocol: str, seeds: list[int], tol: float,
@@ -73,7 +91,12 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", type=Path, default=None, help="JSON file for every run and trajectory")
+    parser.add_argument("--csv", type=Path, default=None, help="CSV of residuals at fixed steps (docs/data/)")
+    parser.add_argument("--from-json", type=Path, default=None, help="write --csv from an earlier --out, run nothing")
     args = parser.parse_args()
+    if args.from_json:
+        write_csv(json.loads(args.from_json.read_text())["rows"], args.csv)
+        return
     loaded, load_seconds = load_bench_model(args.model, args.device, args.threads)
     init_std = default_init_std(loaded.model)
     print(f"{loaded.name}: loaded in {load_seconds:.1f} s; {args.seeds} seeds, init_std {init_std:g}, "
@@ -89,6 +112,8 @@ def main() -> None:
             if args.out:
                 args.out.parent.mkdir(parents=True, exist_ok=True)
                 args.out.write_text(json.dumps({"model": loaded.name, "init_std": init_std, "rows": rows}))
+    if args.csv:
+        write_csv(rows, args.csv)
     print("\n| space | method | protocol | converged | seconds |")
     print("|---|---|---|---|---|")
     for row in rows:
