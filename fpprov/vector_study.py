@@ -61,7 +61,8 @@ class VectorOptions:
         if bad or not self.methods:
             raise FpprovError(f"unknown method {', '.join(map(repr, bad)) or '(none)'}: use iterate, gradient or both")
         if self.embedding not in EMBEDDINGS:
-            raise FpprovError(f"unknown embedding convention {self.embedding!r}: use effective or raw")
+            raise FpprovError(f"unknown embedding convention {self.embedding!r}: use effective or raw "
+                              "(the CLI also takes both)")
         if self.rollout_feed not in ROLLOUT_FEEDS:
             raise FpprovError(f"unknown rollout feed {self.rollout_feed!r}: use output or x")
         if self.protocol not in PROTOCOLS:
