@@ -88,6 +88,8 @@ def main() -> None:
     parser.add_argument("--tol", type=float, default=1e-5, help="1e-6 is below float32 rounding in Gemma's "
                         "effective space (docs/vectors.md)")
     parser.add_argument("--spaces", default="raw,effective")
+    parser.add_argument("--runs", default="iterate,default,seed",
+                        help="which of iterate, default (gradient) and seed (gradient) to run, comma-separated")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", type=Path, default=None, help="JSON file for every run and trajectory")
@@ -105,8 +107,10 @@ def main() -> None:
     rows = []
     for space in args.spaces.split(","):
         fmap = EmbeddingMap(loaded, space)
-        for method, protocol, steps in (("iterate", "default", None), ("gradient", "default", args.steps),
-                                        ("gradient", "seed", args.seed_steps)):
+        runs = {"iterate": ("iterate", "default", None), "default": ("gradient", "default", args.steps),
+                "seed": ("gradient", "seed", args.seed_steps)}
+        for name in args.runs.split(","):
+            method, protocol, steps = runs[name]
             rows.append(run_config(fmap, method, protocol, seeds, args.tol, steps, init_std))
             print_config(rows[-1])
             if args.out:

@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import torch
 
 from .errors import FpprovError
-from .vector_map import EmbeddingMap, coordinate_scale
+from .vector_map import EmbeddingMap
 from .vector_search import Finished, SeedOutcome, StepCallback, Bookkeeper
 
 LOSSES = ("norm", "squared")
@@ -82,7 +82,7 @@ def protocol_settings(protocol: str, scale: float, **overrides: Any) -> DescentS
 
 def settings_for(fmap: EmbeddingMap, protocol: str = "default", **overrides: Any) -> DescentSettings:
     """``protocol_settings`` in the space of ``fmap`` (its embedding's coordinate scale)."""
-    return protocol_settings(protocol, coordinate_scale(fmap.matrix), **overrides)
+    return protocol_settings(protocol, fmap.coordinate_scale, **overrides)
 
 
 class BatchedAdamW:

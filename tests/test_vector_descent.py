@@ -42,3 +42,6 @@ def test_protocols_scale_and_record():
     custom = protocol_settings("seed", 1.0, lr=0.5)
     assert custom.protocol == "seed+custom" and "lr=0.5" in custom.text() and "patience=1000" in custom.text()
     assert coordinate_scale(torch.full((4, 3), 2.0)) == pytest.approx(2.0)
+    # Chunked float64 sums equal the one-shot RMS, whatever the chunk size.
+    rows = torch.randn(37, 5)
+    assert coordinate_scale(rows, chunk=4) == pytest.approx(float(rows.double().pow(2).mean().sqrt()), rel=1e-12)
