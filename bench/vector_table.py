@@ -83,6 +83,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="gemma3-270m", help="alias, path, or 'tiny'")
     parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--seed-ids", default=None, help="run these seeds (comma-separated) instead of 0..seeds-1")
     parser.add_argument("--steps", type=int, default=None, help="default protocol's step cap (its own: 2,000)")
     parser.add_argument("--seed-steps", type=int, default=1000, help="seed protocol's step cap (the seed: 100k)")
     parser.add_argument("--tol", type=float, default=1e-5, help="1e-6 is below float32 rounding in Gemma's "
@@ -101,9 +102,9 @@ def main() -> None:
         return
     loaded, load_seconds = load_bench_model(args.model, args.device, args.threads)
     init_std = default_init_std(loaded.model)
-    print(f"{loaded.name}: loaded in {load_seconds:.1f} s; {args.seeds} seeds, init_std {init_std:g}, "
+    print(f"{loaded.name}: loaded in {load_seconds:.1f} s; seeds {args.seed_ids or args.seeds}, init_std {init_std:g}, "
           f"torch threads {torch.get_num_threads()}")
-    seeds = list(range(args.seeds))
+    seeds = [int(s) for s in args.seed_ids.split(",")] if args.seed_ids else list(range(args.seeds))
     rows = []
     for space in args.spaces.split(","):
         fmap = EmbeddingMap(loaded, space)
