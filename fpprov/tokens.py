@@ -27,6 +27,13 @@ class TokenInfo:
     category: str
 
 
+def byte_token_value(raw_token: str | None) -> int | None:
+    """The byte of a ``<0xNN>`` byte-fallback token, else None."""
+    if raw_token is not None and _BYTE_TOKEN.match(raw_token):
+        return int(raw_token[3:5], 16)
+    return None
+
+
 def normalize_token_text(raw_token: str | None, text: str) -> str:
     """The form used to match FP tokens across tokenizers: markers as a space, Unicode NFC.
 
@@ -61,7 +68,7 @@ class TokenDescriber:
         norm = normalize_token_text(raw, text)
         if token_id in self.special_ids:
             category = "special"
-        elif "\ufffd" in text or (raw is not None and _BYTE_TOKEN.match(raw)):
+        elif "\ufffd" in text or byte_token_value(raw) is not None:
             category = "byte_fragment"
         elif self._reencode(norm, text) != [int(token_id)]:
             category = "unreachable"

@@ -9,8 +9,19 @@ every row shares and which hides the difference); for untied models it also read
 Its candidates are the ids at or below the 2nd percentile of the indicator among ordinary tokens; it then
 verifies them with prompts, which fpprov does not (so these are candidates, named as such in the docs).
 
-The reference set: vocabulary entries named like unused slots (``<unused12>``, ``<|reserved_special_token_3|>``,
-``[unused7]``) when the tokenizer has them, else the ids its round trip can never produce (``unreachable``).
+The reference set, the first rule that finds any id (magikarp keeps a hand-made list per model,
+``magikarp/unused_tokens.py``; these rules find the same kinds of ids without one):
+
+1. ``unused_names``: vocabulary entries named like unused slots (``<unused12>``, ``<|reserved_special_token_3|>``,
+   ``[unused7]``), magikarp's list for Gemma, Yi and Jamba;
+2. ``invalid_utf8_bytes``: single-byte tokens of a byte that never occurs in UTF-8 text (0xC0, 0xC1, 0xF5-0xFF,
+   RFC 3629), byte-level (GPT-2 style) or ``<0xNN>``; magikarp's list for GPT-2, Llama 3, Qwen and phi-2 is
+   the tokens of 0xF5-0xFF ("unused 245-255 fallback");
+3. ``unreachable``: the ids the tokenizer's round trip can never produce.
+
+With none of them (``none``) a tied model has no indicator: magikarp refuses that case too (its
+``ModelAnalyzer`` raises "known_unused_tokens must be provided for tied embeddings"). Untied models use the
+input-embedding norm, magikarp's default indicator for them, whatever the reference set.
 """
 
 from __future__ import annotations
@@ -23,18 +34,22 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from transformers.convert_slow_tokenizer import bytes_to_unicode
+
 from .models import LoadedModel
 from .store import Store
-from .tokens import TokenDescriber
+from .tokens import TokenDescriber, byte_token_value
 from . import __version__
 
 THRESHOLD_PERCENTILE = 2.0  # magikarp's DEFAULT_THRESHOLD_PERCENTILE
 _UNUSED_NAME = re.compile(r"^(<unused\d+>|<\|reserved_special_token_\d+\|>|\[unused\d+\]|<\|unused_\d+\|>)$")
+INVALID_UTF8_BYTES = frozenset([0xC0, 0xC1, *range(0xF5, 0x100)])
+_BYTE_LEVEL_CHAR = {char: byte for byte, char in bytes_to_unicode().items()}  # GPT-2's byte -> printable map
 
 
 @dataclass(frozen=True)
 class ReferenceSet:
-    rule: str                  # 'unused_names' | 'unreachable' | 'none'
+    rule: str                  # 'unused_names' | 'invalid_utf8_bytes' | 'unreachable' | 'none'
     ids: list[int]
 
 
@@ -59,14 +74,28 @@ class UndertrainedSummary:
     tied_head: bool
 
 
+def _single_byte(raw: str | None) -> int | None:
+    """The byte a one-byte token stands for: ``<0xNN>`` or one character of GPT-2's byte-level alphabet."""
+    value = byte_token_value(raw)
+    if value is None and raw is not None and len(raw) == 1:
+        value = _BYTE_LEVEL_CHAR.get(raw)
+    return value
+
+
 def reference_set(tokenizer: Any, n_rows: int) -> ReferenceSet:
-    """Known-unused ids: named unused slots if any, else the ids the tokenizer cannot produce."""
+    """Known-unused ids by the first rule that finds any (module docstring)."""
     names = tokenizer.convert_ids_to_tokens(list(range(min(n_rows, len(tokenizer)))))
     named = [i for i, name in enumerate(names) if name and _UNUSED_NAME.match(name)]
     if named:
         return ReferenceSet("unused_names", named)
     describer = TokenDescriber(tokenizer)
-    unreachable = [i for i in range(len(names)) if describer.describe(i).category == "unreachable"]
+    infos = [describer.describe(i) for i in range(len(names))]
+    # byte_fragment (decodes to U+FFFD) keeps a real character such as 'õ' of a non-byte-level vocabulary out
+    invalid = [i.token_id for i in infos
+               if i.category == "byte_fragment" and _single_byte(i.raw_token) in INVALID_UTF8_BYTES]
+    if invalid:
+        return ReferenceSet("invalid_utf8_bytes", invalid)
+    unreachable = [i.token_id for i in infos if i.category == "unreachable"]
     return ReferenceSet("unreachable" if unreachable else "none", unreachable)
 
 
@@ -108,12 +137,10 @@ def find_undertrained(loaded: LoadedModel, store: Store, percentile: float = THR
     tied = out_weight.data_ptr() == in_weight.data_ptr()
     reference = reference_set(loaded.tokenizer, n_rows)
     ind = compute_indicators(out_weight[:n_rows], in_weight[:n_rows], reference.ids)
-    if reference.ids:
+    if tied:  # without a reference set every value is NaN: no candidates, as magikarp (module docstring)
         name, values = "cosine_distance_no_pc1", ind.cosine_distance_no_pc1
-    elif not tied:
+    else:
         name, values = "input_norm", ind.input_norm
-    else:  # tied and nothing known unused: magikarp has no indicator either
-        name, values = "cosine_distance_no_pc1", ind.cosine_distance_no_pc1
     is_reference = np.zeros(n_rows, dtype=bool)
     is_reference[reference.ids] = True
     is_special = np.zeros(n_rows, dtype=bool)

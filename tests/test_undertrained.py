@@ -10,7 +10,9 @@ from fpprov.models import load_model
 from fpprov.report import build_reports
 from fpprov.scan import ScanOptions, scan_vocabulary
 from fpprov.store import open_store
-from fpprov.undertrained import compute_indicators, find_undertrained, reference_set
+from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+from fpprov.undertrained import INVALID_UTF8_BYTES, compute_indicators, find_undertrained, reference_set
 
 UNUSED = [f"<unused{i}>" for i in range(6)]
 
@@ -79,8 +81,8 @@ def test_untied_model_without_reference_uses_input_norm(tiny_model_dir, tmp_path
     with open_store(tmp_path / "u.duckdb") as store:
         summary = find_undertrained(loaded, store)
         flagged = {r[0] for r in store.query("SELECT token_id FROM undertrained_tokens WHERE undertrained")}
-    # The tiny byte-level tokenizer names no unused slot and can produce every id it has.
-    assert summary.reference_rule == "none" and summary.indicator == "input_norm"
+    # Untied: magikarp's default indicator, the input norm, whatever the reference set (here the invalid bytes).
+    assert summary.reference_rule == "invalid_utf8_bytes" and summary.indicator == "input_norm"
     assert {10, 11} <= flagged
 
 
@@ -138,3 +140,67 @@ def test_model_page_shows_the_undertrained_section(planted, tmp_path):
     assert f"({summary.n_undertrained} of {summary.n_tokens})" in page
     # The counts table's JSON carries the view's numbers.
     assert f'["FP",{view["fp_undertrained"]},{view["fp_trained"]},' in page
+
+
+def test_byte_level_vocabulary_falls_back_to_its_invalid_utf8_bytes(tiny_model_dir, tmp_path):
+    """No unused slot: the tokens of the 13 bytes UTF-8 never uses are the reference (magikarp's GPT-2 list)."""
+    loaded = load_model(str(tiny_model_dir("llama")))
+    chars = bytes_to_unicode()
+    invalid = sorted(loaded.tokenizer.convert_tokens_to_ids([chars[b] for b in INVALID_UTF8_BYTES]))
+    found = reference_set(loaded.tokenizer, loaded.model.get_output_embeddings().weight.shape[0])
+    assert found.rule == "invalid_utf8_bytes" and found.ids == invalid and len(invalid) == 13
+    hidden = [60, 140, 222]
+    _plant(loaded, invalid + hidden, seed=3)
+    with open_store(tmp_path / "u.duckdb") as store:
+        summary = find_undertrained(loaded, store)
+        flagged = {r[0] for r in store.query(
+            "SELECT token_id FROM undertrained_tokens WHERE undertrained AND NOT is_reference")}
+    assert summary.reference_rule == "invalid_utf8_bytes" and summary.reference_count == 13
+    assert set(hidden) <= flagged
+
+
+class _PieceTokenizer(_RoundTripTokenizer):
+    """A sentencepiece-like vocabulary: id 0 is the byte token <0xF5>, id 1 <0x41>, id 2 the letter 'õ'."""
+
+    PIECES = ["<0xF5>", "<0x41>", "õ", "a", "b"]
+
+    def __len__(self):
+        return len(self.PIECES)
+
+    def convert_ids_to_tokens(self, ids):
+        return [self.PIECES[i] for i in ids] if isinstance(ids, list) else self.PIECES[ids]
+
+    def decode(self, ids, **_):
+        return "".join({0: "\ufffd", 1: "A"}.get(i, self.PIECES[i]) for i in ids)
+
+    def encode(self, text, **_):
+        return [self.PIECES.index(c) if c in self.PIECES else 1 for c in text]
+
+
+def test_byte_fallback_tokens_of_invalid_bytes_are_the_reference_and_real_letters_are_not():
+    found = reference_set(_PieceTokenizer(), 5)
+    assert found.rule == "invalid_utf8_bytes" and found.ids == [0]   # not 'õ' (a letter), not <0x41> (valid)
+
+
+class _CompleteTokenizer(_RoundTripTokenizer):
+    """Every id round-trips and none is a byte token: no reference set can be found."""
+
+    def decode(self, ids, **_):
+        return "".join(chr(97 + i) for i in ids)
+
+
+def test_tied_model_without_any_reference_has_no_candidates(tiny_model_dir, tmp_path, monkeypatch):
+    assert reference_set(_CompleteTokenizer(), 10).rule == "none"
+    loaded = load_model(str(tiny_model_dir("llama")))
+    monkeypatch.setattr("fpprov.undertrained.reference_set", lambda tokenizer, n: reference_set(_CompleteTokenizer(), 10))
+    db = tmp_path / "u.duckdb"
+    with open_store(db) as store:
+        scan_vocabulary(loaded, store, ScanOptions())
+        summary = find_undertrained(loaded, store)
+        values = store.query("SELECT count(*), count(indicator_value), count(*) FILTER (WHERE undertrained) "
+                             "FROM undertrained_tokens")[0]
+    # magikarp raises for a tied model without known unused tokens; fpprov stores NULL indicators instead
+    assert summary.reference_rule == "none" and summary.n_undertrained == 0 and summary.threshold is None
+    assert values[0] > 0 and values[1:] == (0, 0)
+    page = next(p for p in build_reports(db, tmp_path / "reports").pages if p.name != "shared.html").read_text()
+    assert "No reference set" in page and "magikarp refuses the case" in page

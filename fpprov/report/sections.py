@@ -150,6 +150,11 @@ def undertrained_section(store: Store, name: str, page_size: int) -> dict[str, A
         [num(i), token_cell(t), token_cell(raw), cat, num(p), num(v), num(pct)]
         for i, t, raw, cat, p, v, pct in undertrained_fps(store, name)],
         page_size=page_size, empty="no FP is an under-trained candidate")
+    if s["reference_rule"] == "none" and s["tied_head"]:
+        note = ("No reference set: the tokenizer names no unused slot, has no token for a byte that UTF-8 never "
+                "uses and no id its round trip cannot produce. With tied embeddings that leaves magikarp's "
+                "indicator undefined (magikarp refuses the case), so no id is a candidate.")
+        return {"undertrained": {"note": note, "counts": counts}, "undertrained_table": fps}
     note = (f"Indicator {s['indicator']} (reference set: {s['reference_count']:,} ids by rule "
             f"{s['reference_rule']}); candidates are the ids at or below the {number(s['percentile'])}th percentile "
             f"of ordinary ids ({number(s['n_undertrained'])} of {number(s['n_tokens'])}). Weights only: "

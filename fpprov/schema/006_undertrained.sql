@@ -1,14 +1,14 @@
 -- Under-trained tokens, found from the weights alone the way magikarp does (Land & Bartolo 2024, "Fishing
 -- for Magikarp", arXiv:2405.05417): the output embedding of a token the model never learned stays close to
 -- the embeddings of tokens known to be unused. Weight-based indicators only: magikarp's verification
--- prompts are not run, so `undertrained` marks a candidate, not a verified token. docs/scan.md explains.
+-- prompts are not run, so `undertrained` marks a candidate, not a verified token. docs/undertrained.md explains.
 
 -- One row per model: how its indicators were computed (a rerun replaces the model's rows).
 -- Example: SELECT model, indicator, reference_rule, reference_count, threshold, n_undertrained FROM undertrained_runs;
 CREATE TABLE undertrained_runs (
     model           VARCHAR PRIMARY KEY,   -- models.name
-    indicator       VARCHAR NOT NULL,      -- the main indicator: 'cosine_distance_no_pc1' (E_out cosine distance to the reference mean, first principal component removed) | 'input_norm' (untied models without a reference set)
-    reference_rule  VARCHAR NOT NULL,      -- how the reference (known-unused) set was chosen: 'unused_names' (vocabulary entries named like <unused12>) | 'unreachable' (ids the tokenizer never produces) | 'none'
+    indicator       VARCHAR NOT NULL,      -- the main indicator: 'cosine_distance_no_pc1' (tied models: E_out cosine distance to the reference mean, first principal component removed; NULL for every id without a reference set) | 'input_norm' (untied models, magikarp's default for them)
+    reference_rule  VARCHAR NOT NULL,      -- how the reference (known-unused) set was chosen, the first rule that finds ids: 'unused_names' (vocabulary entries named like <unused12>) | 'invalid_utf8_bytes' (single-byte tokens of 0xC0, 0xC1, 0xF5-0xFF, which UTF-8 never uses) | 'unreachable' (ids the tokenizer never produces) | 'none'
     reference_count INTEGER NOT NULL,      -- ids in the reference set
     percentile      DOUBLE NOT NULL,       -- threshold percentile of the indicator among ordinary ids (magikarp's 2%)
     threshold       DOUBLE,                -- indicator value at that percentile; an id at or below it is a candidate
