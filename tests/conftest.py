@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -31,6 +32,21 @@ def tiny_model_dir(tmp_path_factory):
         return built[key]
 
     return make
+
+
+@pytest.fixture(scope="session", autouse=True)
+def gguf_cache_dir(tmp_path_factory):
+    """The session's own cache of converted GGUFs (fpprov.models.gguf_cache), shared with the CLI subprocesses
+    the tests start and removed at the end (gemma3-270m's is 1 GiB): the user's ~/.cache is left alone."""
+    folder = tmp_path_factory.mktemp("fpprov-cache")
+    before = os.environ.get("FPPROV_CACHE_DIR")
+    os.environ["FPPROV_CACHE_DIR"] = str(folder)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+    if before is None:
+        os.environ.pop("FPPROV_CACHE_DIR", None)
+    else:
+        os.environ["FPPROV_CACHE_DIR"] = before
 
 
 @pytest.fixture(scope="session")

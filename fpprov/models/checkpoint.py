@@ -15,6 +15,8 @@ import torch
 
 from ..errors import FpprovError
 from ..gguf_load import load_gguf_streaming
+from ..memory import MemoryRefusal
+from .gguf_cache import GgufCache
 
 # Model types whose attention sees every position: [t] -> t means nothing there.
 _BIDIRECTIONAL_TYPES = {"bert", "roberta", "xlm-roberta", "deberta", "deberta-v2", "electra", "distilbert",
@@ -32,7 +34,26 @@ def load_checkpoint(location: str, gguf_file: str | None, torch_dtype: torch.dty
     ``before_weights`` sees the config once it is read and checked, before any weight is (the memory check).
     ``device_map`` ({"": device} or "auto") lets transformers put each weight where it belongs as it reads
     it, without a full CPU copy first. A GGUF is dequantized on the CPU whichever way it loads (the quantized
-    blocks are numpy arrays), so it is built there and moved by the caller."""
+    blocks are numpy arrays), so it is built there and moved by the caller; its conversion is cached on disk
+    (fpprov.models.gguf_cache) and later loads read the cache instead."""
+    cache = GgufCache.for_file(Path(location) / gguf_file) if gguf_file else None
+    if cache is not None and cache.complete():
+        try:
+            return _read_checkpoint(str(cache.folder), None, torch_dtype, True, what, device_map, before_weights)
+        except MemoryRefusal:
+            raise                          # the GGUF itself would not fit either
+        except FpprovError:
+            cache.discard()                # an unreadable cache: convert the file again
+    model, tokenizer = _read_checkpoint(location, gguf_file, torch_dtype, local_only, what, device_map,
+                                        before_weights)
+    if cache is not None:
+        cache.store(model, tokenizer)
+    return model, tokenizer
+
+
+def _read_checkpoint(location: str, gguf_file: str | None, torch_dtype: torch.dtype, local_only: bool,
+                     what: str, device_map: str | dict[str, Any] | None,
+                     before_weights: Callable[[Any], None] | None) -> tuple[Any, Any]:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     kwargs: dict[str, Any] = {"local_files_only": local_only}
