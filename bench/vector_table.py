@@ -28,8 +28,8 @@ from bench_models import load_bench_model  # noqa: E402
 from fpprov.vector_study import VectorOptions, descent_settings, run_method
 from fpprov.vectors import EmbeddingMap, default_init_std
 
-CHECKPOINTS = (1, 10, 100, 200, 400, 1000, 2000)
-CSV_STEPS = (1, 2, 5, 10, 20, 50, 100, 150, 200, 300, 400, 500, 600, 800, 1000, 1200, 1500, 1800, 2000)
+CHECKPOINTS = (1, 10, 100, 200, 400, 1000, 2000, 3000, 5000, 8000)
+CSV_STEPS = (1, 2, 5, 10, 20, 50, 100, 150, 200, 300, 400, 500, 600, 800, 1000, 1200, 1500, 1800, 2000, 2500, 3000, 4000, 5000, 6000, 7000, 8000)
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
@@ -84,7 +84,7 @@ def main() -> None:
     parser.add_argument("--model", default="gemma3-270m", help="alias, path, or 'tiny'")
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--seed-ids", default=None, help="run these seeds (comma-separated) instead of 0..seeds-1")
-    parser.add_argument("--steps", type=int, default=None, help="default protocol's step cap (its own: 2,000)")
+    parser.add_argument("--steps", type=int, default=None, help="default protocol's step cap (its own: 3,000)")
     parser.add_argument("--seed-steps", type=int, default=1000, help="seed protocol's step cap (the seed: 100k)")
     parser.add_argument("--tol", type=float, default=1e-5, help="1e-6 is below float32 rounding in Gemma's "
                         "effective space (docs/vectors.md)")
@@ -95,10 +95,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", type=Path, default=None, help="JSON file for every run and trajectory")
     parser.add_argument("--csv", type=Path, default=None, help="CSV of residuals at fixed steps (docs/data/)")
-    parser.add_argument("--from-json", type=Path, default=None, help="write --csv from an earlier --out, run nothing")
+    parser.add_argument("--from-json", type=Path, nargs="+", default=None,
+                        help="write --csv from earlier --out files (their rows in order), run nothing")
     args = parser.parse_args()
     if args.from_json:
-        write_csv(json.loads(args.from_json.read_text())["rows"], args.csv)
+        write_csv([row for f in args.from_json for row in json.loads(f.read_text())["rows"]], args.csv)
         return
     loaded, load_seconds = load_bench_model(args.model, args.device, args.threads)
     init_std = default_init_std(loaded.model)

@@ -60,7 +60,7 @@ SEED_PROTOCOL = DescentSettings(protocol="seed", lr=1e-2, weight_decay=0.0, pati
 DEFAULT_LR_SCALE = 0.1
 DEFAULT_FLOOR_SCALE = 1e-9
 DEFAULT_PROTOCOL = DescentSettings(protocol="default", lr=DEFAULT_LR_SCALE, weight_decay=0.0, patience=100,
-                                   factor=0.5, lr_floor=DEFAULT_FLOOR_SCALE, max_steps=2_000, loss="squared",
+                                   factor=0.5, lr_floor=DEFAULT_FLOOR_SCALE, max_steps=3_000, loss="squared",
                                    lr_per_residual=DEFAULT_LR_SCALE)
 
 
