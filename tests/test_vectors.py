@@ -264,3 +264,19 @@ def test_a_stall_window_of_one_or_two_compares_the_last_step_with_the_rest():
     assert _stalled([1.0, 0.9], 1) is not None             # not halved: a stall
     assert _stalled([1.0, 0.4], 1) is None                 # halved: still converging
     assert _stalled([1.0, 0.9], 2) is not None and _stalled([1.0, 0.9], 0) is None
+
+
+@pytest.mark.parametrize("blocks", [1, 8])
+def test_vocabulary_products_of_any_batch_size_match_the_plain_products(blocks):
+    """Batches of 2-3 rows are padded to 4 for speed (vector_map._PAD_ROWS); the result is cut back exactly."""
+    from fpprov.vector_map import times_rows_t, weights_times_rows
+
+    gen = torch.Generator().manual_seed(0)
+    rows = torch.randn(512, 16, generator=gen)                                  # (V, D)
+    for s in range(1, 6):
+        a = torch.randn(s, 16, generator=gen)                                  # (S, D)
+        y = torch.softmax(torch.randn(s, 512, generator=gen), dim=-1)          # (S, V)
+        head, mixed = times_rows_t(a, rows, blocks), weights_times_rows(y, rows, blocks)
+        assert head.shape == (s, 512) and mixed.shape == (s, 16)
+        torch.testing.assert_close(head, a @ rows.T, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(mixed, y @ rows, rtol=1e-5, atol=1e-6)
