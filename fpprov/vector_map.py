@@ -117,17 +117,28 @@ class EmbeddingMap:
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Logits at position 0 for inputs x (S, D), as float32 (S, V)."""
-        if self._plain_head is None:  # a head with extras transformers applies itself
-            out = self.model(inputs_embeds=x[:, None, :], use_cache=False)
-            return out.logits[:, -1, :].float()                            # (S, V)
+        return self.next_logits(x, None)[0]
+
+    def next_logits(self, x: torch.Tensor, cache: Any) -> tuple[torch.Tensor, Any]:
+        """Float32 logits (S, V) of inputs x (S, D) at the position after those ``cache`` holds (position 0
+        when it is None, without one), and the cache grown by that position (None without one)."""
         s = x.shape[0]
         padded = _padded(x)          # the decoder's GEMMs are slow for 2-3 rows too (3 seeds 111 ms, 4: 87 ms)
-        hidden = self._decoder(inputs_embeds=padded[:, None, :], use_cache=False).last_hidden_state[:, -1, :]  # (S', D)
-        logits = times_rows_t(hidden, self._plain_head.weight, self._blocks)[:s]                              # (S, V)
-        if self._plain_head.bias is not None:
-            logits = logits + self._plain_head.bias
-        logits = apply_softcap(logits, self._softcap)
-        return logits.float()
+        kwargs = {"use_cache": False} if cache is None else {"cache": cache, "use_cache": True}
+        if self._plain_head is None:  # a head with extras transformers applies itself
+            out = self.model(inputs_embeds=padded[:, None, :], **kwargs)
+            logits = out.logits[:, -1, :]                                  # (S', V)
+        else:
+            out = self._decoder(inputs_embeds=padded[:, None, :], **kwargs)
+            hidden = out.last_hidden_state[:, -1, :]                       # (S', D)
+            logits = times_rows_t(hidden, self._plain_head.weight, self._blocks)  # (S', V)
+            if self._plain_head.bias is not None:
+                logits = logits + self._plain_head.bias
+            logits = apply_softcap(logits, self._softcap)
+        grown = getattr(out, "past_key_values", None)
+        if cache is None or grown is None:
+            grown = cache                                                  # None, or grown in place
+        return logits[:s].float(), grown
 
     def mixture(self, x: torch.Tensor) -> torch.Tensor:
         """y = softmax(logits(x)), (S, V) float32."""
