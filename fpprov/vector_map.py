@@ -50,35 +50,21 @@ def row_blocks(n_rows: int) -> int:
     return 1
 
 
-# MKL multiplies 2 or 3 rows against Gemma's 262,144 x 640 E about twice as slowly as 4 (2 threads, 64
-# blocks: head 92 / 144 ms for 2 / 3 rows vs 69 for 4 and 37 for 1; mixture 69 / 97 vs 53), so such batches
-# are padded with zero rows to 4 and the result cut back: the demo's 3 seeds ran 292 ms per step vs 125 for 1.
-_PAD_ROWS = 4
-
-
-def _padded(a: torch.Tensor) -> torch.Tensor:
-    if 1 < a.shape[0] < _PAD_ROWS and a.device.type == "cpu":
-        return torch.cat([a, a.new_zeros(_PAD_ROWS - a.shape[0], a.shape[1])])                     # (4, ·)
-    return a
-
-
 def times_rows_t(a: torch.Tensor, rows: torch.Tensor, blocks: int) -> torch.Tensor:
     """a (S, D) @ rows.T for rows (V, D), as ``blocks`` batched GEMMs: (S, V)."""
-    s = a.shape[0]
     if blocks == 1:
-        return (_padded(a) @ rows.T)[:s]
-    a = _padded(a)
-    parts = a.expand(blocks, *a.shape) @ rows.view(blocks, -1, rows.shape[1]).transpose(1, 2)     # (b, S', V/b)
-    return parts.transpose(0, 1).reshape(a.shape[0], -1)[:s]                                      # (S, V)
+        return a @ rows.T
+    s = a.shape[0]
+    parts = a.expand(blocks, s, a.shape[1]) @ rows.view(blocks, -1, rows.shape[1]).transpose(1, 2)  # (b, S, V/b)
+    return parts.transpose(0, 1).reshape(s, -1)                                                     # (S, V)
 
 
 def weights_times_rows(y: torch.Tensor, rows: torch.Tensor, blocks: int) -> torch.Tensor:
     """y (S, V) @ rows (V, D), as ``blocks`` batched GEMMs summed: (S, D)."""
-    s = y.shape[0]
     if blocks == 1:
-        return (_padded(y) @ rows)[:s]
-    y = _padded(y)
-    return (y.view(y.shape[0], blocks, -1).transpose(0, 1) @ rows.view(blocks, -1, rows.shape[1])).sum(0)[:s]  # (S, D)
+        return y @ rows
+    s = y.shape[0]
+    return (y.view(s, blocks, -1).transpose(0, 1) @ rows.view(blocks, -1, rows.shape[1])).sum(0)    # (S, D)
 
 
 class EmbeddingMap:
@@ -122,23 +108,21 @@ class EmbeddingMap:
     def next_logits(self, x: torch.Tensor, cache: Any) -> tuple[torch.Tensor, Any]:
         """Float32 logits (S, V) of inputs x (S, D) at the position after those ``cache`` holds (position 0
         when it is None, without one), and the cache grown by that position (None without one)."""
-        s = x.shape[0]
-        padded = _padded(x)          # the decoder's GEMMs are slow for 2-3 rows too (3 seeds 111 ms, 4: 87 ms)
         kwargs = {"use_cache": False} if cache is None else {"cache": cache, "use_cache": True}
         if self._plain_head is None:  # a head with extras transformers applies itself
-            out = self.model(inputs_embeds=padded[:, None, :], **kwargs)
-            logits = out.logits[:, -1, :]                                  # (S', V)
+            out = self.model(inputs_embeds=x[:, None, :], **kwargs)
+            logits = out.logits[:, -1, :]                                  # (S, V)
         else:
-            out = self._decoder(inputs_embeds=padded[:, None, :], **kwargs)
-            hidden = out.last_hidden_state[:, -1, :]                       # (S', D)
-            logits = times_rows_t(hidden, self._plain_head.weight, self._blocks)  # (S', V)
+            out = self._decoder(inputs_embeds=x[:, None, :], **kwargs)
+            hidden = out.last_hidden_state[:, -1, :]                       # (S, D)
+            logits = times_rows_t(hidden, self._plain_head.weight, self._blocks)  # (S, V)
             if self._plain_head.bias is not None:
                 logits = logits + self._plain_head.bias
             logits = apply_softcap(logits, self._softcap)
         grown = getattr(out, "past_key_values", None)
         if cache is None or grown is None:
             grown = cache                                                  # None, or grown in place
-        return logits[:s].float(), grown
+        return logits.float(), grown
 
     def mixture(self, x: torch.Tensor) -> torch.Tensor:
         """y = softmax(logits(x)), (S, V) float32."""

@@ -268,7 +268,7 @@ def test_a_stall_window_of_one_or_two_compares_the_last_step_with_the_rest():
 
 @pytest.mark.parametrize("blocks", [1, 8])
 def test_vocabulary_products_of_any_batch_size_match_the_plain_products(blocks):
-    """Batches of 2-3 rows are padded to 4 for speed (vector_map._PAD_ROWS); the result is cut back exactly."""
+    """The blocked products (vector_map.row_blocks) are the plain products, for every batch size."""
     from fpprov.vector_map import times_rows_t, weights_times_rows
 
     gen = torch.Generator().manual_seed(0)
