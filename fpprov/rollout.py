@@ -36,7 +36,7 @@ def rollout_distances(fmap: EmbeddingMap, fps: torch.Tensor, steps: int = 100,
     with torch.no_grad():
         for l in range(steps):
             # Positions come from the cache length, so position l is the real l-th position. The map's
-            # blocked head, not the model's: a 262,144-row GEMM of 3 rows took 232 ms there, 144 ms in 64 blocks.
+            # products (fpprov.few_rows), not the model's lm_head: 3 rows x 262,144 took 232 ms there.
             logits, cache = fmap.next_logits(step_input, cache)             # (F, V)
             y = torch.softmax(logits, dim=-1)                               # (F, V)
             t = fmap.weights_to_vectors(y)                                  # (F, D)

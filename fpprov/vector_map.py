@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import torch
 
 from .errors import FpprovError
+from .few_rows import FewRowLinear, row_blocks, times_rows_t, weights_times_rows
 from .softcap import apply_softcap, softcap_of
 
 EMBEDDINGS = ("effective", "raw")
@@ -36,37 +37,6 @@ def effective_embedding_matrix(module: torch.nn.Module, chunk: int = 16384) -> t
     return torch.cat(parts)                                                  # (V, D)
 
 
-def row_blocks(n_rows: int) -> int:
-    """How many blocks the vocabulary-sized products run in.
-
-    One GEMM against all 262,144 rows ran about 2x slower than a batched GEMM over 16-32 row blocks here
-    (MKL, 2 threads: 37 vs 20 ms for 1 seed, 84 vs 41-47 ms for 10), for the head and the mixture alike;
-    64 blocks (4,096 rows each) ran faster again for 10 seeds (head 58 vs 80 ms, mixture 54 vs 63 ms) and
-    brought bench/vectors.py from 1.83x / 2.16x to 1.72x / 1.69x (iterate / gradient, one run each).
-    """
-    for blocks in (64, 32, 16, 8):
-        if n_rows >= 65536 and n_rows % blocks == 0:
-            return blocks
-    return 1
-
-
-def times_rows_t(a: torch.Tensor, rows: torch.Tensor, blocks: int) -> torch.Tensor:
-    """a (S, D) @ rows.T for rows (V, D), as ``blocks`` batched GEMMs: (S, V)."""
-    if blocks == 1:
-        return a @ rows.T
-    s = a.shape[0]
-    parts = a.expand(blocks, s, a.shape[1]) @ rows.view(blocks, -1, rows.shape[1]).transpose(1, 2)  # (b, S, V/b)
-    return parts.transpose(0, 1).reshape(s, -1)                                                     # (S, V)
-
-
-def weights_times_rows(y: torch.Tensor, rows: torch.Tensor, blocks: int) -> torch.Tensor:
-    """y (S, V) @ rows (V, D), as ``blocks`` batched GEMMs summed: (S, D)."""
-    if blocks == 1:
-        return y @ rows
-    s = y.shape[0]
-    return (y.view(s, blocks, -1).transpose(0, 1) @ rows.view(blocks, -1, rows.shape[1])).sum(0)    # (S, D)
-
-
 class EmbeddingMap:
     """T(x) for a batch of vectors x (S, D) of one loaded model, in one embedding convention."""
 
@@ -85,7 +55,8 @@ class EmbeddingMap:
         self.dim = int(self.matrix.shape[1])
         self.dtype = self.matrix.dtype
         self.device = self.matrix.device
-        self._blocks = row_blocks(int(self.matrix.shape[0]))
+        n_rows = int(self.matrix.shape[0])
+        self._head_blocks, self._mixture_blocks = row_blocks(n_rows), row_blocks(n_rows, most=256)
         config = self.model.config
         plain = (type(head) is torch.nn.Linear and callable(getattr(self.model, "get_decoder", None))
                  and not any(hasattr(config, a) for a in ("logit_scale", "logits_scaling")))
@@ -113,9 +84,10 @@ class EmbeddingMap:
             out = self.model(inputs_embeds=x[:, None, :], **kwargs)
             logits = out.logits[:, -1, :]                                  # (S, V)
         else:
-            out = self._decoder(inputs_embeds=x[:, None, :], **kwargs)
+            with FewRowLinear():
+                out = self._decoder(inputs_embeds=x[:, None, :], **kwargs)
             hidden = out.last_hidden_state[:, -1, :]                       # (S, D)
-            logits = times_rows_t(hidden, self._plain_head.weight, self._blocks)  # (S, V)
+            logits = times_rows_t(hidden, self._plain_head.weight, self._head_blocks)  # (S, V)
             if self._plain_head.bias is not None:
                 logits = logits + self._plain_head.bias
             logits = apply_softcap(logits, self._softcap)
@@ -130,7 +102,7 @@ class EmbeddingMap:
 
     def weights_to_vectors(self, y: torch.Tensor) -> torch.Tensor:
         """y (S, V) -> y @ E (S, D) in the map's dtype."""
-        return weights_times_rows(y.to(self.dtype), self.matrix, self._blocks)  # (S, D)
+        return weights_times_rows(y.to(self.dtype), self.matrix, self._mixture_blocks)  # (S, D)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.weights_to_vectors(self.mixture(x))                    # (S, D)

@@ -174,7 +174,8 @@ def test_gradient_matches_plain_torch_loop(constant_model):
         opt.step()
         opt.zero_grad()
         sched.step(loss.item())
-    torch.testing.assert_close(ours.vector, x.detach(), rtol=0, atol=1e-7)
+    # BatchedAdamW and torch's AdamW round differently: 1.2e-7 apart after 40 steps (coordinates ~0.01-1).
+    torch.testing.assert_close(ours.vector, x.detach(), rtol=0, atol=5e-7)
 
 
 def test_no_detach_backpropagates_through_t(tmp_path):

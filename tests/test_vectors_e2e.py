@@ -41,7 +41,9 @@ def test_gemma_effective_space_and_iteration_fp(gemma, tmp_path):
         (vector,) = store.query("SELECT vector FROM vector_fps WHERE vector_id = ?", [fp["vector_id"]])[0]
         x = torch.tensor(vector)[None]                                      # (1, D)
         with torch.no_grad():
-            assert float((fmap(x) - x).norm()) < 1e-5  # the stored vector is an FP of the real model
+            # The stored vector is an FP of the real model evaluated alone too, to the ~5e-5 by which float32
+            # evaluations of T differ between batch compositions in this space (docs/vectors.md).
+            assert float((fmap(x) - x).norm()) < 1e-4
         assert len(fp["rollout_dist_by_l"]) == 4 and fp["rollout_dist_by_l"][0] < 1e-5
         tokens = summary.tokens[fp["vector_id"]]
         assert len(tokens) == 5 and 0 < sum(t["weight"] for t in tokens) <= 1.0 + 1e-9
