@@ -12,12 +12,12 @@ float32; bench/few_rows.py prints them in one run):
   2048 x 640 decoder weight. Its head product is also the same bit for bit whatever the batch size.
   It has no autograd kernel, so it runs only where no gradient is asked for; packing costs a copy of each
   weight (gemma3-270m: 0.67 GB for the head, 0.67 GB for E transposed, 0.4 GB for the decoder; peak memory
-  of the demo's vector step 3.1 -> 5.5 GB), made only while it fits in half the free memory.
-- Without it (gradients through T, a torch built without oneDNN, a GPU): for 2-4 rows the head as
+  of the demo's vector step 3.1 -> 5.5 GB), made only while a quarter of the RAM stays free after it.
+- Without it on the CPU (gradients through T, a torch built without oneDNN): for 2-4 rows the head as
   (W @ a.T).T, where the few rows are N and W's rows M (25 against 81 ms for 3 rows in 64 blocks), the same
   for the decoder's linear layers (61 against 79 ms for gemma3-270m's decoder, 3 rows), and otherwise
   batched GEMMs over row blocks (the mixture in 256 blocks of 1,024 rows: 28-43 against 35-57 ms for
-  1-3 rows in 64).
+  1-3 rows in 64). On a GPU the blocked GEMMs run as they are.
 
 Every form computes the same product up to float32 reassociation; none changes a result beyond rounding.
 """
@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 from torch.utils.weak import WeakIdKeyDictionary
 
-from .memory import free_memory
+from .memory import free_memory, total_ram
 
 # Batch sizes for which (W @ a.T).T beat a @ W.T through MKL (see the module docstring).
 TRANSPOSED_ROWS = range(2, 5)
@@ -72,11 +72,12 @@ def uses_transposed_form(a: torch.Tensor) -> bool:
 
 def packed(weight: torch.Tensor, transposed: bool = False) -> torch.Tensor | None:
     """``weight`` (out, in), or its transpose, in oneDNN's blocked layout, packed once per weight version;
-    None when the copy would take more than half the free memory (the MKL forms then run instead)."""
+    None when less than a quarter of the RAM would stay free after the copy (the MKL forms then run instead:
+    a whole large model's decoder packed beside it could exhaust the memory, one weight at a time)."""
     cache = _PACKED["t" if transposed else "w"]
     held = cache.get(weight)
     if held is None or held[0] != weight._version:
-        if weight.numel() * weight.element_size() > free_memory("cpu") // 2:
+        if free_memory("cpu") - weight.numel() * weight.element_size() < total_ram() // 4:
             return None
         with torch.no_grad():
             source = weight.detach().T.contiguous() if transposed else weight.detach().contiguous()

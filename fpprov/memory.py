@@ -122,11 +122,20 @@ def _layers(model: Any) -> Any:
     return getattr(decoder, "layers", None)
 
 
-def _meminfo_available() -> int:
+def _meminfo(field: str = "MemAvailable") -> int:
     for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemAvailable:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) * 1024
-    raise FpprovError("cannot read the free memory: /proc/meminfo has no MemAvailable")
+    raise FpprovError(f"cannot read the memory size: /proc/meminfo has no {field}")
+
+
+def total_ram() -> int:
+    """The host's RAM in bytes."""
+    try:
+        import psutil
+    except ImportError:
+        return _meminfo("MemTotal")
+    return int(psutil.virtual_memory().total)
 
 
 def free_memory(device: torch.device | str) -> int:
@@ -139,7 +148,7 @@ def free_memory(device: torch.device | str) -> int:
     try:
         import psutil
     except ImportError:
-        return _meminfo_available()
+        return _meminfo()
     return int(psutil.virtual_memory().available)
 
 
