@@ -4,7 +4,7 @@
     python bench/few_rows.py --model gemma3-270m   # also T(x) of the real model, before and now
 
 Prints, per batch size S, the milliseconds of each form of the head product a @ W.T, of the mixture y @ E,
-and (with --model) of one evaluation of T, with fpprov's choice (fpprov.few_rows) against the plain blocked
+and (with --model) of one evaluation of T, with fpprov's choice (fpprov.vectors.kernels) against the plain blocked
 forms it replaced. The ratios are what counts: this machine is noisy, so compare within one run.
 """
 
@@ -21,8 +21,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_models import load_bench_model  # noqa: E402
-import fpprov.few_rows as few_rows  # noqa: E402
-from fpprov.few_rows import FewRowLinear, row_blocks, times_rows_t, weights_times_rows  # noqa: E402
+import fpprov.vectors.kernels as few_rows  # noqa: E402
+from fpprov.vectors.kernels import FewRowLinear, row_blocks, times_rows_t, weights_times_rows  # noqa: E402
 from fpprov.vectors import EmbeddingMap
 
 

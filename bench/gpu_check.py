@@ -29,10 +29,10 @@ from pathlib import Path
 import duckdb
 import torch
 
-from fpprov import judge
+from fpprov.scan import judge
 from fpprov.models import load_model
-from fpprov.scan import ScanOptions, scan_vocabulary
-from fpprov.store import open_store
+from fpprov.scan.run import ScanOptions, scan_vocabulary
+from fpprov.db.store import open_store
 
 
 class Float64Clock:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from fpprov.corpus.index_build import build_index
 from fpprov.provenance import ProvenanceOptions, run_provenance
-from fpprov.store import open_store
+from fpprov.db.store import open_store
 
 TARGET_COUNTS_PER_S = 3000
 

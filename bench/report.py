@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from fpprov.report import build_reports
-from fpprov.store import open_store
+from fpprov.db.store import open_store
 
 BUDGET_S = 15.0
 

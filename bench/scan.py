@@ -30,10 +30,10 @@ from pathlib import Path
 
 import torch
 
-from fpprov.devices import resolve_device
+from fpprov.models.devices import resolve_device
 from fpprov.models import load_model
-from fpprov.scan import ScanOptions
-from fpprov.store import open_store
+from fpprov.scan.run import ScanOptions
+from fpprov.db.store import open_store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gpu_check import peak_gib, scan_once  # noqa: E402  (one float64 clock and one memory peak for both scripts)

@@ -25,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_models import load_bench_model  # noqa: E402
-from fpprov.vector_study import VectorOptions, descent_settings, run_method
+from fpprov.vectors.study import VectorOptions, descent_settings, run_method
 from fpprov.vectors import EmbeddingMap, default_init_std
 
 CHECKPOINTS = (1, 10, 100, 200, 400, 1000, 2000, 3000, 5000, 8000)

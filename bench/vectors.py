@@ -18,7 +18,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_models import load_bench_model  # noqa: E402
-from fpprov.vector_study import VectorOptions, run_method
+from fpprov.vectors.study import VectorOptions, run_method
 from fpprov.vectors import METHODS, EmbeddingMap, default_init_std
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from . import interrupts
+from .runtime import interrupts
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from fpprov.corpus.index_build import build_index
-from fpprov.store import open_store
+from fpprov.db.store import open_store
 
 RUN = 12
 SCAN = dict(dtype="float32", device="cpu", batch_size=256, tolerance=1e-4, method="length1-pruned", complete=True,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fpprov.store import open_store
+from fpprov.db.store import open_store
 
 PWN = "document.documentElement.setAttribute('data-pwned','{}')"
 HOSTILE_TEXTS = [

@@ -18,7 +18,7 @@ from fpprov.errors import FpprovError
 from fpprov.evidence.sources import sample_baseline_positions, source_shares
 from fpprov.provenance.baselines import look_up_baseline, missing_baseline_positions
 from fpprov.provenance.options import ProvenanceOptions, ProvenanceProgress, RunSummary
-from fpprov.store import open_store
+from fpprov.db.store import open_store
 from infini_gram.engine import InfiniGramEngine
 from infinigram_server import serve, write_corpus
 

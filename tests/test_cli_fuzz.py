@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 
 from fpprov.cli import app
 from fpprov.models import load_model
-from fpprov.scan import ScanOptions, scan_vocabulary
-from fpprov.store import open_store
+from fpprov.scan.run import ScanOptions, scan_vocabulary
+from fpprov.db.store import open_store
 from infinigram_server import make_records, write_corpus
 
 runner = CliRunner()

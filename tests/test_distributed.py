@@ -14,11 +14,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from fpprov.distributed import Ranks
+from fpprov.runtime.distributed import Ranks
 from fpprov.errors import FpprovError
 from fpprov.models import load_model
-from fpprov.scan import ScanOptions, scan_vocabulary
-from fpprov.store import open_store
+from fpprov.scan.run import ScanOptions, scan_vocabulary
+from fpprov.db.store import open_store
 
 COMMIT_EVERY, BATCH = 40, 16
 TABLES = ("scans", "scan_chunks", "token_fps", "scan_rechecks", "vocabulary")
@@ -32,10 +32,10 @@ DRIVER = textwrap.dedent(f"""
     import os, sys, time
     from pathlib import Path
     import torch
-    from fpprov.distributed import Ranks
+    from fpprov.runtime.distributed import Ranks
     from fpprov.models import load_model
-    from fpprov.scan import ScanOptions, scan_vocabulary
-    from fpprov.store import open_store
+    from fpprov.scan.run import ScanOptions, scan_vocabulary
+    from fpprov.db.store import open_store
     torch.set_num_threads(1)
     model_dir, db = sys.argv[1], sys.argv[2]
     pause_after = int(os.environ.get("PAUSE_AFTER", "0"))

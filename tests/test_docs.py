@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from fpprov.schema_docs import parse_migration, render
-from fpprov.store import open_store
+from fpprov.db.schema_docs import parse_migration, render
+from fpprov.db.store import open_store
 from report_db import build_report_db
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,7 +63,7 @@ def test_every_docs_page_exists_and_the_readme_links_it():
 
 def test_schema_md_is_what_the_migration_comments_generate():
     current = (DOCS / "schema.md").read_text("utf-8")
-    assert current == render(), "docs/schema.md is stale: run python -m fpprov.schema_docs --write docs/schema.md"
+    assert current == render(), "docs/schema.md is stale: run python -m fpprov.db.schema_docs --write docs/schema.md"
 
 
 def test_every_table_view_and_column_is_described(tmp_path):

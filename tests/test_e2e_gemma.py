@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fpprov.scan import ScanOptions, scan_vocabulary
-from fpprov.store import open_store
+from fpprov.scan.run import ScanOptions, scan_vocabulary
+from fpprov.db.store import open_store
 
 pytestmark = pytest.mark.e2e
 
@@ -97,7 +97,7 @@ def test_streamed_gguf_load_declines_processors_it_does_not_know(monkeypatch):
     from transformers import AutoConfig
     from transformers.modeling_gguf_pytorch_utils import TensorProcessor
 
-    from fpprov import gguf_load
+    from fpprov.models import gguf_load
 
     class ReshapingProcessor(TensorProcessor):
         pass

@@ -7,7 +7,7 @@ import pytest
 
 from fpprov.corpus.index_build import build_index
 from fpprov.provenance import ProvenanceOptions, run_provenance
-from fpprov.store import open_store
+from fpprov.db.store import open_store
 
 # Three controls per FP in wide frequency bins: a token's empirical p-value is at least 1 / (1 + controls in
 # its bin), so the per-token test needs bins of 20 controls and more to reach q <= 0.05 at all.

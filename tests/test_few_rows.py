@@ -1,4 +1,4 @@
-"""The few-row product forms (fpprov.few_rows): which form runs when, and that each is the plain product."""
+"""The few-row product forms (fpprov.vectors.kernels): which form runs when, and that each is the plain product."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-import fpprov.few_rows as few_rows
-from fpprov.few_rows import (ONEDNN, FewRowLinear, packed, row_blocks, times_rows_t, uses_onednn, uses_transposed_form,
+import fpprov.vectors.kernels as few_rows
+from fpprov.vectors.kernels import (ONEDNN, FewRowLinear, packed, row_blocks, times_rows_t, uses_onednn, uses_transposed_form,
                               weights_times_rows)
 
 needs_onednn = pytest.mark.skipif(not ONEDNN, reason="this torch has no oneDNN linear")

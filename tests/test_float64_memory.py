@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from fpprov import forward
+from fpprov.scan import hidden as forward
 from fpprov.errors import FpprovError
 from fpprov.models import load_model
 from tiny import FAMILIES

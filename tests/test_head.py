@@ -8,8 +8,8 @@ import pytest
 import torch
 from transformers import Gemma2Config, Gemma2ForCausalLM
 
-from fpprov.head import LMHead, merge_topk, vocab_chunks
-from fpprov.softcap import apply_softcap, softcap_of
+from fpprov.scan.head import LMHead, merge_topk, vocab_chunks
+from fpprov.models.head_extras import apply_softcap, softcap_of
 
 
 @pytest.mark.parametrize(("n_rows", "chunk"), [(315, 32), (320, 32), (5, 8), (7, 1), (8, 8), (1, 3)])

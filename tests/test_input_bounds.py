@@ -13,7 +13,7 @@ from fpprov.cli import app
 from fpprov.corpus.base import CorpusBackend, MAX_REPETITIONS
 from fpprov.errors import FpprovError
 from fpprov.provenance import FpToken, ProvenanceOptions, plan_entries
-from fpprov.store import open_store
+from fpprov.db.store import open_store
 from infinigram_server import add_fp_scan, make_records, write_corpus
 
 runner = CliRunner()
@@ -140,16 +140,16 @@ def test_local_long_token_is_stored_not_queryable_and_the_run_succeeds(tmp_path,
     ("lr", float("inf"), "--lr"), ("max_steps", 0, "--max-steps"), ("top_k", 0, "--top-k"),
     ("dedup_distance", -1.0, "--dedup"), ("rollout_steps", 0, "--rollout-steps")])
 def test_vector_option_ranges_reject(field, value, flag):
-    from fpprov.vector_study import VectorOptions
-    from fpprov.vector_study import check_option_ranges
+    from fpprov.vectors.study import VectorOptions
+    from fpprov.vectors.study import check_option_ranges
 
     with pytest.raises(FpprovError, match=flag):
         check_option_ranges(VectorOptions(**{field: value}))
 
 
 def test_vector_option_ranges_accept_defaults_and_bounds():
-    from fpprov.vector_study import VectorOptions
-    from fpprov.vector_study import check_option_ranges
+    from fpprov.vectors.study import VectorOptions
+    from fpprov.vectors.study import check_option_ranges
 
     check_option_ranges(VectorOptions())
     check_option_ranges(VectorOptions(init_std=0.02, stall_window=0, lr_floor=0.0, weight_decay=0.0))

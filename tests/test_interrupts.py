@@ -47,10 +47,10 @@ DRIVER = textwrap.dedent("""
     elif point == "load":        # transformers' lazy imports while the model loads
         sys.meta_path.insert(0, Trip("transformers.models."))
     elif point == "scan":        # computing the second chunk
-        from fpprov.scan import TokenJudge
+        from fpprov.scan.run import TokenJudge
         on_call(TokenJudge, "judge", 2)
     elif point == "commit":      # inside the second chunk's transaction
-        from fpprov.store import Store
+        from fpprov.db.store import Store
         on_call(Store, "insert_rows", 2, when=lambda self, table, *a, **k: table == "scan_chunks")
     elif point == "shutdown":    # after the command returned
         atexit.register(hit)

@@ -10,7 +10,7 @@ import duckdb
 import pytest
 from typer.testing import CliRunner
 
-from fpprov.batch import DONE, FAILED, SKIPPED, ModelJob, Outcome, jobs_from, option_types, run_jobs
+from fpprov.runtime.batch import DONE, FAILED, SKIPPED, ModelJob, Outcome, jobs_from, option_types, run_jobs
 from fpprov.cli import app
 from fpprov.cli.scan import scan_model
 from fpprov.errors import FpprovError

@@ -7,14 +7,14 @@ import torch
 from transformers import AutoConfig
 from typer.testing import CliRunner
 
-from fpprov import memory
+from fpprov.models import memory
 from fpprov.cli import app
-from fpprov.devices import check_device_map, map_devices
+from fpprov.models.devices import check_device_map, map_devices
 from fpprov.errors import FpprovError
-from fpprov.memory import MemoryEstimate, MemoryRefusal, count_parameters, estimate_memory
+from fpprov.models.memory import MemoryEstimate, MemoryRefusal, count_parameters, estimate_memory
 from fpprov.models import load_model
-from fpprov.scan import ScanOptions, scan_vocabulary
-from fpprov.store import open_store
+from fpprov.scan.run import ScanOptions, scan_vocabulary
+from fpprov.db.store import open_store
 from tiny import FAMILIES
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -16,7 +16,7 @@ from fpprov.errors import FpprovError
 from fpprov.models import (SOURCES, Attempt, Found, LoadRequest, cannot_load, load_aliases, load_model, locate,
                            resolve_model)
 from fpprov.models.sources import HubCache, LocalDirectory
-from fpprov.store import open_store, upsert_model
+from fpprov.db.store import open_store, upsert_model
 
 REQUEST = LoadRequest(torch_dtype=torch.float32, dtype="float32")
 GEMMA = "gemma3-270m"

@@ -19,7 +19,7 @@ from fpprov.provenance import (FpToken, ProvenanceOptions, ProvenanceProgress, R
                                plan_entries, run_provenance, sample_positions, token_variants, top_rows)
 from fpprov.provenance.counts import count_queries
 from fpprov.provenance.documents import sample_documents
-from fpprov.store import open_store
+from fpprov.db.store import open_store
 from infinigram_server import add_fp_scan, independent_count, serve
 
 TOKENS = [(1, "blah", "normal"), (2, "Á", "normal"), (3, "ffi", "normal"), (4, " Justine", "normal"),

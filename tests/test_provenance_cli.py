@@ -21,7 +21,7 @@ from fpprov.corpus.factory import open_backend
 from fpprov.corpus.http import HttpSettings
 from fpprov.provenance import FpToken, ProvenanceOptions, run_provenance
 from fpprov.provenance.budget import estimate_run, select_fps
-from fpprov.store import open_store
+from fpprov.db.store import open_store
 from infinigram_server import add_fp_scan, independent_count, make_records, serve, write_corpus
 
 runner = CliRunner()

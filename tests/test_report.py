@@ -14,7 +14,7 @@ from fpprov.cli import app
 from fpprov.errors import FpprovError
 from fpprov.report import build_reports
 from fpprov.report.text import csp_hash, flat, page_names, script_json, segments, snippet_cell
-from fpprov.store import open_store
+from fpprov.db.store import open_store
 from report_db import HOSTILE_MODEL, HOSTILE_TEXTS, build_report_db
 
 
@@ -303,7 +303,7 @@ def test_big_provenance_and_flag_sections_are_capped_with_a_note(tmp_path, monke
 
 def test_probability_histogram_bins_every_fp_once(reports):
     from fpprov.report import data as report_data
-    from fpprov.sql import open_read_only
+    from fpprov.db.sql import open_read_only
 
     db, _ = reports
     with open_read_only(db) as ro:

@@ -15,7 +15,7 @@ from fpprov.models.spec import resolve_model
 from fpprov.report import build_reports
 from fpprov.report import data as report_data
 from fpprov.report.pages import seed_difference
-from fpprov.store import open_store
+from fpprov.db.store import open_store
 from report_db import HOSTILE_MODEL, build_report_db
 from test_report import Page, read
 

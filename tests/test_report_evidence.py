@@ -15,8 +15,8 @@ from fpprov.report import charts, data
 from fpprov.report.evidence import (ECDF_POINTS, NO_EVIDENCE, attribution_context, evidence_section,
                                     rate_quantiles)
 from fpprov.report.text import flat
-from fpprov.sql import open_read_only
-from fpprov.store import open_store
+from fpprov.db.sql import open_read_only
+from fpprov.db.store import open_store
 from report_db import DCLM, ENRICHMENT, HOSTILE_INDEX, HOSTILE_SOURCE, build_report_db
 
 

@@ -16,7 +16,7 @@ import fpprov
 from fpprov.cli import app
 from fpprov.errors import DatabaseLockedError
 from fpprov.models import load_aliases
-from fpprov.store import open_store
+from fpprov.db.store import open_store
 
 runner = CliRunner()
 
@@ -234,7 +234,7 @@ def test_devices_this_torch_cannot_use_are_one_line_and_create_nothing(command, 
 
 
 def test_resolve_device_accepts_what_this_torch_can_use():
-    from fpprov.devices import resolve_device
+    from fpprov.models.devices import resolve_device
 
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
@@ -335,7 +335,7 @@ def test_check_length_past_the_models_context_is_one_line_and_creates_nothing(ti
     ({"check_length": 1}, ["--check-length", "1"], "--check-length")])
 def test_scan_options_check_gives_the_clis_one_line_message(tiny_model_dir, tmp_path, fields, flags, flag):
     from fpprov.errors import FpprovError
-    from fpprov.scan import ScanOptions
+    from fpprov.scan.run import ScanOptions
 
     with pytest.raises(FpprovError, match=flag) as raised:
         ScanOptions(**fields)
@@ -345,8 +345,8 @@ def test_scan_options_check_gives_the_clis_one_line_message(tiny_model_dir, tmp_
 
 
 def test_scan_options_check_runs_once_per_object_and_accepts_the_bounds(monkeypatch):
-    from fpprov.scan import ScanOptions
-    from fpprov.scan_options import ScanOptions as Defined
+    from fpprov.scan.run import ScanOptions
+    from fpprov.scan.options import ScanOptions as Defined
 
     assert ScanOptions is Defined
     bounds = dict(limit=1, batch_size=1, commit_every=1, tolerance=0.0, check_length=2, verify="near")
@@ -360,7 +360,7 @@ def test_scan_options_check_runs_once_per_object_and_accepts_the_bounds(monkeypa
 def test_scan_cli_has_no_check_of_its_own(tiny_model_dir, tmp_path, monkeypatch):
     """The CLI shows whatever the library's check raises, and its source holds no copy of a check."""
     from fpprov.errors import FpprovError
-    from fpprov.scan_options import ScanOptions
+    from fpprov.scan.options import ScanOptions
 
     def refuse(self):
         raise FpprovError(f"library says no to batch_size={self.batch_size}")

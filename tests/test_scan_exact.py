@@ -7,11 +7,11 @@ import functools
 import pytest
 import torch
 
-from fpprov import forward
+from fpprov.scan import hidden as forward
 from fpprov.models import load_model
-from fpprov.head import LMHead
-from fpprov.scan import ScanOptions, TokenJudge, scan_vocabulary
-from fpprov.store import open_store
+from fpprov.scan.head import LMHead
+from fpprov.scan.run import ScanOptions, TokenJudge, scan_vocabulary
+from fpprov.db.store import open_store
 from reference import float64_one_at_a_time
 from tiny import FAMILIES
 
@@ -82,7 +82,7 @@ def test_bos_prefix_uses_forward_and_matches_reference(tiny_model_dir, tmp_path)
 
 def test_unknown_architecture_falls_back_to_plain_forward(tiny_model_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(forward, "PRE_NORM", set())
-    monkeypatch.setattr("fpprov.judge.layer_layout", forward.layer_layout)
+    monkeypatch.setattr("fpprov.scan.judge.layer_layout", forward.layer_layout)
     loaded, result, rows, scan, _ = _scan(tiny_model_dir("llama", True), tmp_path, head_chunk=32)
     ref = float64_one_at_a_time(loaded.model, range(len(loaded.tokenizer)))
     assert scan["method"] == "forward-pruned"
@@ -133,7 +133,7 @@ def test_near_ties_are_decided_in_float64(lists, tiny_model_dir, tmp_path, monke
     # float64 row; "kept": the screen's and the wide float32 lists decide which rows need float64 at all.
     calls = []
     if lists == "none":
-        monkeypatch.setattr("fpprov.judge.LMHead", functools.partial(LMHead, keep_top=1))
+        monkeypatch.setattr("fpprov.scan.judge.LMHead", functools.partial(LMHead, keep_top=1))
         monkeypatch.setattr(TokenJudge, "WIDE_TOP", 1)
     full_rows = LMHead.full_rows
     monkeypatch.setattr(LMHead, "full_rows", lambda self, h, ids, dtype: calls.append((len(ids), dtype))
@@ -202,7 +202,7 @@ def test_float64_scan_matches_reference(tiny_model_dir, tmp_path):
 def test_judge_returns_named_verdicts_that_agree_with_the_reference(tiny_model_dir):
     from dataclasses import fields
 
-    from fpprov.judge import Verdicts
+    from fpprov.scan.judge import Verdicts
 
     loaded = load_model(str(tiny_model_dir("qwen3", False)))
     ids = torch.arange(len(loaded.tokenizer))                                       # (N,)
@@ -220,7 +220,7 @@ def test_judge_returns_named_verdicts_that_agree_with_the_reference(tiny_model_d
 
 
 def test_the_scans_row_is_written_like_every_other_row(tiny_model_dir, tmp_path, monkeypatch):
-    from fpprov.store import Store
+    from fpprov.db.store import Store
     from fpprov.versions import library_versions
 
     written, insert_rows = [], Store.insert_rows

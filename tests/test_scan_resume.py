@@ -13,8 +13,8 @@ from pathlib import Path
 import duckdb
 
 from fpprov.models import load_model
-from fpprov.scan import ScanOptions, scan_vocabulary
-from fpprov.store import open_store
+from fpprov.scan.run import ScanOptions, scan_vocabulary
+from fpprov.db.store import open_store
 
 FP_COLUMNS = ("model, token_id, raw_token, text, norm_text, category, prob, logit, runner_up_id, runner_up_logit,"
               " margin, verified_float64, margin_float64, length_check")
@@ -25,8 +25,8 @@ FP_COLUMNS = ("model, token_id, raw_token, text, norm_text, category, prob, logi
 KILLER = textwrap.dedent("""
     import os, signal, sys
     from fpprov.models import load_model
-    from fpprov.scan import ScanOptions, scan_vocabulary
-    from fpprov.store import open_store
+    from fpprov.scan.run import ScanOptions, scan_vocabulary
+    from fpprov.db.store import open_store
     model_dir, db = sys.argv[1], sys.argv[2]
     done = []
     def progress(n, n_fp):
@@ -126,7 +126,7 @@ def test_resume_with_other_chunk_and_batch_sizes_keeps_the_first_runs_settings(t
 
 
 def test_a_scan_stopped_after_one_committed_chunk_resumes_from_the_next(tiny_model_dir, tmp_path):
-    from fpprov.scan import commit_chunk, judge_chunk, open_scan, plan_scan
+    from fpprov.scan.run import commit_chunk, judge_chunk, open_scan, plan_scan
     from fpprov.tokens import TokenDescriber
 
     model_dir = tiny_model_dir("gemma3", True)

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from fpprov.cli import app
 from fpprov.errors import FpprovError
-from fpprov.store import list_migrations
-from fpprov.sql import canned_queries, format_table, open_read_only, resolve_query, run_query, QueryResult
+from fpprov.db.store import list_migrations
+from fpprov.db.sql import canned_queries, format_table, open_read_only, resolve_query, run_query, QueryResult
 from report_db import HOSTILE_TEXTS, build_report_db
 
 runner = CliRunner()
@@ -237,7 +237,7 @@ def test_a_snapshot_of_an_older_database_gets_the_new_views(tmp_path, hold_db_lo
 
 
 def test_snapshot_copy_retries_while_the_file_changes(tmp_path, monkeypatch):
-    from fpprov import sql as sql_module
+    from fpprov.db import sql as sql_module
 
     source = tmp_path / "live.duckdb"
     source.write_bytes(b"x" * 10)
@@ -253,7 +253,7 @@ def test_snapshot_copy_retries_while_the_file_changes(tmp_path, monkeypatch):
 
 
 def test_a_gap_in_the_applied_migrations_counts_as_outdated(tmp_path):
-    from fpprov.sql import open_read_only
+    from fpprov.db.sql import open_read_only
 
     path = build_report_db(tmp_path / "gap.duckdb")
     with duckdb.connect(str(path)) as con:                  # version 5 recorded, 4 missing

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from fpprov.cli import app
 from fpprov.errors import FpprovError
-from fpprov.sql import canned_queries, open_read_only, run_query
+from fpprov.db.sql import canned_queries, open_read_only, run_query
 from report_db import build_report_db
 
 runner = CliRunner()

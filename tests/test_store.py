@@ -6,7 +6,7 @@ import duckdb
 import pytest
 
 from fpprov.errors import FpprovError
-from fpprov.store import check_writable, list_migrations, open_store
+from fpprov.db.store import check_writable, list_migrations, open_store
 
 
 def test_migrations_are_ordered_and_recorded(tmp_path):

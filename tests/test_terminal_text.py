@@ -132,7 +132,7 @@ def test_a_corpus_source_and_index_label_with_brackets_through_index_build_and_p
     write_corpus(tmp_path / "corpus", records)
     out = _ok(runner.invoke(app, ["index", "build", str(tmp_path / "corpus"), "--out", str(tmp_path / "idx")]))
     assert "documents per source: " in out and "[/]src" in out
-    from fpprov.store import open_store
+    from fpprov.db.store import open_store
 
     db = tmp_path / "p[/].duckdb"
     (tmp_path / "p[").mkdir()
@@ -145,7 +145,7 @@ def test_a_corpus_source_and_index_label_with_brackets_through_index_build_and_p
 
 
 def test_provenance_errors_before_any_phase_are_one_line_without_a_blank_line_first(tmp_path):
-    from fpprov.store import open_store
+    from fpprov.db.store import open_store
 
     db = tmp_path / "p.duckdb"
     store = open_store(db)

@@ -8,11 +8,11 @@ import torch
 
 from fpprov.models import load_model
 from fpprov.report import build_reports
-from fpprov.scan import ScanOptions, scan_vocabulary
-from fpprov.store import open_store
+from fpprov.scan.run import ScanOptions, scan_vocabulary
+from fpprov.db.store import open_store
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
-from fpprov.undertrained import INVALID_UTF8_BYTES, compute_indicators, find_undertrained, reference_set
+from fpprov.scan.undertrained import INVALID_UTF8_BYTES, compute_indicators, find_undertrained, reference_set
 
 UNUSED = [f"<unused{i}>" for i in range(6)]
 
@@ -192,7 +192,7 @@ class _CompleteTokenizer(_RoundTripTokenizer):
 def test_tied_model_without_any_reference_has_no_candidates(tiny_model_dir, tmp_path, monkeypatch):
     assert reference_set(_CompleteTokenizer(), 10).rule == "none"
     loaded = load_model(str(tiny_model_dir("llama")))
-    monkeypatch.setattr("fpprov.undertrained.reference_set", lambda tokenizer, n: reference_set(_CompleteTokenizer(), 10))
+    monkeypatch.setattr("fpprov.scan.undertrained.reference_set", lambda tokenizer, n: reference_set(_CompleteTokenizer(), 10))
     db = tmp_path / "u.duckdb"
     with open_store(db) as store:
         scan_vocabulary(loaded, store, ScanOptions())

@@ -16,7 +16,7 @@ from tiny import build_tiny_model, build_tokenizer
 from transformers import AutoModelForCausalLM, LlamaConfig
 
 from fpprov.models import load_model
-from fpprov.vector_study import VectorOptions, cluster_vectors, run_method
+from fpprov.vectors.study import VectorOptions, cluster_vectors, run_method
 from fpprov.vectors import DescentSettings, EmbeddingMap, effective_embedding_matrix, gradient_descent, iterate
 
 TORCH_DEFAULTS = DescentSettings()  # torch's AdamW and ReduceLROnPlateau defaults, lr 1e-2, loss ||r||
@@ -246,7 +246,7 @@ def test_iterate_reports_precision_floor_when_tol_is_below_rounding(qwen_model):
 
 
 def test_blocked_vocabulary_products_equal_plain_matmuls():
-    from fpprov.vectors import row_blocks, times_rows_t, weights_times_rows
+    from fpprov.vectors.kernels import row_blocks, times_rows_t, weights_times_rows
 
     torch.manual_seed(0)
     rows = torch.randn(65536, 8, dtype=torch.float64)  # (V, D)
@@ -259,18 +259,18 @@ def test_blocked_vocabulary_products_equal_plain_matmuls():
 
 
 def test_a_stall_window_of_one_or_two_compares_the_last_step_with_the_rest():
-    from fpprov.vectors import _stalled
+    from fpprov.vectors.iterate import stall_reason
 
-    assert _stalled([1.0], 1) is None                      # nothing earlier to compare with yet
-    assert _stalled([1.0, 0.9], 1) is not None             # not halved: a stall
-    assert _stalled([1.0, 0.4], 1) is None                 # halved: still converging
-    assert _stalled([1.0, 0.9], 2) is not None and _stalled([1.0, 0.9], 0) is None
+    assert stall_reason([1.0], 1) is None                      # nothing earlier to compare with yet
+    assert stall_reason([1.0, 0.9], 1) is not None             # not halved: a stall
+    assert stall_reason([1.0, 0.4], 1) is None                 # halved: still converging
+    assert stall_reason([1.0, 0.9], 2) is not None and stall_reason([1.0, 0.9], 0) is None
 
 
 @pytest.mark.parametrize("blocks", [1, 8])
 def test_vocabulary_products_of_any_batch_size_match_the_plain_products(blocks):
     """The blocked products (vector_map.row_blocks) are the plain products, for every batch size."""
-    from fpprov.vector_map import times_rows_t, weights_times_rows
+    from fpprov.vectors.map import times_rows_t, weights_times_rows
 
     gen = torch.Generator().manual_seed(0)
     rows = torch.randn(512, 16, generator=gen)                                  # (V, D)

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from fpprov.store import open_store
-from fpprov.vector_study import VectorOptions, run_study
+from fpprov.db.store import open_store
+from fpprov.vectors.study import VectorOptions, run_study
 from fpprov.vectors import EmbeddingMap
 
 pytestmark = pytest.mark.e2e

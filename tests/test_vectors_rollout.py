@@ -10,7 +10,7 @@ from test_vectors import HIDDEN, TOKEN_A, TOKEN_B, TOKEN_K, build_constant_head_
 from tiny import build_tiny_model
 
 from fpprov.models import load_model
-from fpprov.rollout import judge_rollout, rollout_distances, token_fp_flags, token_mixtures
+from fpprov.vectors.rollout import judge_rollout, rollout_distances, token_fp_flags, token_mixtures
 from fpprov.vectors import EmbeddingMap, iterate
 
 
@@ -112,7 +112,7 @@ def test_mixture_entropy_of_even_split(two_token):
 def test_token_fp_flags_prefer_the_stored_scan_verdict(two_token, tmp_path):
     """One definition of a token FP: where the model's complete primary scan covers a token, its stored verdict
     wins even against the judge (here a and b judge as FPs, 0 does not; the stored scan says the opposite)."""
-    from fpprov.store import open_store
+    from fpprov.db.store import open_store
 
     ids = [TOKEN_A, TOKEN_B, 0, 42]
     assert token_fp_flags(two_token, ids)[:3] == [True, True, False]              # the scan's judge, no store

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 from fpprov.cli import app
 from fpprov.errors import LowPrecisionWarning
 from fpprov.models import load_model
-from fpprov.store import open_store
-from fpprov.vector_study import VectorOptions, run_study
+from fpprov.db.store import open_store
+from fpprov.vectors.study import VectorOptions, run_study
 
 FAST = dict(max_steps=3000, rollout_steps=10, top_k=5)
 

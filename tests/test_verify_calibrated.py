@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fpprov.judge import Calibration, TokenJudge, calibration_sample
+from fpprov.scan.judge import Calibration, TokenJudge, calibration_sample
 from fpprov.models import load_model
-from fpprov.scan import ScanOptions, scan_vocabulary
-from fpprov.store import open_store
+from fpprov.scan.run import ScanOptions, scan_vocabulary
+from fpprov.db.store import open_store
 from reference import float64_one_at_a_time
-from fpprov import forward
+from fpprov.scan import hidden as forward
 from tiny import FAMILIES
 
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from fpprov.store import open_store
+from fpprov.db.store import open_store
 
 SCAN_DEFAULTS = dict(dtype="float32", device="cpu", batch_size=256, tolerance=1e-4, method="length1-pruned")
 

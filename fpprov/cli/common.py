@@ -12,9 +12,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
-from .. import interrupts
+from ..runtime import interrupts
 from ..errors import FpprovError
-from ..store import default_db_path
+from ..db.store import default_db_path
 
 console = Console(stderr=False, highlight=False)
 err_console = Console(stderr=True, highlight=False)

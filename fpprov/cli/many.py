@@ -10,9 +10,9 @@ from typing import Any, Callable, Sequence
 import typer
 from rich.table import Table
 
-from ..batch import DONE, FAILED, SKIPPED, BatchSummary, ModelJob, Outcome, jobs_from, option_types, run_jobs
+from ..runtime.batch import DONE, FAILED, SKIPPED, BatchSummary, ModelJob, Outcome, jobs_from, option_types, run_jobs
 from ..errors import FpprovError
-from ..store import check_writable
+from ..db.store import check_writable
 from .common import cell, console, db_path, err_console, esc
 
 _STYLES = {DONE: "green", SKIPPED: "cyan", FAILED: "bold red"}

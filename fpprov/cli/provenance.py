@@ -18,7 +18,7 @@ from ..corpus.index_build import build_index
 from ..errors import FpprovError
 from ..provenance.budget import over_budget
 from ..provenance.options import RunEstimate
-from ..store import open_store
+from ..db.store import open_store
 from .common import DbOption, cell, console, db_path, err_console, esc, user_errors
 
 
@@ -127,7 +127,7 @@ def provenance(
     """Count each FP token's text repeated n times in a training corpus; sample documents and sources."""
     if backend not in BACKENDS:
         raise FpprovError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
-    from ..distributed import Ranks  # torch loads with the command's work, not at CLI start
+    from ..runtime.distributed import Ranks  # torch loads with the command's work, not at CLI start
 
     Ranks.from_env().require_single("provenance", "its work is corpus queries, written by one process")
     options = prov.ProvenanceOptions(ladder=parse_ladder(ngram, ladder), docs=docs, controls=controls,

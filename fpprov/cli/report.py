@@ -1,4 +1,4 @@
-"""`fpprov report`, `fpprov sql` and `fpprov export`: argument parsing only (see fpprov.report, fpprov.sql)."""
+"""`fpprov report`, `fpprov sql` and `fpprov export`: argument parsing only (see fpprov.report, fpprov.db.sql)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import typer
 
 from ..errors import FpprovError
 from ..report import DEFAULT_PAGE_SIZE, build_reports, first_missing_folder, remove_folder
-from ..sql import FORMATS, canned_queries, export_parquet, format_result, query_database, query_summary
+from ..db.sql import FORMATS, canned_queries, export_parquet, format_result, query_database, query_summary
 from .common import DbOption, console, db_path, err_console, user_errors
 
 SNAPSHOT_NOTE = "note: another process is writing the database; read a snapshot taken just now"

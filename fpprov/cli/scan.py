@@ -11,19 +11,19 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ..batch import DONE, SKIPPED, ModelJob, Outcome
+from ..runtime.batch import DONE, SKIPPED, ModelJob, Outcome
 from ..errors import LowPrecisionWarning
-from ..store import check_writable, open_store
+from ..db.store import check_writable, open_store
 from .common import DbOption, cell, console, db_path, err_console, esc, user_errors
 from .many import checked_jobs, run_many
 
 if TYPE_CHECKING:
-    from ..scan import ScanOptions, ScanResult
+    from ..scan.run import ScanOptions, ScanResult
 
 
 def list_models() -> None:
     """The alias table: name, hub id, family, variant, default corpus index."""
-    from ..aliases import load_aliases
+    from ..models.aliases import load_aliases
 
     table = Table(title="fpprov model aliases")
     for col in ("alias", "hub id", "family", "variant", "tokenizer", "default index"):
@@ -88,9 +88,9 @@ def scan_options(dtype: str, device: str, device_map: Optional[str], bos: bool, 
                  batch_size: int, tolerance: float, check_length: Optional[int], verify: str, commit_every: int,
                  force: bool) -> "ScanOptions":
     """The checked options of one model's scan; an unusable --device or --device-map fails here too."""
-    from ..devices import check_device_map, resolve_device
-    from ..distributed import Ranks
-    from ..scan import ScanOptions
+    from ..models.devices import check_device_map, resolve_device
+    from ..runtime.distributed import Ranks
+    from ..scan.run import ScanOptions
 
     opts = ScanOptions(bos=bos, batch_size=batch_size, tolerance=tolerance, check_length=check_length,
                        start=start, limit=limit, commit_every=commit_every, force=force, verify=verify)
@@ -104,11 +104,11 @@ def scan_model(model: str, db: Optional[Path], dtype: str, device: str, device_m
                verify: str, commit_every: int, force: bool) -> "ScanResult":
     """Scan one model, with its progress bar and summary."""
     # torch and transformers load here, not at CLI start: `fpprov sql` and `--help` stay instant.
-    from ..devices import check_device_map
-    from ..distributed import Ranks
+    from ..models.devices import check_device_map
+    from ..runtime.distributed import Ranks
     from ..models import load_model, resolve_model
-    from ..scan import plan_scan, run_scan
-    from ..undertrained import ensure_undertrained
+    from ..scan.run import plan_scan, run_scan
+    from ..scan.undertrained import ensure_undertrained
 
     ranks = Ranks.from_env()   # under torchrun: one rank per device, rank 0 alone writes and prints
     if not ranks.writer:

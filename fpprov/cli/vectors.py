@@ -1,5 +1,5 @@
 """`fpprov vectors` (one model, or several one after another): argument parsing, progress bars and the
-summary; the work is in fpprov.vector_study."""
+summary; the work is in fpprov.vectors.study."""
 
 from __future__ import annotations
 
@@ -12,16 +12,16 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..batch import DONE, SKIPPED, ModelJob, Outcome
+from ..runtime.batch import DONE, SKIPPED, ModelJob, Outcome
 from ..errors import LowPrecisionWarning
-from ..store import check_writable, open_store
+from ..db.store import check_writable, open_store
 from .common import DbOption, cell, console, db_path, err_console, esc, user_errors
 from .many import checked_jobs, run_many
 
 if TYPE_CHECKING:
     from ..models import LoadedModel
-    from ..store import Store
-    from ..vector_study import StudySummary, VectorOptions
+    from ..db.store import Store
+    from ..vectors.study import StudySummary, VectorOptions
 
 
 def vectors(
@@ -103,9 +103,9 @@ def vector_options(method: str, seeds: int, seed_start: int, embedding: str, tol
                    force: bool) -> "tuple[VectorOptions, ...]":
     """The checked options of one model's study, one per embedding space (--embedding both: raw, then
     effective); an unusable --device or --device-map fails here too."""
-    from ..devices import check_device_map, resolve_device
-    from ..distributed import Ranks
-    from ..vector_study import VectorOptions
+    from ..models.devices import check_device_map, resolve_device
+    from ..runtime.distributed import Ranks
+    from ..vectors.study import VectorOptions
     from ..vectors import EMBEDDINGS, METHODS
 
     spaces = tuple(sorted(EMBEDDINGS, key=lambda e: e != "raw")) if embedding == "both" else (embedding,)
@@ -130,7 +130,7 @@ def vectors_model(model: str, db: Optional[Path], method: str, seeds: int, seed_
                   force: bool) -> "list[tuple[VectorOptions, StudySummary]]":
     """Study one model (in each embedding space asked for, from one load), with progress bars and summaries."""
     # torch and transformers load here, not at CLI start: `fpprov sql` and `--help` stay instant.
-    from ..devices import check_device_map
+    from ..models.devices import check_device_map
     from ..models import load_model, resolve_model
 
     spaces = vector_options(method, seeds, seed_start, embedding, tol, max_steps, stall_window, protocol,
@@ -155,7 +155,7 @@ def vectors_model(model: str, db: Optional[Path], method: str, seeds: int, seed_
 
 def study_space(store: "Store", loaded: "LoadedModel", options: "VectorOptions") -> "StudySummary":
     """One embedding space's study with a progress bar per method, then its summary."""
-    from ..vector_study import run_study
+    from ..vectors.study import run_study
 
     t0 = time.perf_counter()
     with Progress(TextColumn("[bold]{task.description}[/]"), BarColumn(), MofNCompleteColumn(),

@@ -4,8 +4,8 @@
 Callers import from here.
 """
 
-from ..aliases import load_aliases
-from ..memory import MemoryEstimate, MemoryRefusal
+from .aliases import load_aliases
+from .memory import MemoryEstimate, MemoryRefusal
 from .loaded import LoadedModel
 from .loading import DTYPES, LOW_PRECISION, load_model, pick_device, pick_dtype
 from .sources import SOURCES, Attempt, Found, LoadRequest, Source, cannot_load, locate

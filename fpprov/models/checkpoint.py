@@ -14,8 +14,8 @@ from typing import Any, Callable
 import torch
 
 from ..errors import FpprovError
-from ..gguf_load import load_gguf_streaming
-from ..memory import MemoryRefusal
+from .gguf_load import load_gguf_streaming
+from .memory import MemoryRefusal
 from .gguf_cache import GgufCache
 
 # Model types whose attention sees every position: [t] -> t means nothing there.

@@ -11,9 +11,9 @@ from typing import Any, Callable
 
 import torch
 
-from ..devices import resolve_device
+from .devices import resolve_device
 from ..errors import FpprovError, LowPrecisionWarning
-from ..memory import MemoryEstimate, estimate_memory
+from .memory import MemoryEstimate, estimate_memory
 from .checkpoint import quiet_transformers
 from .loaded import LoadedModel
 from .sources import LoadRequest, locate

@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 import torch
 
 from ..errors import FpprovError
-from ..memory import MemoryRefusal
+from .memory import MemoryRefusal
 from .checkpoint import load_checkpoint
 from .spec import ModelSpec
 

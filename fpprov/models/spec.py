@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..aliases import load_aliases
+from .aliases import load_aliases
 from ..errors import FpprovError
 
 

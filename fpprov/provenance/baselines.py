@@ -18,7 +18,7 @@ from typing import Any
 
 from ..corpus.base import BaselineUnavailable, CorpusBackend, PositionDoc, parse_metadata, source_of
 from ..evidence.sources import sample_baseline_positions
-from ..store import BatchWriter, Store
+from ..db.store import BatchWriter, Store
 from .counts import FailureStreak, in_flight, run_each
 from .options import ProvenanceOptions, ProvenanceProgress, RunSummary
 

@@ -15,7 +15,7 @@ import pyarrow as pa
 from ..corpus.base import CorpusBackend
 from ..evidence.repetition import repetition_evidence, self_repetition_rate
 from ..evidence.sources import UNKNOWN_SOURCE, source_enrichment, token_source_enrichment, wilson_share
-from ..store import Store
+from ..db.store import Store
 from .baselines import Baseline
 from .controls import COUNT_FAILED, ControlDraw, Exclusion, ok_counts, unit_query
 from .options import EvidenceSummary, ProvenanceOptions

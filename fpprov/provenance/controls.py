@@ -15,7 +15,7 @@ import numpy as np
 
 from ..corpus.base import CorpusBackend
 from ..evidence.controls import ControlCandidate, MatchResult, draw_matched_controls
-from ..store import Store
+from ..db.store import Store
 from .options import ProvenanceOptions
 from .plan import FpToken, no_text_reason
 

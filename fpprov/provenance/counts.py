@@ -10,7 +10,7 @@ from typing import Any, Callable, Iterator
 
 from ..corpus.base import CorpusBackend, QueryFailed
 from ..errors import FpprovError
-from ..store import BatchWriter, Store
+from ..db.store import BatchWriter, Store
 from .options import ProvenanceOptions, ProvenanceProgress, RunSummary
 from .plan import pending_queries
 

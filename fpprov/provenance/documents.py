@@ -16,7 +16,7 @@ from typing import Any
 import pyarrow as pa
 
 from ..corpus.base import CorpusBackend, source_of
-from ..store import BatchWriter, Store
+from ..db.store import BatchWriter, Store
 from .counts import FailureStreak, in_flight, run_each
 from .options import ProvenanceOptions, ProvenanceProgress, RunSummary
 

@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from ..corpus.base import CorpusBackend
 from ..errors import FpprovError
-from ..store import Store
+from ..db.store import Store
 
 VARIANTS = ("as_is", "space_added", "space_stripped")
 _NO_TEXT = {

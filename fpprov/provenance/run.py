@@ -10,13 +10,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..aliases import load_aliases
+from ..models.aliases import load_aliases
 from ..corpus.base import CorpusBackend
 from ..corpus.catalog import default_index_for, index_is_proxy
 from ..corpus.factory import open_backend
 from ..corpus.http import HttpSettings
 from ..errors import FpprovError
-from ..store import Store
+from ..db.store import Store
 from .baselines import look_up_baseline, missing_baseline_positions
 from .budget import default_max_tokens, estimate_run, select_fps
 from .comparison import compare_with_controls

@@ -21,7 +21,7 @@ from markupsafe import Markup
 
 from .. import __version__
 from ..errors import FpprovError
-from ..sql import open_read_only
+from ..db.sql import open_read_only
 from . import data
 from .pages import index_context, model_context, shared_context
 from .text import csp_hash, number, page_names

@@ -14,7 +14,7 @@ from importlib import resources
 from typing import Any
 
 from ..errors import FpprovError
-from ..store import Store
+from ..db.store import Store
 
 HISTOGRAM_BINS = 20
 TOP_N = 20

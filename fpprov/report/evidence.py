@@ -15,7 +15,7 @@ from typing import Any
 from markupsafe import Markup
 
 from . import charts
-from ..store import Store
+from ..db.store import Store
 from .cells import num, table
 from .text import flat, number, text_cell, token_cell
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from . import charts
 from . import data
-from ..store import Store
+from ..db.store import Store
 from .cells import link, listing, num, table
 from .evidence import attribution_context, evidence_section
 from .sections import provenance_section, undertrained_section, vector_section

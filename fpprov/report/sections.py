@@ -7,7 +7,7 @@ from typing import Any
 
 from . import charts
 from . import data
-from ..store import Store
+from ..db.store import Store
 from .cells import listing, num, percent, table
 from .text import number, snippet_cell, text_cell, token_cell
 

@@ -17,8 +17,8 @@ from typing import Any, Iterator, Mapping, TypeVar
 import torch
 import torch.distributed as dist
 
-from .devices import resolve_device
-from .errors import FpprovError
+from ..models.devices import resolve_device
+from ..errors import FpprovError
 
 T = TypeVar("T")
 WRITER = 0   # the rank that owns the database

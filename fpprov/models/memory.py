@@ -15,7 +15,7 @@ from typing import Any, Mapping
 import torch
 
 from .devices import map_devices
-from .errors import FpprovError
+from ..errors import FpprovError
 
 GB = 1e9
 # Scan dtypes from widest to narrowest: the smaller ones a refusal may suggest.

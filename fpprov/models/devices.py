@@ -7,7 +7,7 @@ from typing import Any, Mapping
 
 import torch
 
-from .errors import FpprovError
+from ..errors import FpprovError
 
 
 def _xpu_available() -> bool:

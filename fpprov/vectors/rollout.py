@@ -15,10 +15,10 @@ from typing import Any, Sequence
 import torch
 from transformers import DynamicCache
 
-from .judge import TokenJudge
-from .scan_options import ScanOptions
-from .tokens import TokenDescriber
-from .vectors import EmbeddingMap
+from ..scan.judge import TokenJudge
+from ..scan.options import ScanOptions
+from ..tokens import TokenDescriber
+from .map import EmbeddingMap
 
 ROLLOUT_FEEDS = ("output", "x")
 
@@ -36,7 +36,7 @@ def rollout_distances(fmap: EmbeddingMap, fps: torch.Tensor, steps: int = 100,
     with torch.no_grad():
         for l in range(steps):
             # Positions come from the cache length, so position l is the real l-th position. The map's
-            # products (fpprov.few_rows), not the model's lm_head: 3 rows x 262,144 took 232 ms there.
+            # products (fpprov.vectors.kernels), not the model's lm_head: 3 rows x 262,144 took 232 ms there.
             logits, cache = fmap.next_logits(step_input, cache)             # (F, V)
             y = torch.softmax(logits, dim=-1)                               # (F, V)
             t = fmap.weights_to_vectors(y)                                  # (F, D)
@@ -95,7 +95,7 @@ def _stored_verdicts(store: Any, model: str, token_ids: Sequence[int]) -> dict[i
 
 def token_fp_flags(loaded: Any, token_ids: Sequence[int], store: Any = None) -> list[bool]:
     """Whether [t] -> t, for each t: the stored verdict of the model's scan when one covers t, else the
-    scan's own judge (fpprov.judge.TokenJudge: float64-verified, default options, no BOS). One definition."""
+    scan's own judge (fpprov.scan.judge.TokenJudge: float64-verified, default options, no BOS). One definition."""
     if not token_ids:
         return []
     verdicts = _stored_verdicts(store, loaded.name, token_ids) if store is not None else {}

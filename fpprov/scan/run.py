@@ -4,7 +4,7 @@ A scan is planned (its options checked against the model, before any database is
 ``scans`` row found or written), then run chunk by chunk: each chunk is judged, and its verdicts, float64
 re-checks and counters are committed in one transaction, so a killed scan resumes at the first chunk not
 committed and ends with exactly the rows of an uninterrupted run. Under torchrun the chunks are split
-across the ranks (fpprov.distributed) and rank 0 alone commits them, in chunk order.
+across the ranks (fpprov.runtime.distributed) and rank 0 alone commits them, in chunk order.
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ from typing import Any, Callable
 
 import torch
 
-from .distributed import Group, Ranks, joined
-from .errors import FpprovError
+from ..runtime.distributed import Group, Ranks, joined
+from ..errors import FpprovError
 from .judge import Calibration, TokenJudge, Verdicts, calibration_sample
-from .models import LoadedModel
-from .scan_options import ScanOptions
-from .store import Store, upsert_model
-from .tokens import TokenDescriber, TokenInfo
-from .versions import library_versions
+from ..models import LoadedModel
+from .options import ScanOptions
+from ..db.store import Store, upsert_model
+from ..tokens import TokenDescriber, TokenInfo
+from ..versions import library_versions
 
 BatchCallback = Callable[[int, int], None]  # (tokens just finished, FPs among them)
 

@@ -14,12 +14,14 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from .errors import FpprovError
+from ..errors import FpprovError
 from .rollout import ROLLOUT_FEEDS, judge_rollout, rollout_distances, token_mixtures
-from .store import Store, upsert_model
-from .versions import library_versions
-from .vectors import (EMBEDDINGS, ITERATE_MAX_STEPS, METHODS, PROTOCOLS, DescentSettings, EmbeddingMap, Finished,
-                      SeedOutcome, StepCallback, default_init_std, gradient_descent, iterate, settings_for)
+from ..db.store import Store, upsert_model
+from ..versions import library_versions
+from .descent import PROTOCOLS, DescentSettings, gradient_descent, settings_for
+from .iterate import ITERATE_MAX_STEPS, iterate
+from .map import EMBEDDINGS, EmbeddingMap, default_init_std
+from .search import METHODS, Finished, SeedOutcome, StepCallback
 
 
 @dataclass

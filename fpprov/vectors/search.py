@@ -9,6 +9,8 @@ from typing import Callable, Sequence
 
 import torch
 
+METHODS = ("iterate", "gradient")  # fixed-point iteration, gradient descent
+
 
 @dataclass
 class SeedOutcome:

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 from torch.utils.weak import WeakIdKeyDictionary
 
-from .memory import free_memory, total_ram
+from ..models.memory import free_memory, total_ram
 
 # Batch sizes for which (W @ a.T).T beat a @ W.T through MKL (see the module docstring).
 TRANSPOSED_ROWS = range(2, 5)

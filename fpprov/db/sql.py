@@ -30,7 +30,7 @@ from typing import Any, Iterator, Sequence
 
 import duckdb
 
-from .errors import DatabaseLockedError, FpprovError
+from ..errors import DatabaseLockedError, FpprovError
 from .store import Store, connect, list_migrations, lock_down, migrate, open_store
 
 FORMATS = ("table", "csv", "json")

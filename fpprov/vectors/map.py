@@ -13,9 +13,9 @@ from typing import Any, Sequence
 
 import torch
 
-from .errors import FpprovError
-from .few_rows import FewRowLinear, row_blocks, times_rows_t, weights_times_rows
-from .softcap import apply_softcap, softcap_of
+from ..errors import FpprovError
+from .kernels import FewRowLinear, row_blocks, times_rows_t, weights_times_rows
+from ..models.head_extras import apply_softcap, softcap_of
 
 EMBEDDINGS = ("effective", "raw")
 

@@ -11,15 +11,15 @@ from typing import Sequence
 
 import torch
 
-from .vector_map import EmbeddingMap
-from .vector_search import Finished, SeedOutcome, StepCallback, Bookkeeper
+from .map import EmbeddingMap
+from .search import Finished, SeedOutcome, StepCallback, Bookkeeper
 
 # A residual within this factor of ||x|| * eps that stops improving has hit rounding, not a dead end.
 PRECISION_FLOOR_FACTOR = 16.0
 ITERATE_MAX_STEPS = 200
 
 
-def _stalled(history: list[float], window: int) -> str | None:
+def stall_reason(history: list[float], window: int) -> str | None:
     """A reason to give up when the best residual of the last window/2 steps is not half the earlier best.
 
     The seed saw iteration converge within a few dozen steps or never (not after 200); a run that has
@@ -74,7 +74,7 @@ def _iterate_stop(r: float, tol: float, step: int, max_steps: int, history: list
         return "non_finite", f"residual became {r} at step {step}"
     if r < tol:
         return "converged", f"residual {r:.3g} < {tol:g} at step {step}"
-    stalled = _stalled(history, stall_window)
+    stalled = stall_reason(history, stall_window)
     at_cap = step >= max_steps
     if (stalled or at_cap) and min(history) < PRECISION_FLOOR_FACTOR * floor:
         # Rounding, not the map, stops progress (e.g. Gemma's effective space, ||x|| ~ 25: floor ~ 3e-6).

@@ -1,14 +1,14 @@
 """The options of a token-FP scan and their checks: each ScanOptions checks itself once, when it is made.
 
 The checks that need the model (--start inside the vocabulary, --check-length inside the context, a BOS
-token for --bos) are fpprov.scan.plan_scan's; everything else is here, so that the CLI only maps the error.
+token for --bos) are fpprov.scan.run.plan_scan's; everything else is here, so that the CLI only maps the error.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import FpprovError
+from ..errors import FpprovError
 
 VERIFY_MODES = ("calibrated", "all", "near")
 # Sizes that split the work: (field, flag); a size under 1 would split nothing.

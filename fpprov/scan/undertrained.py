@@ -36,10 +36,10 @@ import torch
 
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
-from .models import LoadedModel
-from .store import Store
-from .tokens import TokenDescriber, byte_token_value
-from . import __version__
+from ..models import LoadedModel
+from ..db.store import Store
+from ..tokens import TokenDescriber, byte_token_value
+from .. import __version__
 
 THRESHOLD_PERCENTILE = 2.0  # magikarp's DEFAULT_THRESHOLD_PERCENTILE
 _UNUSED_NAME = re.compile(r"^(<unused\d+>|<\|reserved_special_token_\d+\|>|\[unused\d+\]|<\|unused_\d+\|>)$")

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator
 import torch
 from torch.func import functional_call
 
-from .errors import FpprovError
+from ..errors import FpprovError
 
 # model_type -> where the norms sit around attention and MLP.
 PRE_NORM = {"llama", "mistral", "qwen2", "qwen3"}          # x + attn(norm(x)); x + mlp(norm(x))

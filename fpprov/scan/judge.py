@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import FpprovError
-from .forward import hidden_forward, hidden_len1, layer_layout
+from ..errors import FpprovError
+from .hidden import hidden_forward, hidden_len1, layer_layout
 from .head import HeadRows, LMHead
-from .models import LoadedModel
-from .scan_options import ScanOptions
+from ..models import LoadedModel
+from .options import ScanOptions
 
 
 @dataclass

@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 import torch
 
-from .softcap import apply_softcap, softcap_of
+from ..models.head_extras import apply_softcap, softcap_of
 
 NEG_INF = float("-inf")
 

@@ -1,6 +1,6 @@
 """The DuckDB store: opening the file, ordered schema migrations, bulk writes.
 
-Migrations are the files ``fpprov/schema/NNN_name.sql``, applied in order of NNN and recorded in
+Migrations are the files ``fpprov/db/migrations/NNN_name.sql``, applied in order of NNN and recorded in
 ``schema_version``; a migration never changes once released (add a new file instead).
 """
 
@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 import duckdb
 import pyarrow as pa
 
-from .errors import DatabaseLockedError, FpprovError
+from ..errors import DatabaseLockedError, FpprovError
 
 if TYPE_CHECKING:  # the annotation only: the store stays importable without torch
-    from .models import LoadedModel
+    from ..models import LoadedModel
 
 DEFAULT_DB = "fpprov.duckdb"
 DUCKDB_MAGIC = b"DUCK"          # bytes 8..11 of every DuckDB database file
@@ -45,7 +45,7 @@ class Migration:
 
 def list_migrations() -> list[Migration]:
     migrations = []
-    for entry in resources.files("fpprov.schema").iterdir():
+    for entry in resources.files("fpprov.db.migrations").iterdir():
         match = _MIGRATION_NAME.match(entry.name)
         if match:
             migrations.append(Migration(int(match.group(1)), match.group(2), entry.read_text("utf-8")))

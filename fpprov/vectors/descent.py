@@ -23,9 +23,9 @@ from typing import Any, Sequence
 
 import torch
 
-from .errors import FpprovError
-from .vector_map import EmbeddingMap
-from .vector_search import Finished, SeedOutcome, StepCallback, Bookkeeper
+from ..errors import FpprovError
+from .map import EmbeddingMap
+from .search import Finished, SeedOutcome, StepCallback, Bookkeeper
 
 LOSSES = ("norm", "squared")
 PROTOCOLS = ("default", "seed")

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from .aliases import load_aliases
-from .errors import FpprovError
+from ..models.aliases import load_aliases
+from ..errors import FpprovError
 
 DONE, SKIPPED, FAILED = "done", "skipped", "failed"
 # What a model that does not fit raises (torch.OutOfMemoryError is a RuntimeError; so is the CPU allocator's

@@ -1,0 +1,1 @@
+"""How a run executes: torchrun ranks, Ctrl-C at any moment, many models in one command."""
