@@ -1,15 +1,16 @@
-"""The documentation is a user interface: docs/schema.md is generated from the migrations' comments and describes
-every table, view and column; every SQL example of the docs runs; the Python API page runs as a notebook would;
-links resolve; the README's layout names every module."""
+"""The documentation is a user interface: docs/schema.md is generated from the database's own comments (COMMENT ON
+in the migrations and views.sql) and describes every table, view and column; every SQL example of the docs runs;
+the Python API page runs as a notebook would; links resolve; the README's layout names every module."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
+import duckdb
 import pytest
 
-from fpprov.db.schema_docs import parse_migration, render
+from fpprov.db.schema_docs import relations, render, split_comment
 from fpprov.db.store import open_store
 from report_db import build_report_db
 
@@ -61,24 +62,33 @@ def test_every_docs_page_exists_and_the_readme_links_it():
         assert f"(docs/{page})" in readme, f"README does not link docs/{page}"
 
 
-def test_schema_md_is_what_the_migration_comments_generate():
+def test_schema_md_is_what_the_database_comments_generate():
     current = (DOCS / "schema.md").read_text("utf-8")
     assert current == render(), "docs/schema.md is stale: run python -m fpprov.db.schema_docs --write docs/schema.md"
 
 
 def test_every_table_view_and_column_is_described(tmp_path):
+    """In the database itself (a COMMENT ON for every table, view and column) and in docs/schema.md."""
     described = _schema_sections((DOCS / "schema.md").read_text("utf-8"))
-    with open_store(tmp_path / "fresh.duckdb") as store:   # every migration applied
+    with open_store(tmp_path / "fresh.duckdb") as store:   # every migration applied, then views.sql
         names = [row[0] for row in store.query(
             "SELECT table_name FROM duckdb_tables() WHERE NOT internal AND schema_name = 'main' UNION ALL "
             "SELECT view_name FROM duckdb_views() WHERE NOT internal AND schema_name = 'main'")]
         assert {"schema_version", "models", "scans", "token_fps", "vector_fps", "ngram_counts", "shared_fps",
                 "suspicious_tokens"} <= set(names)
+        uncommented = [row[0] for row in store.query(
+            "SELECT table_name FROM duckdb_tables() WHERE NOT internal AND schema_name = 'main' AND "
+            "coalesce(trim(comment), '') = '' UNION ALL SELECT view_name FROM duckdb_views() WHERE NOT internal "
+            "AND schema_name = 'main' AND coalesce(trim(comment), '') = ''")]
+        assert not uncommented, f"tables or views without a COMMENT ON: {uncommented}"
         for name in names:
+            columns = store.query("SELECT column_name, comment FROM duckdb_columns() WHERE schema_name = 'main' "
+                                  "AND table_name = ? ORDER BY column_index", [name])
+            missing = [c for c, comment in columns if not (comment or "").strip()]
+            assert not missing, f"{name}: columns without a COMMENT ON {missing}"
             assert name in described, f"docs/schema.md has no section for {name}"
-            columns = [row[0] for row in store.query(f'DESCRIBE "{name}"')]
-            missing = [c for c in columns if not described[name].get(c)]
-            assert not missing, f"{name}: columns without a description {missing}"
+            missing = [c for c, _ in columns if not described[name].get(c)]
+            assert not missing, f"{name}: columns without a description in docs/schema.md {missing}"
 
 
 def test_every_sql_example_of_the_docs_runs_and_finds_rows(tmp_path, monkeypatch):
@@ -203,38 +213,29 @@ def test_each_page_starts_with_a_title(page):
     assert len(titles) == 1, f"docs/{page} needs one '# ' title at the top"
 
 
-def test_the_schema_comment_parser_reads_headers_columns_examples_and_replacements():
-    sql = "\n".join([
-        "-- The file's own comment.",
-        "",
-        "-- A table of things.",
-        "-- Example: SELECT a",
-        "--          FROM t;",
-        "CREATE TABLE t (",
-        "    a INTEGER PRIMARY KEY,  -- the key; 'x -- y' is not a comment start",
-        "    b VARCHAR,              -- first line",
-        "                            -- continued",
-        "    c DOUBLE,",
-        "    PRIMARY KEY (a)",
-        ");",
-        "ALTER TABLE t ADD COLUMN d VARCHAR DEFAULT 'q';  -- added later",
-        "-- A view of things.",
-        "-- Columns:",
-        "--   a, b: as in `t`",
-        "--   total:",
-        "--       the sum",
-        "DROP VIEW IF EXISTS v;",
-        "CREATE VIEW v AS SELECT a, b,",
-        "    a + 1 AS total,   -- overridden by the header's Columns list",
-        "    t.c,              -- c itself",
-        "FROM t;",
-    ])
-    head, found, added = parse_migration("001_x", sql)
-    assert head == "The file's own comment."
-    (table, table_cols), (view, view_cols) = found
-    assert (table.name, table.kind, table.description) == ("t", "table", "A table of things.")
-    assert table.examples == ["SELECT a\nFROM t;"]
-    assert table_cols == {"a": "the key; 'x -- y' is not a comment start", "b": "first line continued"}
-    assert added == {"t": {"d": "added later"}}
-    assert (view.name, view.kind, view.description) == ("v", "view", "A view of things.")
-    assert view_cols == {"a": "as in `t`", "b": "as in `t`", "total": "the sum", "c": "c itself"}
+def test_a_comment_splits_into_its_description_and_its_examples():
+    assert split_comment(None) == ("", [])
+    assert split_comment("Things.") == ("Things.", [])
+    assert split_comment("Things, one a row. Example: SELECT a\n    FROM t; Example: FROM t;") == (
+        "Things, one a row.", ["SELECT a\nFROM t;", "FROM t;"])
+
+
+def test_duckdb_keeps_comments_on_view_columns_and_a_replaced_view_loses_them():
+    """What views.sql relies on (measured on DuckDB 2.0.1): COMMENT ON COLUMN works on a view's columns and
+    duckdb_columns() reads it back; CREATE OR REPLACE VIEW drops the view's comments, so they follow it."""
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t (a INTEGER PRIMARY KEY, b VARCHAR)")
+    con.execute("COMMENT ON TABLE t IS 'A table. Example: FROM t;'")
+    con.execute("COMMENT ON COLUMN t.a IS 'the key'")
+    con.execute("CREATE OR REPLACE VIEW v AS SELECT a, b AS c FROM t")
+    con.execute("COMMENT ON VIEW v IS 'A view.'")
+    con.execute("COMMENT ON COLUMN v.c IS 'b, renamed'")
+    found = relations(con)
+    assert [(r.name, r.kind, r.description, r.examples, r.key) for r in found.values()] == [
+        ("t", "table", "A table.", ["FROM t;"], ["Key: (`a`)"]), ("v", "view", "A view.", [], [])]
+    assert [(c.name, c.type, c.description) for c in found["v"].columns] == [("a", "INTEGER", ""),
+                                                                            ("c", "VARCHAR", "b, renamed")]
+    con.execute("CREATE OR REPLACE VIEW v AS SELECT a, b AS c FROM t")
+    assert con.execute("SELECT comment FROM duckdb_views() WHERE view_name = 'v'").fetchall() == [(None,)]
+    assert con.execute("SELECT comment FROM duckdb_columns() WHERE table_name = 'v' AND column_name = 'c'"
+                       ).fetchall() == [(None,)]

@@ -113,3 +113,66 @@ def test_a_plain_connection_held_open_does_not_block_open_store(tmp_path):
             assert store.schema_version() > 0
     finally:
         plain.close()
+
+
+def _temporary_views(store):
+    return store.query("SELECT view_name FROM duckdb_views() WHERE temporary AND NOT internal")
+
+
+def test_rows_are_inserted_through_a_registered_arrow_table_not_a_python_variable(tmp_path, monkeypatch):
+    """insert_rows and BatchWriter share one helper (insert_arrow), which registers the batch for the statement:
+    it works with DuckDB's replacement scans of Python variables turned off, and leaves nothing registered."""
+    from fpprov.db.store import BatchWriter, Store
+
+    with open_store(tmp_path / "i.duckdb") as store:
+        store.con.execute("SET python_enable_replacements = false")   # a replacement scan would not find the rows
+        row = {"scan_id": 1, "chunk_start": 0, "chunk_stop": 10, "tokens_scanned": 10, "tokens_skipped": 0,
+               "fp_count": 1}
+        assert store.insert_rows("scan_chunks", [row]) == 1
+        assert store.insert_rows("scan_chunks", [{**row, "fp_count": 9}], or_ignore=True) == 1   # ignored
+        with pytest.raises(duckdb.ConstraintException):
+            store.insert_rows("scan_chunks", [row])
+        calls = []
+        original = Store.insert_arrow
+
+        def spy(self, table, rows, **kwargs):
+            calls.append((table, rows.num_rows, kwargs))
+            return original(self, table, rows, **kwargs)
+
+        monkeypatch.setattr(Store, "insert_arrow", spy)
+        writer = BatchWriter(store, "scan_chunks", flush_seconds=3600)
+        writer.add({**row, "fp_count": 5})                            # replaces the stored row
+        writer.add({**row, "chunk_start": 10, "chunk_stop": 20})
+        writer.flush()
+        store.insert_rows("scan_chunks", [{**row, "chunk_start": 20, "chunk_stop": 30}])
+        assert calls == [("scan_chunks", 2, {"on_conflict": "replace"}), ("scan_chunks", 1, {"on_conflict": None})]
+        assert store.query("SELECT chunk_start, fp_count FROM scan_chunks ORDER BY 1") == [(0, 5), (10, 1), (20, 1)]
+        assert _temporary_views(store) == []
+
+
+def _loaded_model(name, **facts):
+    from types import SimpleNamespace
+
+    base = dict(name=name, source_kind="directory", location="/m", hub_id=None, family="llama", variant="base",
+                tokenizer_family=None, quantization=None, architecture="LlamaForCausalLM", vocab_size=10,
+                embedding_rows=10, hidden_size=8, num_layers=2, tied_head=True, rotary=True)
+    return SimpleNamespace(**{**base, **facts})
+
+
+def test_upsert_model_is_one_transaction_a_failed_insert_keeps_the_old_row(tmp_path, monkeypatch):
+    from fpprov.db.store import Store, upsert_model
+
+    with open_store(tmp_path / "u.duckdb") as store:
+        upsert_model(store, _loaded_model("m", vocab_size=10))
+        upsert_model(store, _loaded_model("m", vocab_size=11))        # refreshed, not doubled
+        assert store.query("SELECT name, vocab_size FROM models") == [("m", 11)]
+
+        def failing(self, table, rows, **kwargs):                      # after the DELETE, before the row is back
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(Store, "insert_rows", failing)
+        with pytest.raises(KeyboardInterrupt):
+            upsert_model(store, _loaded_model("m", vocab_size=12))
+        assert store.query("SELECT name, vocab_size FROM models") == [("m", 11)]
+        store.con.execute("BEGIN TRANSACTION")                         # no transaction was left open
+        store.con.execute("ROLLBACK")

@@ -1,4 +1,4 @@
-"""Semantics of the cross-model views (004_views.sql) on small hand-built databases."""
+"""Semantics of the views (fpprov/db/views.sql) on small hand-built databases."""
 
 from __future__ import annotations
 

@@ -31,7 +31,7 @@ from typing import Any, Iterator, Sequence
 import duckdb
 
 from ..errors import DatabaseLockedError, FpprovError
-from .store import Store, connect, list_migrations, lock_down, migrate, open_store
+from .store import Store, connect, list_migrations, lock_down, migrate, open_store, views_current
 
 FORMATS = ("table", "csv", "json")
 _SNAPSHOT_TRIES = 5
@@ -84,7 +84,7 @@ def _snapshot(db: Path, allowed_directories: Sequence[Path] = ()) -> Iterator[Re
     with tempfile.TemporaryDirectory(prefix="fpprov-snapshot-") as folder:
         copy = _copy_snapshot(db, Path(folder))
         try:
-            # The copy is ours: bring its schema up to date (views of newer fpprov versions) before reading.
+            # The copy is ours: bring its schema up to date (migrations, then views.sql) before reading.
             with connect(copy) as con:
                 migrate(con)
             con = connect(copy, read_only=True)
@@ -109,8 +109,9 @@ def open_read_only(path: str | os.PathLike, *, upgrade: bool = False,
     """Open the database read-only and locked down, from a snapshot copy when another process holds the
     write lock. The connection reaches no file but the database (and the folders in allowed_directories).
 
-    A file written by an older fpprov lacks the newer views: with upgrade=True (report, export) it is
-    migrated first, as every writing command does; otherwise (sql) it is read as it is and `schema` says so.
+    A file written by an older fpprov lacks migrations, or has views that differ from this fpprov's
+    views.sql: with upgrade=True (report, export) it is migrated first (which applies views.sql), as every
+    writing command does; otherwise (sql) it is read as it is and `schema` says so.
     """
     db = Path(path).expanduser()
     locked = {"read_only": True, "locked": True, "allowed_directories": allowed_directories}
@@ -120,9 +121,10 @@ def open_read_only(path: str | os.PathLike, *, upgrade: bool = False,
         with _snapshot(db, allowed_directories) as ro:
             yield ro
         return
-    # migrate() applies every missing version, so a gap (not only an older maximum) means "outdated"
+    # migrate() applies every missing version, so a gap (not only an older maximum) means "outdated"; so do
+    # views that are not views.sql's (an older fpprov's, or missing after an interrupted first open)
     applied = _applied_versions(store.con)
-    outdated = bool({m.version for m in list_migrations()} - applied)
+    outdated = bool({m.version for m in list_migrations()} - applied) or not views_current(store.con)
     latest, current = latest_schema_version(), max(applied, default=0)
     if outdated and upgrade:
         store.close()

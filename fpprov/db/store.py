@@ -1,12 +1,17 @@
-"""The DuckDB store: opening the file, ordered schema migrations, bulk writes.
+"""The DuckDB store: opening the file, ordered schema migrations, the views, bulk writes.
 
 Migrations are the files ``fpprov/db/migrations/NNN_name.sql``, applied in order of NNN and recorded in
-``schema_version``; a migration never changes once released (add a new file instead).
+``schema_version``; they hold tables (and their ``COMMENT ON`` descriptions) only, and a released one never
+changes its statements (add a new file instead). The views are defined once, in ``fpprov/db/views.sql``
+(``CREATE OR REPLACE VIEW`` in dependency order, each with its comments), applied after the migrations
+whenever a database is migrated, so every database ends up with exactly those views whatever version made it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import itertools
 import os
 import re
 import time
@@ -29,6 +34,8 @@ DUCKDB_MAGIC = b"DUCK"          # bytes 8..11 of every DuckDB database file
 # must never make DuckDB download or load one
 BASE_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
 _MIGRATION_NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
+_INSERT_VERBS = {None: "INSERT", "ignore": "INSERT OR IGNORE", "replace": "INSERT OR REPLACE"}
+_INSERT_NAMES = itertools.count()   # a fresh name for each registered batch
 
 
 def default_db_path() -> Path:
@@ -54,6 +61,11 @@ def list_migrations() -> list[Migration]:
     if len(set(versions)) != len(versions):
         raise RuntimeError(f"duplicate schema migration versions: {versions}")
     return migrations
+
+
+def views_sql() -> str:
+    """The text of ``fpprov/db/views.sql``: every view, once, in dependency order, with its comments."""
+    return resources.files("fpprov.db").joinpath("views.sql").read_text("utf-8")
 
 
 def _connect_error(path: Path, exc: Exception) -> FpprovError:
@@ -130,10 +142,19 @@ class Store:
         """Insert a batch of dict rows in one statement (by column name, via Arrow)."""
         if not rows:
             return 0
-        arrow_rows = pa.Table.from_pylist(list(rows))  # noqa: F841  (read by DuckDB's replacement scan)
-        verb = "INSERT OR IGNORE" if or_ignore else "INSERT"
-        self.con.execute(f"{verb} INTO {table} BY NAME SELECT * FROM arrow_rows")
-        return len(rows)
+        return self.insert_arrow(table, pa.Table.from_pylist(list(rows)), on_conflict="ignore" if or_ignore else None)
+
+    def insert_arrow(self, table: str, rows: pa.Table, *, on_conflict: str | None = None) -> int:
+        """Insert an Arrow table by column name in one statement: the one way fpprov writes a batch.
+
+        The table is registered under a fresh name for the statement and unregistered after it (never read
+        from a Python variable by DuckDB's replacement scan). on_conflict: None (a duplicate key fails),
+        'ignore' (INSERT OR IGNORE) or 'replace' (INSERT OR REPLACE)."""
+        verb = _INSERT_VERBS[on_conflict]
+        name = f"_fpprov_rows_{next(_INSERT_NAMES)}"
+        with self.registered(name, rows):
+            self.con.execute(f"{verb} INTO {table} BY NAME SELECT * FROM {name}")
+        return rows.num_rows
 
     @contextlib.contextmanager
     def registered(self, name: str, table: pa.Table) -> Iterator[None]:
@@ -188,7 +209,8 @@ class _Transaction:
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> int:
-    """Apply every migration not yet recorded in schema_version, in order; return the newest version."""
+    """Apply every migration not yet recorded in schema_version, in order, then the views (apply_views);
+    return the newest version."""
     con.execute(
         "CREATE TABLE IF NOT EXISTS schema_version ("
         " version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,"
@@ -210,8 +232,52 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
                 pass
             raise
         applied.add(migration.version)
-    current = max(applied, default=0)
-    return current
+    apply_views(con)
+    return max(applied, default=0)
+
+
+def apply_views(con: duckdb.DuckDBPyConnection) -> None:
+    """(Re)create every view of views.sql with its comments, all or nothing. Views of older fpprov versions
+    (made by the migrations that used to hold them) are replaced; views a user made are left alone."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(views_sql())
+        con.execute("COMMIT")
+    except BaseException:  # Ctrl-C included
+        try:
+            con.execute("ROLLBACK")
+        except duckdb.Error:
+            pass
+        raise
+
+
+def view_state(con: duckdb.DuckDBPyConnection) -> dict[str, tuple]:
+    """Each view of the database: its SQL as DuckDB stores it, its comment, its columns (name, type, comment)."""
+    main = "database_name = current_database() AND schema_name = 'main'"
+    views = {name: (sql, comment, []) for name, sql, comment in con.execute(
+        f"SELECT view_name, sql, comment FROM duckdb_views() WHERE NOT internal AND {main}").fetchall()}
+    for view, *column in con.execute("SELECT table_name, column_name, data_type, comment FROM duckdb_columns() "
+                                     f"WHERE {main} ORDER BY column_index").fetchall():
+        if view in views:
+            views[view][2].append(tuple(column))
+    return {name: (sql, comment, tuple(columns)) for name, (sql, comment, columns) in views.items()}
+
+
+@functools.lru_cache(maxsize=1)
+def expected_view_state() -> dict[str, tuple]:
+    """view_state() of a freshly migrated in-memory database: what every database's views should be."""
+    con = duckdb.connect(":memory:", config=BASE_CONFIG)
+    try:
+        migrate(con)
+        return view_state(con)
+    finally:
+        con.close()
+
+
+def views_current(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the database has every view of views.sql exactly as this fpprov defines it."""
+    current = view_state(con)
+    return all(current.get(name) == state for name, state in expected_view_state().items())
 
 
 def check_writable(path: str | os.PathLike | None = None) -> Path:
@@ -233,8 +299,8 @@ def open_store(path: str | os.PathLike | None = None, *, read_only: bool = False
                locked: bool = False, allowed_directories: Sequence[str | os.PathLike] = ()) -> Store:
     """Open (creating if needed) the database and bring its schema up to date.
 
-    Read-only opens do not migrate; they work while another process writes only if DuckDB allows it
-    (it allows several read-only processes, not a reader beside a writer), so callers show the error.
+    Read-only opens do not migrate (nor make the views); they work while another process writes only if DuckDB
+    allows it (it allows several read-only processes, not a reader beside a writer), so callers show the error.
     locked=True (read-only only) confines the connection to this file, see lock_down().
     """
     db_path = Path(path) if path is not None else default_db_path()
@@ -253,7 +319,11 @@ def open_store(path: str | os.PathLike | None = None, *, read_only: bool = False
             con.close()
             raise
     if not read_only:
-        migrate(con)
+        try:
+            migrate(con)
+        except BaseException:
+            con.close()
+            raise
     return Store(con, db_path, read_only)
 
 
@@ -266,8 +336,9 @@ def upsert_model(store: Store, loaded: LoadedModel) -> None:
         "embedding_rows": loaded.embedding_rows, "hidden_size": loaded.hidden_size, "num_layers": loaded.num_layers,
         "tied_head": loaded.tied_head, "rotary": loaded.rotary,
     }
-    store.con.execute("DELETE FROM models WHERE name = ?", [row["name"]])
-    store.insert_rows("models", [row])
+    with store.transaction():   # all or nothing: a failed insert leaves the old row
+        store.con.execute("DELETE FROM models WHERE name = ?", [row["name"]])
+        store.insert_rows("models", [row])
 
 
 class BatchWriter:
@@ -289,6 +360,4 @@ class BatchWriter:
         if not self.rows:
             return
         batch, self.rows = pa.Table.from_pylist(self.rows), []
-        name = f"_batch_{self.table}"
-        with self.store.registered(name, batch):
-            self.store.con.execute(f"INSERT OR REPLACE INTO {self.table} BY NAME SELECT * FROM {name}")
+        self.store.insert_arrow(self.table, batch, on_conflict="replace")

@@ -3,7 +3,7 @@
 --
 -- ngram_counts is the cache: one row per query ever sent to a (backend, index), so no query is sent twice.
 -- provenance links a model's FP token (with n and a spelling variant) to the query that measures it.
--- documents holds reproducibly sampled matches of a query; the views join the three.
+-- documents holds reproducibly sampled matches of a query; the views (fpprov/db/views.sql) join the three.
 
 -- The cache: one row per query ever sent to a (backend, index).
 CREATE TABLE ngram_counts (
@@ -65,52 +65,3 @@ CREATE TABLE documents (
     fetched_at      TIMESTAMP NOT NULL DEFAULT current_timestamp,  -- when the document was fetched
     PRIMARY KEY (backend, index_name, query, seed, sample_no)
 );
-
--- One row per provenance entry with its count and a single status:
--- 'ok' | 'failed' | 'not_queryable' | 'pending' (queryable but not yet asked).
--- Example: SELECT model, token_text, n, variant, count FROM provenance_counts
---          WHERE status = 'ok' ORDER BY count DESC LIMIT 20;
--- Columns:
---   model, token_id, token_text, category, backend, index_name, index_is_proxy, n, variant, query: as in
---       `provenance`
---   status: 'ok' | 'failed' | 'not_queryable' | 'pending' (queryable, not yet asked)
---   count, approx, token_ids, tokens, latency_ms, queried_at: as in `ngram_counts` (NULL until answered)
---   reason: why the entry is not queryable, or why its query failed
-CREATE VIEW provenance_counts AS
-SELECT
-    p.model, p.token_id, p.token_text, p.category, p.backend, p.index_name, p.index_is_proxy,
-    p.n, p.variant, p.query,
-    CASE WHEN NOT p.queryable THEN 'not_queryable'
-         WHEN c.status IS NULL THEN 'pending'
-         ELSE c.status END AS status,
-    c.count, c.approx, c.token_ids, c.tokens, c.latency_ms, c.queried_at,
-    coalesce(p.reason, c.error) AS reason
-FROM provenance p
-LEFT JOIN ngram_counts c
-  ON c.backend = p.backend AND c.index_name = p.index_name AND c.query = p.query;
-
--- Share of each source among the sampled documents of each provenance entry (all seeds, distinct matches).
--- Example: SELECT token_text, source, round(100 * share) AS pct FROM source_shares
---          WHERE model = 'olmo2-13b-inst' AND n = 10 ORDER BY token_text, share DESC;
--- Columns:
---   model, token_id, token_text, backend, index_name, index_is_proxy, n, variant, query: as in `provenance`
---   source: the documents' source, '(unknown)' when their metadata names none
---   sampled: all sampled matches of the entry's query
---   share: docs / sampled
-CREATE VIEW source_shares AS
-WITH matches AS (
-    SELECT DISTINCT backend, index_name, query, shard, rank, coalesce(source, '(unknown)') AS source
-    FROM documents WHERE status = 'ok'
-), per_source AS (
-    SELECT backend, index_name, query, source, count(*) AS docs
-    FROM matches GROUP BY ALL
-)
-SELECT
-    p.model, p.token_id, p.token_text, p.backend, p.index_name, p.index_is_proxy, p.n, p.variant, p.query,
-    s.source,
-    s.docs,                                                               -- sampled documents from this source
-    sum(s.docs) OVER (PARTITION BY p.model, p.token_id, p.backend, p.index_name, p.n, p.variant) AS sampled,
-    s.docs / sum(s.docs) OVER (PARTITION BY p.model, p.token_id, p.backend, p.index_name, p.n, p.variant) AS share
-FROM provenance p
-JOIN per_source s
-  ON s.backend = p.backend AND s.index_name = p.index_name AND s.query = p.query;

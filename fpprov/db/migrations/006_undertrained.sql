@@ -2,6 +2,7 @@
 -- for Magikarp", arXiv:2405.05417): the output embedding of a token the model never learned stays close to
 -- the embeddings of tokens known to be unused. Weight-based indicators only: magikarp's verification
 -- prompts are not run, so `undertrained` marks a candidate, not a verified token. docs/undertrained.md explains.
+-- The fp_undertrained view compares them with the FPs (fpprov/db/views.sql).
 
 -- One row per model: how its indicators were computed (a rerun replaces the model's rows).
 -- Example: SELECT model, indicator, reference_rule, reference_count, threshold, n_undertrained FROM undertrained_runs;
@@ -34,27 +35,3 @@ CREATE TABLE undertrained_tokens (
     undertrained    BOOLEAN NOT NULL,      -- candidate: indicator_value <= undertrained_runs.threshold
     PRIMARY KEY (model, token_id)
 );
-
--- Each model's primary-scan FPs against its under-trained candidates, counted over the ids the scan covers:
--- FP and under-trained, FP and well-trained, and the same for the ids that are not FPs.
--- Example: SELECT model, fp_undertrained, fp_trained, round(fp_undertrained_share, 4) AS share FROM fp_undertrained;
-CREATE VIEW fp_undertrained AS
-WITH scanned AS (
-    SELECT p.model, p.scan_id, u.token_id, u.undertrained,
-           EXISTS (SELECT 1 FROM token_fps f WHERE f.scan_id = p.scan_id AND f.token_id = u.token_id) AS is_fp
-    FROM primary_scans p
-    JOIN scans s ON s.scan_id = p.scan_id
-    JOIN undertrained_tokens u ON u.model = p.model AND u.token_id >= s.id_start AND u.token_id < s.id_stop
-)
-SELECT
-    model,                                                         -- models.name
-    any_value(scan_id) AS scan_id,                                 -- the primary scan compared
-    count(*) AS ids,                                               -- ids of the scan's range with an indicator
-    count(*) FILTER (WHERE is_fp AND undertrained) AS fp_undertrained,          -- FPs that are under-trained candidates
-    count(*) FILTER (WHERE is_fp AND NOT undertrained) AS fp_trained,           -- FPs that are not
-    count(*) FILTER (WHERE NOT is_fp AND undertrained) AS nonfp_undertrained,   -- non-FPs that are candidates
-    count(*) FILTER (WHERE NOT is_fp AND NOT undertrained) AS nonfp_trained,    -- non-FPs that are not
-    count(*) FILTER (WHERE is_fp AND undertrained) / greatest(count(*) FILTER (WHERE is_fp), 1) AS fp_undertrained_share,  -- share of FPs that are candidates
-    count(*) FILTER (WHERE NOT is_fp AND undertrained) / greatest(count(*) FILTER (WHERE NOT is_fp), 1) AS nonfp_undertrained_share  -- the same among non-FPs
-FROM scanned
-GROUP BY model;

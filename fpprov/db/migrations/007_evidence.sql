@@ -1,6 +1,7 @@
 -- Evidence behind every provenance claim: FP tokens against matched non-FP controls of the same scan, the
 -- sources of their documents against each source's share of the whole corpus, with effect sizes, 95%
--- confidence intervals and n; flags rebuilt on that evidence. Formulas and assumptions: docs/provenance.md.
+-- confidence intervals and n; flags rebuilt on that evidence (the views in fpprov/db/views.sql). Formulas and
+-- assumptions: docs/provenance.md.
 
 -- Every scanned id's text and category (the scan writes them with each committed chunk): the pool matched
 -- controls are drawn from, since token_fps holds the FPs only.
@@ -17,62 +18,6 @@ CREATE TABLE vocabulary (
 
 -- Provenance rows are FPs or their controls.
 ALTER TABLE provenance ADD COLUMN role VARCHAR DEFAULT 'fp';  -- 'fp' (a fixed point of the model) | 'control' (a matched non-FP token of the same scan)
-
--- The views over provenance rows, dropped with the flag views that read them and made again with the role.
-DROP VIEW token_suspicion;
-DROP VIEW suspicious_tokens;
-DROP VIEW source_shares;
-DROP VIEW provenance_counts;
-
--- One row per provenance entry with its count and a single status:
--- 'ok' | 'failed' | 'not_queryable' | 'pending' (queryable but not yet asked).
--- Example: SELECT model, token_text, n, variant, count FROM provenance_counts
---          WHERE status = 'ok' AND role = 'fp' ORDER BY count DESC LIMIT 20;
--- Columns:
---   model, token_id, token_text, category, backend, index_name, index_is_proxy, n, variant, query, role: as in
---       `provenance`
---   status: 'ok' | 'failed' | 'not_queryable' | 'pending' (queryable, not yet asked)
---   count, approx, token_ids, tokens, latency_ms, queried_at: as in `ngram_counts` (NULL until answered)
---   reason: why the entry is not queryable, or why its query failed
-CREATE VIEW provenance_counts AS
-SELECT
-    p.model, p.token_id, p.token_text, p.category, p.backend, p.index_name, p.index_is_proxy,
-    p.n, p.variant, p.query, p.role,
-    CASE WHEN NOT p.queryable THEN 'not_queryable'
-         WHEN c.status IS NULL THEN 'pending'
-         ELSE c.status END AS status,
-    c.count, c.approx, c.token_ids, c.tokens, c.latency_ms, c.queried_at,
-    coalesce(p.reason, c.error) AS reason
-FROM provenance p
-LEFT JOIN ngram_counts c
-  ON c.backend = p.backend AND c.index_name = p.index_name AND c.query = p.query;
-
--- Share of each source among the sampled documents of each provenance entry (all seeds, distinct matches).
--- Example: SELECT token_text, source, round(100 * share) AS pct FROM source_shares
---          WHERE model = 'olmo2-13b-inst' AND n = 10 AND role = 'fp' ORDER BY token_text, share DESC;
--- Columns:
---   model, token_id, token_text, backend, index_name, index_is_proxy, n, variant, query, role: as in `provenance`
---   source: the documents' source, '(unknown)' when their metadata names none
---   docs: sampled documents from this source
---   sampled: all sampled matches of the entry's query
---   share: docs / sampled
-CREATE VIEW source_shares AS
-WITH matches AS (
-    SELECT DISTINCT backend, index_name, query, shard, rank, coalesce(source, '(unknown)') AS source
-    FROM documents WHERE status = 'ok'
-), per_source AS (
-    SELECT backend, index_name, query, source, count(*) AS docs
-    FROM matches GROUP BY ALL
-)
-SELECT
-    p.model, p.token_id, p.token_text, p.backend, p.index_name, p.index_is_proxy, p.n, p.variant, p.query, p.role,
-    s.source,
-    s.docs,
-    sum(s.docs) OVER (PARTITION BY p.model, p.token_id, p.backend, p.index_name, p.n, p.variant) AS sampled,
-    s.docs / sum(s.docs) OVER (PARTITION BY p.model, p.token_id, p.backend, p.index_name, p.n, p.variant) AS share
-FROM provenance p
-JOIN per_source s
-  ON s.backend = p.backend AND s.index_name = p.index_name AND s.query = p.query;
 
 -- One row per (model, backend, index): the settings of the newest evidence computed for it.
 -- Example: SELECT model, index_name, fp_total, fp_sampled, sample_rule, controls_k FROM evidence_runs;
@@ -185,21 +130,6 @@ CREATE TABLE baseline_positions (
     PRIMARY KEY (backend, index_name, seed, sample_no)
 );
 
--- Each source's share of an index, estimated from its random positions, with a 95% Wilson CI.
--- Example: SELECT source, positions, round(share, 3) AS share FROM corpus_baselines ORDER BY share DESC;
--- Columns:
---   backend, index_name, seed: as in `baseline_positions`
---   source: the source, '(unknown)' when the document names none
---   positions: positions that fell in its documents
---   total: positions looked up
---   share: positions / total
-CREATE VIEW corpus_baselines AS
-SELECT backend, index_name, seed, coalesce(source, '(unknown)') AS source, count(*) AS positions,
-       sum(count(*)) OVER (PARTITION BY backend, index_name, seed) AS total,
-       count(*) / sum(count(*)) OVER (PARTITION BY backend, index_name, seed) AS share
-FROM baseline_positions WHERE status = 'ok'
-GROUP BY backend, index_name, seed, coalesce(source, '(unknown)');
-
 -- Source shares among sampled documents against the corpus baseline: per token and pooled over a model's FPs
 -- (and, as a second baseline, over its controls).
 -- Example: SELECT source, docs, round(share, 3) AS share, round(enrichment, 2) AS x, round(enrichment_low, 2) AS lo
@@ -224,16 +154,6 @@ CREATE TABLE source_enrichment (
     reason          VARCHAR                -- why enrichment is NULL (e.g. 'source not seen among baseline positions')
 );
 
--- Which index looks most like each model's training data: indexes ranked by FP-vs-control AUC.
--- Example: SELECT model, rank, index_name, round(auc, 3) AS auc, round(auc_low, 3) AS lo FROM corpus_attribution ORDER BY model, rank;
--- Columns:
---   model, backend, index_name, n_fp, n_control, auc, auc_low, auc_high: as in `fp_enrichment`
---   rank: 1 for the index with the highest AUC
-CREATE VIEW corpus_attribution AS
-SELECT model, backend, index_name, n_fp, n_control, auc, auc_low, auc_high,
-       row_number() OVER (PARTITION BY model ORDER BY auc DESC NULLS LAST, auc_low DESC NULLS LAST, index_name) AS rank
-FROM fp_enrichment;
-
 -- The suspicion rules now stand on evidence; p(t | t) describes the model and raises no flag.
 DELETE FROM suspicion_thresholds;
 INSERT INTO suspicion_thresholds VALUES
@@ -241,74 +161,3 @@ INSERT INTO suspicion_thresholds VALUES
      'the token''s repetition rate is above its matched controls at Benjamini-Hochberg q <= threshold'),
     ('source_enriched', 2, 5, 1,
      'one source is enriched among the token''s sampled documents: the 95% CI of share / corpus share has its lower end >= threshold (min_support documents at least)');
-
--- Every flag raised, one row per (model, token, rule), over every index the token was traced in (the
--- strongest evidence per rule). `value` is q (repetition_enriched) or the CI's lower end (source_enriched).
--- Example: SELECT model, text, rule, reason, score FROM suspicious_tokens ORDER BY score DESC LIMIT 20;
--- Columns:
---   model, token_id, raw_token, text, norm_text, prob, family: as in `primary_fps`
---   prob_near_one: p(t | t) >= 0.99, a property of the model, not of its data
---   rule: the rule that fired (suspicion_thresholds.rule)
---   threshold: the threshold in force
---   value: what the rule measured (q for repetition_enriched, the CI's lower end for source_enriched)
---   reason: one readable sentence with the effect size, its CI and n
---   strength: 0 at the threshold up to 1 at saturation
---   contribution: weight * (1 + strength)
---   score: the token's total, the sum of its contributions
---   n_rules: rules the token broke
-CREATE VIEW suspicious_tokens AS
-WITH th AS (
-    SELECT * FROM suspicion_thresholds
-), repetition AS (
-    SELECT e.model, e.token_id, 'repetition_enriched' AS rule, e.q_value AS value,
-           format('repetition rate {:.3g} (count x{} / count = {:,} / {:,}) beats {:.0f}% of {} matched controls (95% CI {:.0f}-{:.0f}%), q = {:.2g}, in {}',
-                  e.rate, r.n, e.repeat_count, e.unigram_count, e.percentile, e.n_bin_controls,
-                  e.percentile_low, e.percentile_high, e.q_value, e.index_name) AS evidence,
-           least(1, log10(greatest(th.threshold, 1e-300) / greatest(e.q_value, 1e-300)) / 3) AS strength
-    FROM token_evidence e
-    JOIN evidence_runs r USING (model, backend, index_name)
-    JOIN th ON th.rule = 'repetition_enriched'
-    WHERE e.role = 'fp' AND e.q_value <= th.threshold
-    QUALIFY row_number() OVER (PARTITION BY e.model, e.token_id ORDER BY e.q_value, e.index_name) = 1
-), source AS (
-    SELECT s.model, s.token_id, 'source_enriched' AS rule, s.enrichment_low AS value,
-           format('{} is {:.1f}x its corpus share ({:.1f}% of {} sampled documents vs {:.2f}%; 95% CI {:.1f}-{:.1f}x) in {}',
-                  to_json(s.source)::VARCHAR, s.enrichment, 100 * s.share, s.sampled, 100 * s.baseline_share,
-                  s.enrichment_low, s.enrichment_high, s.index_name) AS evidence,
-           least(1, (s.enrichment_low - th.threshold) / greatest(th.threshold, 1e-12)) AS strength
-    FROM source_enrichment s
-    JOIN th ON th.rule = 'source_enriched'
-    WHERE s.scope = 'token' AND s.role = 'fp' AND s.source <> '(unknown)'
-      AND s.enrichment_low >= th.threshold AND s.sampled >= coalesce(th.min_support, 0)
-    QUALIFY row_number() OVER (PARTITION BY s.model, s.token_id ORDER BY s.enrichment_low DESC, s.index_name, s.source) = 1
-), fired AS (
-    SELECT fl.*, th.threshold, th.weight FROM (SELECT * FROM repetition UNION ALL SELECT * FROM source) fl
-    JOIN th ON th.rule = fl.rule
-)
-SELECT
-    f.model, f.token_id, t.raw_token, t.text, t.norm_text, t.prob, t.prob >= 0.99 AS prob_near_one, t.family,
-    f.rule, f.threshold, f.value,
-    f.evidence || format(' (threshold {:g})', f.threshold) AS reason,
-    greatest(0, f.strength) AS strength,
-    f.weight * (1 + greatest(0, f.strength)) AS contribution,
-    sum(f.weight * (1 + greatest(0, f.strength))) OVER (PARTITION BY f.model, f.token_id) AS score,
-    count(*) OVER (PARTITION BY f.model, f.token_id) AS n_rules
-FROM fired f
-JOIN primary_fps t ON t.model = f.model AND t.token_id = f.token_id;
-
--- One row per flagged token: its score, the rules it broke and their reasons, best first.
--- Example: SELECT model, text, round(score, 2) AS score, rules FROM token_suspicion ORDER BY score DESC LIMIT 20;
--- Columns:
---   model, token_id, raw_token, text, norm_text, prob, prob_near_one, family: as in `suspicious_tokens`
---   score, n_rules: as in `suspicious_tokens`
---   rules, reasons: the rules it broke and their reasons, largest contribution first
-CREATE VIEW token_suspicion AS
-SELECT
-    model, token_id, any_value(raw_token) AS raw_token, any_value(text) AS text,
-    any_value(norm_text) AS norm_text, any_value(prob) AS prob, any_value(prob_near_one) AS prob_near_one,
-    any_value(family) AS family, any_value(score) AS score,
-    count(*) AS n_rules,
-    list(rule ORDER BY contribution DESC, rule) AS rules,
-    list(reason ORDER BY contribution DESC, rule) AS reasons
-FROM suspicious_tokens
-GROUP BY model, token_id;

@@ -1,1 +1,2 @@
-"""The DuckDB schema as ordered migrations (NNN_name.sql); their comments generate docs/schema.md."""
+"""The DuckDB tables as ordered migrations (NNN_name.sql), with their COMMENT ON descriptions (docs/schema.md is
+generated from them); the views are defined in fpprov/db/views.sql."""
