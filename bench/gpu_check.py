@@ -157,6 +157,24 @@ def ranks_check(args, n_gpus: int, tmp: Path) -> bool:
     return same
 
 
+def ladder_check(args, float32_fps: list[int]) -> None:
+    """The bfloat16 precision ladder on the device: how it accumulates, which rung decides how many verdicts of
+    the --n-map slice, its speed, and how many verdicts differ from the float32 load's (a float32 checkpoint
+    rounded to bfloat16 is another model: a difference is reported, not failed)."""
+    from rungs import accumulation, judge_slice
+
+    loaded = load_model(args.model, dtype="bfloat16", device=args.device)
+    worst, rounding = accumulation(torch.bfloat16, loaded.device)
+    t0 = time.perf_counter()
+    low, seconds = judge_slice(loaded, args.start, args.n_map, ScanOptions())
+    counts = [int((low["decided_by"] == code).sum()) for code in (judge.SCREEN, judge.FLOAT32, judge.FLOAT64)]
+    fps = set(low["ids"][low["is_fp"]].tolist())
+    print(f"bfloat16 ladder: matmul error {worst:.3g} vs rounding alone {rounding:.3g}; {args.n_map} ids in "
+          f"{seconds:.1f} s = {args.n_map / seconds:,.0f} tokens/s; decided in bfloat16 {counts[0]}, float32 rung "
+          f"{counts[1]}, float64 {counts[2]}; {len(fps ^ set(float32_fps))} verdicts differ from the float32 load's")
+    del loaded
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="gemma3-270m")
@@ -196,6 +214,9 @@ def main() -> int:
         print(f"device map: {len(mapped.device_map)} module(s) on {', '.join(placed)}; verdicts on {args.n_map} ids "
               f"{'equal' if same else 'DIFFER from'} the single-device load's ({len(plain_fps)} FPs)")
         del mapped
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        ladder_check(args, plain_fps)
         if device.type == "cuda":
             torch.cuda.empty_cache()
             ok &= ranks_check(args, n_gpus, tmp)

@@ -32,6 +32,7 @@ import torch
 
 from fpprov.models.devices import resolve_device
 from fpprov.models import load_model
+from fpprov.scan import hidden
 from fpprov.scan.run import ScanOptions
 from fpprov.db.store import open_store
 
@@ -82,6 +83,27 @@ def flops_per_token(model) -> dict[str, float]:
             "head_row": 2.0 * head.numel()}
 
 
+def body_rates(model, ids: torch.Tensor, device: torch.device, batch: int = 256) -> tuple[float, float]:
+    """Tokens/s of the final hidden states of single-token inputs: the length-1 shortcut and the model's own
+    decoder forward (what the scan runs without the shortcut), best of two rounds each."""
+    layout = hidden.layer_layout(model)
+    if layout is None:
+        return float("nan"), float("nan")
+    rates = []
+    for run in (lambda b: hidden.hidden_len1(model, b, layout), lambda b: hidden.hidden_forward(model, b[:, None])):
+        best = float("inf")
+        for _ in range(2):
+            with torch.no_grad():
+                sync(device)
+                t0 = time.perf_counter()
+                for b in ids.split(batch):
+                    run(b)
+                sync(device)
+                best = min(best, time.perf_counter() - t0)
+        rates.append(len(ids) / best)
+    return rates[0], rates[1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="gemma3-270m")
@@ -89,6 +111,8 @@ def main() -> None:
     parser.add_argument("--start", type=int, default=4096)
     parser.add_argument("--n", type=int, default=2048)
     parser.add_argument("--n-single", type=int, default=48)
+    parser.add_argument("--body-only", action="store_true",
+                        help="only the length-1 shortcut against the model's own forward (body, no head)")
     args = parser.parse_args()
 
     device = resolve_device(args.device)
@@ -102,6 +126,11 @@ def main() -> None:
     rate64 = gemm_rate(d, n=2048, batch=1024, dtype=torch.float64, device=device)
     rate32_body = gemm_rate(d, n=2048, batch=1024, device=device)
     flops = flops_per_token(model)
+    shortcut, own_forward = body_rates(model, ids, device)
+    print(f"body of the slice: length-1 shortcut {shortcut:.1f} tok/s, the model's own forward {own_forward:.1f} "
+          f"tok/s: shortcut / forward = {shortcut / own_forward:.2f}x (bit-identical: tests/test_scan_exact.py)")
+    if args.body_only:
+        return
     with torch.no_grad():
         sync(device)
         t0 = time.perf_counter()

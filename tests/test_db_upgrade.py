@@ -57,7 +57,7 @@ def test_the_old_database_fixture_is_what_the_old_migrations_made():
     con.execute(OLD_DATABASE.read_text("utf-8"))
     assert [v for (v,) in con.execute("SELECT version FROM schema_version ORDER BY 1").fetchall()] == list(range(1, 11))
     views = con.execute("SELECT view_name, comment FROM duckdb_views() WHERE NOT internal").fetchall()
-    assert len(views) == len(expected_view_state()) and all(comment is None for _, comment in views)
+    assert {v for v, _ in views} <= set(expected_view_state()) and all(comment is None for _, comment in views)
 
 
 def test_an_old_database_upgrades_to_exactly_the_schema_of_a_fresh_one(tmp_path):
@@ -67,7 +67,7 @@ def test_an_old_database_upgrades_to_exactly_the_schema_of_a_fresh_one(tmp_path)
     old = _old_database(tmp_path / "old.duckdb")
     with duckdb.connect(str(old)) as con:
         before = _schema(con)
-    assert before["views"].keys() == expected["views"].keys() and before != expected
+    assert before["views"].keys() <= expected["views"].keys() and before != expected
     with open_store(old) as upgraded:
         assert _schema(upgraded.con) == expected
     with open_store(old) as again:            # a second open changes nothing
@@ -82,15 +82,26 @@ def test_an_old_databases_rows_and_view_answers_survive_the_upgrade(tmp_path):
         tables = [t for (t,) in con.execute(
             "SELECT table_name FROM duckdb_tables() WHERE database_name = 'old' "
             "AND table_name NOT IN ('schema_version', 'suspicion_thresholds')").fetchall()]
-        for table in tables:
-            con.execute(f'INSERT INTO "{table}" BY NAME SELECT * FROM data."{table}"')
+        for table in tables:   # the columns the old schema has (later migrations add some)
+            cols = ", ".join(f'"{c}"' for (c,) in con.execute(
+                "SELECT column_name FROM duckdb_columns() WHERE database_name = 'old' AND table_name = ?",
+                [table]).fetchall())
+            con.execute(f'INSERT INTO "{table}" BY NAME SELECT {cols} FROM data."{table}"')
         con.execute("DETACH data")
         rows = {t: con.execute(f'SELECT * FROM "{t}" ORDER BY ALL').fetchall() for t in tables}
+        old_columns = {t: [d[0] for d in con.execute(f'SELECT * FROM "{t}" LIMIT 0').description] for t in tables}
         answers = _view_answers(con)                       # the old views' answers
     assert sum(len(r) for r in rows.values()) > 100 and sum(bool(a[1]) for a in answers.values()) >= 10
     with open_store(old) as upgraded:
-        assert {t: upgraded.query(f'SELECT * FROM "{t}" ORDER BY ALL') for t in tables} == rows
-        assert _view_answers(upgraded.con) == answers
+        for t, cols in old_columns.items():   # columns added since are new: the old ones keep their values
+            listed = ", ".join(f'"{c}"' for c in cols)
+            assert upgraded.query(f'SELECT {listed} FROM "{t}" ORDER BY ALL') == rows[t]
+        upgraded_answers = _view_answers(upgraded.con)
+        # The flag rule changed on purpose since (flags judged against the FPs' controls, scores uncapped):
+        # those two views answer the new rule; every other old view answers as before.
+        changed = {"suspicious_tokens", "token_suspicion"}
+        assert {k: v for k, v in upgraded_answers.items() if k in answers and k not in changed} == \
+            {k: v for k, v in answers.items() if k not in changed}
 
 
 def test_each_view_is_defined_once_in_views_sql_and_the_migrations_hold_tables_only():

@@ -49,8 +49,10 @@ DRIVER = textwrap.dedent(f"""
             Path(db + ".paused").write_text(str(len(done)))
             time.sleep(600)
     store = open_store(db) if ranks.writer else None
-    result = scan_vocabulary(loaded, store, ScanOptions(commit_every={COMMIT_EVERY}, batch_size={BATCH}),
-                             progress=progress)
+    limit = os.environ.get("LIMIT")
+    opts = ScanOptions(commit_every={COMMIT_EVERY}, batch_size={BATCH}, start=int(os.environ.get("START", "0")),
+                       limit=int(limit) if limit else None, safety_factor=float(os.environ.get("SAFETY", "10")))
+    result = scan_vocabulary(loaded, store, opts, progress=progress)
     # one file per rank: two ranks printing to one pipe interleave their characters
     Path(f"{{db}}.result{{ranks.rank}}").write_text(
         f"rank {{ranks.rank}} complete {{result.complete}} resumed_from {{result.resumed_from}}")
@@ -113,6 +115,20 @@ def test_two_gloo_ranks_write_the_single_process_rows(model_and_single, tmp_path
     # Every rank gets rank 0's result; only rank 0 ever opened the database.
     assert _results(db) == ["rank 0 complete True resumed_from 0", "rank 1 complete True resumed_from 0"]
     assert _table_rows(db) == single
+
+
+def test_a_partial_range_on_two_ranks_shares_rank_0s_calibration(model_and_single, tiny_model_dir, tmp_path):
+    # Not aligned with the chunks; a large safety factor puts many margins near the threshold, so a rank
+    # trusting a threshold of its own (measured on another sample) re-checks other rows than one process does.
+    model_dir = model_and_single[0]
+    partial = {"START": "7", "LIMIT": "93", "SAFETY": "230000"}
+    one, two = tmp_path / "one.duckdb", tmp_path / "two.duckdb"
+    _finish(_torchrun(model_dir, one, nproc=1, **partial))
+    _finish(_torchrun(model_dir, two, **partial))
+    single, sharded = _table_rows(one), _table_rows(two)
+    assert single["scans"][0] and len(single["scan_chunks"]) == 3
+    assert 0 < len(single["scan_rechecks"]) < 93, "the threshold must split the rows for the test to see it"
+    assert sharded == single
 
 
 def _kill_ranks(db: Path, proc: subprocess.Popen) -> None:

@@ -107,7 +107,7 @@ def test_softcap_is_read_in_one_place_and_matches_the_model_forward():
     torch.manual_seed(2)
     model = Gemma2ForCausalLM(config).eval()
     head = LMHead(model, chunk=16)
-    assert head.softcap == softcap_of(model.config) == 0.5
+    assert head.extras.softcap == softcap_of(model.config) == 0.5
     ids = torch.arange(50)
     with torch.no_grad():
         hidden = model.model(input_ids=ids[:, None]).last_hidden_state[:, -1]         # (B, D)

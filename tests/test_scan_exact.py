@@ -13,7 +13,7 @@ from fpprov.scan.head import LMHead
 from fpprov.scan.run import ScanOptions, TokenJudge, scan_vocabulary
 from fpprov.db.store import open_store
 from reference import float64_one_at_a_time
-from tiny import FAMILIES
+from tiny import FAMILIES, LAYOUT_FAMILIES
 
 
 def _scan(model_dir, tmp_path, **opts):
@@ -89,7 +89,12 @@ def test_unknown_architecture_falls_back_to_plain_forward(tiny_model_dir, tmp_pa
     assert {r["token_id"] for r in rows} == {t for t, r in ref.items() if r["is_fp"]}
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+def test_every_layout_the_shortcut_names_is_under_test(tiny_model_dir):
+    tested = {load_model(str(tiny_model_dir(f, False))).model.config.model_type for f in FAMILIES + LAYOUT_FAMILIES}
+    assert forward.PRE_NORM | forward.SANDWICH_NORM | forward.POST_NORM == tested
+
+
+@pytest.mark.parametrize("family", FAMILIES + LAYOUT_FAMILIES)
 def test_length1_shortcut_is_bit_identical_to_model_forward(family, tiny_model_dir):
     loaded = load_model(str(tiny_model_dir(family, False)))
     ids = torch.arange(len(loaded.tokenizer))
@@ -101,7 +106,7 @@ def test_length1_shortcut_is_bit_identical_to_model_forward(family, tiny_model_d
     assert torch.equal(fast, full)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", FAMILIES + LAYOUT_FAMILIES)
 def test_float64_shortcut_with_grouped_o_proj_matches_float64_forward(family, tiny_model_dir):
     # Re-checks sum o_proj's weight over each query group (the tiny models have 4 query heads per 2 KV heads).
     loaded = load_model(str(tiny_model_dir(family, False)))

@@ -176,3 +176,12 @@ def test_upsert_model_is_one_transaction_a_failed_insert_keeps_the_old_row(tmp_p
         assert store.query("SELECT name, vocab_size FROM models") == [("m", 11)]
         store.con.execute("BEGIN TRANSACTION")                         # no transaction was left open
         store.con.execute("ROLLBACK")
+
+
+def test_a_write_after_a_partly_read_result_goes_through(tmp_path):
+    # DuckDB 2 keeps a result open until it is read to the end; a bulk insert must not fail on it.
+    with open_store(tmp_path / "open.duckdb") as store:
+        with store.transaction() as con:
+            assert con.execute("SELECT * FROM range(5)").fetchone() == (0,)
+            store.insert_rows("models", [{"name": "m", "source_kind": "directory"}])
+        assert store.query("SELECT name FROM models") == [("m",)]

@@ -159,6 +159,11 @@ class Store:
     @contextlib.contextmanager
     def registered(self, name: str, table: pa.Table) -> Iterator[None]:
         """Make an Arrow table readable by SQL as ``name`` for the block (bulk joins, updates, inserts)."""
+        # DuckDB 2 streams results: a statement read with fetchone() is still open and would refuse the
+        # registration. Its remaining rows are not wanted by then; finishing it is what the caller meant.
+        finish = getattr(self.con, "complete", None)
+        if finish is not None:
+            finish()
         self.con.register(name, table)
         try:
             yield

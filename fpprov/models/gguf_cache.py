@@ -1,7 +1,7 @@
 """A GGUF's conversion kept on disk, so that only the first load of a file pays for it.
 
-Reading gemma3-270m's GGUF takes about 50 s on 2 cores, nearly all of it Python: transformers builds a
-tokenizer from the 262,144-entry vocabulary and numpy dequantizes every block. What comes out is float32
+Reading a GGUF is slow, nearly all of it Python: transformers builds a tokenizer from the whole vocabulary
+(262,144 entries for gemma3-270m) and numpy dequantizes every block (docs/development.md has the timings). What comes out is float32
 weights (exact: the dequantized values are float32) and an ordinary fast tokenizer, so the first float32
 load saves both with ``save_pretrained`` (safetensors, tokenizer.json) and later loads read that folder in
 seconds. Every dtype reads it and casts, as the GGUF path itself casts its float32 values.

@@ -1,7 +1,7 @@
 """Load a GGUF checkpoint tensor by tensor into a model, so the peak memory is the model plus one slice.
 
 transformers' own GGUF path dequantizes every tensor into a state dict first and then builds the model, so
-it holds the weights about twice at its peak (3.1 GiB for gemma3-270m, a 1.0 GiB float32 model). Here the
+it holds the weights about twice at its peak (docs/development.md has gemma3-270m's figures). Here the
 model is built empty, and each GGUF tensor is dequantized (the vocabulary-sized ones in row blocks) and
 copied into its parameter. The name mapping and the per-tensor fix-ups (e.g. Gemma's norm offset, Llama's
 Q/K row permutation) are transformers' own, so the result is bit-identical to ``from_pretrained``.

@@ -36,8 +36,9 @@ def pick_dtype(dtype: str) -> torch.dtype:
     if dtype not in DTYPES:
         raise FpprovError(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")
     if dtype in LOW_PRECISION:
-        warnings.warn(f"{dtype} loses the precision fixed points need (the seed saw it fail); float32 is the reference",
-                      LowPrecisionWarning, stacklevel=2)
+        warnings.warn(f"{dtype} loses the precision fixed points need: a token scan screens in it and decides in "
+                      f"float32 and float64 what it cannot (the verdicts of the {dtype} weights); vector FPs did not "
+                      "converge in it for the seed", LowPrecisionWarning, stacklevel=2)
     return DTYPES[dtype]
 
 

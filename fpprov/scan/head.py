@@ -14,7 +14,8 @@ from typing import Any, Iterator
 
 import torch
 
-from ..models.head_extras import apply_softcap, softcap_of
+from ..errors import FpprovError
+from ..models.head_extras import HeadExtras
 
 NEG_INF = float("-inf")
 
@@ -86,13 +87,15 @@ class HeadRows:
 
 
 class LMHead:
-    """The output layer of one model: weight (V_rows, D), optional bias and final soft-capping."""
+    """The output layer of one model: weight (V_rows, D) and its extras (bias, scaling, soft-capping).
+
+    Products run in the dtype of the hidden states they get: the weight is cast chunk by chunk when it is
+    stored in another (a float32 rung of a bfloat16 scan, a float64 re-check).
+    """
 
     def __init__(self, model: Any, chunk: int = 8192, keep_top: int = 8, row_block: int = 1024):
-        out = model.get_output_embeddings()
-        self.weight = out.weight                                   # (V, D)
-        self.bias = getattr(out, "bias", None)                     # (V,) or None
-        self.softcap = softcap_of(model.config)
+        self.weight = model.get_output_embeddings().weight          # (V, D)
+        self.extras = HeadExtras.of(model)
         self.n_rows = self.weight.shape[0]
         self.chunk = chunk
         self.row_block = row_block
@@ -105,14 +108,9 @@ class LMHead:
         return tuple(t.to(self.weight.device) for t in tensors)
 
     def _logits(self, h: torch.Tensor, rows: slice | torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
-        w = self.weight[rows]                                      # (C, D)
-        if dtype is not None:
-            w = w.to(dtype)
-        logits = h @ w.T                                           # (B, C)
-        if self.bias is not None:
-            b = self.bias[rows]
-            logits = logits + (b.to(dtype) if dtype is not None else b)
-        return apply_softcap(logits, self.softcap)
+        h = h if dtype is None else h.to(dtype)
+        w = self.weight[rows].to(h.dtype)                          # (C, D)
+        return self.extras.apply(h @ w.T, rows)                    # (B, C)
 
     def _chunk(self, h: torch.Tensor, ids: torch.Tensor, cols: slice, dtype: torch.dtype | None = None,
                lse: bool = False) -> _Chunk:
@@ -126,21 +124,17 @@ class LMHead:
         return _Chunk(cols.start, logits, rows, own, chunk_lse)
 
     def own_logits(self, h: torch.Tensor, ids: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
-        w = self.weight[ids]                                       # (B, D)
-        if dtype is not None:
-            w = w.to(dtype)
-        own = (h * w).sum(-1)                                      # (B,)
-        if self.bias is not None:
-            own = own + self.bias[ids].to(own.dtype)
-        return apply_softcap(own, self.softcap)
+        h = h if dtype is None else h.to(dtype)
+        w = self.weight[ids].to(h.dtype)                           # (B, D)
+        return self.extras.apply((h * w).sum(-1), ids)             # (B,)
 
     @torch.no_grad()
     def screen(self, h: torch.Tensor, ids: torch.Tensor) -> HeadRows:
         """Exact FP verdicts for hidden states ``h`` (N, D) of single tokens ``ids`` (N,).
 
         Pass as many rows as are at hand (a commit chunk): rows are pooled into GEMMs of up to
-        ``row_block`` rows, since rows beaten early leave few survivors per batch and a GEMM of ~128 rows
-        ran at 2/3 of the rate of one of 1024 here.
+        ``row_block`` rows, since rows beaten early leave few survivors per batch and small GEMMs run
+        below the rate of large ones (docs/development.md has the measurement).
         """
         h, ids = self._here(h, ids)
         n = h.shape[0]
@@ -220,24 +214,48 @@ class LMHead:
         st.top_vals[alive], st.top_ids[alive] = top_vals, top_ids
         return alive
 
-    def error_bound(self, h32: torch.Tensor, h64: torch.Tensor) -> torch.Tensor:
-        """Per row, a bound on |logit64_j - logit32_j| over every j: (B,) float64.
+    def error_bound(self, h_screen: torch.Tensor, h64: torch.Tensor) -> torch.Tensor:
+        """Per row, a bound on |logit64_j - logit_j| over every j, for logits the screen computed in the dtype
+        of ``h_screen``: (B,) float64, finite and >= 0, or FpprovError when no bound can be given.
 
-        logit32 = fl32(h32 . w_j) and logit64 = h64 . w_j, so the difference is at most
-        ||h64 - h32|| ||w_j|| (Cauchy-Schwarz) plus the float32 dot-product rounding, at most
-        gamma_D ||h32|| ||w_j|| with gamma_D = D u / (1 - D u), u = 2^-24, for any summation order.
-        Soft-capping is 1-Lipschitz, so the bound survives it. A factor 2 covers the bias and float64's own
-        rounding.
+        logit_j = fl(h_screen . w_j) and logit64_j = h64 . w_j (each with the head's extras), so the difference is
+        at most ||h64 - h_screen|| ||w_j|| (Cauchy-Schwarz) plus the dot product's rounding. Products of
+        float32, bfloat16 or float16 factors are exact in float32 and the sum is accumulated in float32, whose
+        rounding is at most gamma_D ||h|| ||w_j|| with gamma_D = D u / (1 - D u), u = 2^-24, for any summation
+        order. A bfloat16 or float16 result is then rounded to its format (relative u_s = eps / 2), and so
+        are the bias, scaling and cap applied in it: 4 u_s |logit| covers them, with |logit| at most
+        |scale| (||w|| ||h|| + max |bias|) or the cap. Scaling multiplies the bound by |scale|; soft-capping is
+        1-Lipschitz. A factor 2 covers the bias and float64's own rounding.
+
+        The float32-accumulation premise holds for the float32 GEMMs a float64 re-check relies on; for a
+        low-precision screen it is this machine's kernel's behaviour, so there the bound only floors a measured
+        threshold and never proves a verdict (TokenJudge sends such verdicts through a float32 rung).
         """
         if not hasattr(self, "_w_norm_max"):
             # In row blocks: a float64 copy of a 262k-row head would be 1.3 GiB at once.
             self._w_norm_max = max(float(block.double().norm(dim=1).max())
                                    for block in self.weight.detach().split(self.chunk))
-        d = h32.shape[-1]
-        u = 2.0 ** -24 if h32.dtype == torch.float32 else float(torch.finfo(h32.dtype).eps) / 2
+            bias = self.extras.bias
+            self._bias_max = 0.0 if bias is None else float(bias.detach().double().abs().max())
+        d = h_screen.shape[-1]
+        u = 2.0 ** -53 if h_screen.dtype == torch.float64 else 2.0 ** -24
+        if d * u >= 0.5:
+            raise FpprovError(f"no rounding bound for a hidden size of {d}: float32 accumulation cannot bound it")
         gamma = d * u / (1 - d * u)
-        h32 = h32.double()
-        return 2 * self._w_norm_max * ((h64 - h32).norm(dim=-1) + gamma * h32.norm(dim=-1))
+        scale = abs(self.extras.scale) if self.extras.scale is not None else 1.0
+        hs = h_screen.double()
+        h_norm = hs.norm(dim=-1)                                                           # (B,)
+        bound = 2 * scale * self._w_norm_max * ((h64 - hs).norm(dim=-1) + gamma * h_norm)  # (B,)
+        if h_screen.dtype not in (torch.float32, torch.float64):
+            u_s = float(torch.finfo(h_screen.dtype).eps) / 2
+            largest = scale * (self._w_norm_max * h_norm + self._bias_max)                 # (B,)
+            if self.extras.softcap is not None:
+                largest = largest.clamp(max=self.extras.softcap)
+            bound = bound + 4 * u_s * largest
+        if not bool(torch.isfinite(bound).all()):
+            raise FpprovError("the screen's rounding bound is not finite (overflowing hidden states?): "
+                              "scan in float32 or float64")
+        return bound
 
     @torch.no_grad()
     def candidate_rows(self, h64: torch.Tensor, ids: torch.Tensor, cand_ids: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -249,10 +267,7 @@ class LMHead:
         h64, ids, cand_ids = self._here(h64, ids, cand_ids)
         cols = torch.cat([ids[:, None], cand_ids], 1)                                     # (B, 1 + K)
         w = self.weight[cols.clamp(min=0)].to(torch.float64)                               # (B, 1 + K, D)
-        logits = torch.einsum("bd,bkd->bk", h64, w)                                        # (B, 1 + K)
-        if self.bias is not None:
-            logits = logits + self.bias[cols.clamp(min=0)].to(torch.float64)
-        logits = apply_softcap(logits, self.softcap)
+        logits = self.extras.apply(torch.einsum("bd,bkd->bk", h64, w), cols.clamp(min=0))   # (B, 1 + K)
         own = logits[:, 0]
         others = logits[:, 1:].masked_fill((cand_ids < 0) | (cand_ids == ids[:, None]), NEG_INF)
         best, arg = others.max(-1)

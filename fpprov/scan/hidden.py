@@ -6,23 +6,24 @@ softmax cannot change a bit of the result and are skipped. This holds for the de
 any other architecture (or an input longer than one token, e.g. with a BOS prefix) runs the model's own
 forward.
 
-Every float64 path casts one layer at a time (the shortcut one submodule at a time, the model's own forward
-through hooks on each decoder layer), so a float64 re-check never holds a second copy of the model.
+A wider dtype (a float64 re-check, a bfloat16 scan's float32 rung) runs one way on both paths: each
+decoder layer's parameters are cast in place while it runs and restored after (``cast_parameters``; the
+model's own forward through hooks on each layer), so a re-check never holds a second copy of the model.
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import torch
-from torch.func import functional_call
 
 from ..errors import FpprovError
 
-# model_type -> where the norms sit around attention and MLP.
+# model_type -> where the norms sit around attention and MLP. Each is under a bit-identity test against the
+# model's own forward (tests/test_scan_exact.py); any other type runs that forward.
 PRE_NORM = {"llama", "mistral", "qwen2", "qwen3"}          # x + attn(norm(x)); x + mlp(norm(x))
-SANDWICH_NORM = {"gemma2", "gemma3_text", "gemma3"}         # x + norm(attn(norm(x))); x + norm(mlp(norm(x)))
+SANDWICH_NORM = {"gemma2", "gemma3_text"}                   # x + norm(attn(norm(x))); x + norm(mlp(norm(x)))
 POST_NORM = {"olmo2"}                                       # x + norm(attn(x)); x + norm(mlp(x))
 
 
@@ -52,11 +53,11 @@ def _decoder(model: Any) -> Any:
     return decoder if decoder is not None else getattr(model, "model", None)
 
 
-def _attention_len1(attn: Any, x: torch.Tensor, n_heads: int, n_kv: int) -> torch.Tensor:
+def _attention_len1(attn: Any, x: torch.Tensor, n_heads: int, n_kv: int, grouped: bool) -> torch.Tensor:
     v = attn.v_proj(x)                                            # (B, n_kv * hd)
     head_dim = v.shape[-1] // n_kv
-    if isinstance(attn, _CastLayer) and n_heads != n_kv:
-        return _grouped_o_proj(attn._layer.o_proj, v, n_heads, n_kv, head_dim)
+    if grouped and n_heads != n_kv:
+        return _grouped_o_proj(attn.o_proj, v, n_heads, n_kv, head_dim)
     v = v.view(-1, n_kv, head_dim).repeat_interleave(n_heads // n_kv, dim=1)  # (B, n_heads, hd)
     return attn.o_proj(v.reshape(v.shape[0], n_heads * head_dim))  # (B, D)
 
@@ -76,16 +77,16 @@ def _grouped_o_proj(o_proj: Any, v: torch.Tensor, n_heads: int, n_kv: int, head_
     return out if o_proj.bias is None else out + o_proj.bias.to(v.dtype)
 
 
-def _layer_len1(layer: Any, h: torch.Tensor, layout: str, n_heads: int, n_kv: int) -> torch.Tensor:
+def _layer_len1(layer: Any, h: torch.Tensor, layout: str, n_heads: int, n_kv: int, grouped: bool) -> torch.Tensor:
     if layout == "pre":
-        h = h + _attention_len1(layer.self_attn, layer.input_layernorm(h), n_heads, n_kv)
+        h = h + _attention_len1(layer.self_attn, layer.input_layernorm(h), n_heads, n_kv, grouped)
         return h + layer.mlp(layer.post_attention_layernorm(h))
     if layout == "sandwich":
-        a = _attention_len1(layer.self_attn, layer.input_layernorm(h), n_heads, n_kv)
+        a = _attention_len1(layer.self_attn, layer.input_layernorm(h), n_heads, n_kv, grouped)
         h = h + layer.post_attention_layernorm(a)
         return h + layer.post_feedforward_layernorm(layer.mlp(layer.pre_feedforward_layernorm(h)))
     # post
-    h = h + layer.post_attention_layernorm(_attention_len1(layer.self_attn, h, n_heads, n_kv))
+    h = h + layer.post_attention_layernorm(_attention_len1(layer.self_attn, h, n_heads, n_kv, grouped))
     return h + layer.post_feedforward_layernorm(layer.mlp(h))
 
 
@@ -93,34 +94,6 @@ def _head_counts(model: Any) -> tuple[int, int]:
     config = model.config
     n_heads = config.num_attention_heads
     return n_heads, getattr(config, "num_key_value_heads", None) or n_heads
-
-
-def _as_dtype(module: Any, dtype: torch.dtype) -> Callable[..., torch.Tensor]:
-    """Call ``module`` with its parameters and buffers cast to ``dtype`` on the fly (no model copy)."""
-    if dtype == next(module.parameters()).dtype:
-        return module
-    state = {name: t.to(dtype) if t.is_floating_point() else t
-             for name, t in list(module.named_parameters()) + list(module.named_buffers())}
-
-    def call(*args: Any) -> torch.Tensor:
-        return functional_call(module, state, args)
-
-    return call
-
-
-class _CastLayer:
-    """A decoder layer whose submodules run in another dtype; attribute access mirrors the layer."""
-
-    def __init__(self, layer: Any, dtype: torch.dtype):
-        self._layer, self._dtype = layer, dtype
-
-    def __getattr__(self, name: str) -> Any:
-        sub = getattr(self._layer, name)
-        if name == "self_attn":
-            return _CastLayer(sub, self._dtype)
-        if isinstance(sub, torch.nn.Module):
-            return _as_dtype(sub, self._dtype)
-        return sub
 
 
 def _to_device_of(module: Any, h: torch.Tensor) -> torch.Tensor:
@@ -132,23 +105,23 @@ def _to_device_of(module: Any, h: torch.Tensor) -> torch.Tensor:
 def hidden_len1(model: Any, input_ids: torch.Tensor, layout: str, dtype: torch.dtype | None = None) -> torch.Tensor:
     """Final-norm hidden state of each single-token input ``input_ids`` (B,) -> (B, D).
 
-    ``dtype`` (e.g. float64) computes with weights cast layer by layer, for exact re-checks without a
-    second copy of the model in memory.
+    ``dtype`` (e.g. float64) computes with each layer's weights cast while it runs, for exact re-checks
+    without a second copy of the model in memory.
     """
     decoder = _decoder(model)
     n_heads, n_kv = _head_counts(model)
     embed = decoder.embed_tokens if hasattr(decoder, "embed_tokens") else model.get_input_embeddings()
-    if dtype is None or dtype == embed.weight.dtype:
+    wider = dtype is not None and dtype != embed.weight.dtype
+    if wider:
+        h = embed_rows(embed, input_ids.to(embed.weight.device), dtype)          # (B, D)
+    else:
         h = embed(input_ids.to(embed.weight.device))              # (B, D), includes any embedding scale
-        for layer in decoder.layers:
-            h = _layer_len1(layer, _to_device_of(layer, h), layout, n_heads, n_kv)
-        return decoder.norm(_to_device_of(decoder.norm, h)).to(input_ids.device)   # (B, D), where the ids were
-    rows = embed.weight[input_ids.to(embed.weight.device)].to(dtype)  # (B, D)
-    scale = getattr(embed, "embed_scale", None)
-    h = rows * scale.to(dtype) if scale is not None else rows     # Gemma scales inside the module
+    # The scan dtype keeps the model's own o_proj, bit-identical to its forward; a wider one the grouped form.
     for layer in decoder.layers:
-        h = _layer_len1(_CastLayer(layer, dtype), _to_device_of(layer, h), layout, n_heads, n_kv)
-    return _as_dtype(decoder.norm, dtype)(_to_device_of(decoder.norm, h)).to(input_ids.device)
+        with cast_parameters(layer, dtype if wider else None):
+            h = _layer_len1(layer, _to_device_of(layer, h), layout, n_heads, n_kv, grouped=wider)
+    with cast_parameters(decoder.norm, dtype if wider else None):
+        return decoder.norm(_to_device_of(decoder.norm, h)).to(input_ids.device)   # (B, D), where the ids were
 
 
 def hidden_forward(model: Any, input_ids: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -164,7 +137,7 @@ def hidden_forward(model: Any, input_ids: torch.Tensor, dtype: torch.dtype | Non
         return out.last_hidden_state[:, -1, :].to(input_ids.device)   # (B, D), where the ids were
     embeds, parts = _castable_parts(model, decoder)
     with _cast_while_called(parts, dtype):
-        out = decoder(inputs_embeds=_embed_rows(embeds, input_ids, dtype), use_cache=False)
+        out = decoder(inputs_embeds=embed_rows(embeds, input_ids, dtype), use_cache=False)
     return out.last_hidden_state[:, -1, :].to(input_ids.device)   # (B, D)
 
 
@@ -200,32 +173,47 @@ def _plain_embedding(embeds: Any) -> bool:
         (type(embeds) is torch.nn.Embedding or hasattr(embeds, "embed_scale"))
 
 
-def _embed_rows(embeds: torch.nn.Embedding, input_ids: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    rows = embeds.weight[input_ids].to(dtype)                     # (B, T, D)
+def embed_rows(embeds: torch.nn.Embedding, input_ids: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The embedding module's output for ``input_ids`` (any shape) computed in ``dtype``, scale included."""
+    rows = embeds.weight[input_ids].to(dtype)                     # (..., D)
     scale = getattr(embeds, "embed_scale", None)
     return rows * scale.to(dtype) if scale is not None else rows
 
 
 @contextmanager
-def _cast_while_called(modules: list[torch.nn.Module], dtype: torch.dtype) -> Iterator[None]:
-    """While active, each of ``modules`` runs with its floating parameters and buffers cast to ``dtype``:
-    cast when it is called, restored when it returns, so one module's cast copy is alive at a time.
+def cast_parameters(module: torch.nn.Module, dtype: torch.dtype | None) -> Iterator[None]:
+    """While active, ``module``'s floating parameters and buffers hold ``dtype`` copies (nothing when None);
+    restored on exit. The storage of each tensor is swapped through ``.data``, so the module's code (and any
+    hook or device map around it) sees its ordinary parameters."""
+    tensors = [] if dtype is None else [t for t in list(module.parameters()) + list(module.buffers())
+                                        if t.is_floating_point() and t.dtype != dtype]
+    saved = [(t, t.data) for t in tensors]
+    for t in tensors:
+        t.data = t.data.to(dtype)
+    try:
+        yield
+    finally:
+        for t, data in saved:
+            t.data = data
 
-    Hooks leave the model's own forward (masks, rotary embeddings, layer types) in charge; the storage of
-    each tensor is swapped through ``.data``, so the modules' code sees ordinary parameters.
-    """
-    saved: dict[torch.nn.Module, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+
+@contextmanager
+def _cast_while_called(modules: list[torch.nn.Module], dtype: torch.dtype) -> Iterator[None]:
+    """While active, each of ``modules`` runs with its parameters cast to ``dtype`` (``cast_parameters``) from
+    its call to its return, so one module's cast copy is alive at a time. Hooks leave the model's own forward
+    (masks, rotary embeddings, layer types) in charge."""
+    active: dict[torch.nn.Module, Any] = {}
 
     def restore(module: torch.nn.Module) -> None:
-        for tensor, data in saved.pop(module, []):
-            tensor.data = data
+        ctx = active.pop(module, None)
+        if ctx is not None:
+            ctx.__exit__(None, None, None)
 
     def cast(module: torch.nn.Module, args: Any) -> None:
         restore(module)
-        tensors = [t for t in list(module.parameters()) + list(module.buffers()) if t.is_floating_point()]
-        saved[module] = [(t, t.data) for t in tensors]
-        for t in tensors:
-            t.data = t.data.to(dtype)
+        ctx = cast_parameters(module, dtype)
+        ctx.__enter__()
+        active[module] = ctx
 
     handles = [h for m in modules for h in (m.register_forward_pre_hook(cast),
                                             m.register_forward_hook(lambda m, a, o: restore(m)))]
@@ -234,5 +222,5 @@ def _cast_while_called(modules: list[torch.nn.Module], dtype: torch.dtype) -> It
     finally:
         for h in handles:
             h.remove()
-        for module in list(saved):
+        for module in list(active):
             restore(module)

@@ -1,9 +1,15 @@
-"""The token-FP verdict of a batch of ids: a screen in the scan dtype, then float64 re-checks of FPs and
-near ties over a proven candidate set. ``TokenJudge.judge`` returns a ``Verdicts``; the scan stores it.
+"""The token-FP verdict of a batch of ids: a precision ladder from the scan dtype to float64.
 
-Which verdicts are re-checked is the verify mode's: 'all' (every FP and near tie), 'near' (near ties), or
-'calibrated' (a ``Calibration`` measured on a random sample: every verdict whose screen margin is not far
-beyond the screen's measured error, near ties included).
+A float32 (or float64) scan screens every id in its dtype and re-checks FPs and near ties in float64 over
+a proven candidate set. Which verdicts are re-checked is the verify mode's: 'all' (every FP and near tie),
+'near' (near ties), or 'calibrated' (a ``Calibration`` measured on a random sample: every verdict whose
+screen margin is not far beyond the screen's measured error, near ties included).
+
+A bfloat16 or float16 scan screens in that dtype first, and sends every verdict that its own calibration
+does not trust (and, with 'all', every FP) up to the float32 rung: the body re-run with each layer cast to
+float32, the head in float32; from there the float32 rules above apply. float64 re-checks never use a
+low-precision product, so their candidate sets stay proven. ``TokenJudge.judge`` returns a ``Verdicts``
+that says which rung decided each id; the scan stores it.
 """
 
 from __future__ import annotations
@@ -13,10 +19,14 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import FpprovError
-from .hidden import hidden_forward, hidden_len1, layer_layout
-from .head import HeadRows, LMHead
 from ..models import LoadedModel
+from .head import HeadRows, LMHead
+from .hidden import hidden_forward, hidden_len1, layer_layout
 from .options import ScanOptions
+
+LOW_PRECISION = (torch.bfloat16, torch.float16)
+# Verdicts.decided_by: the rung whose computation the verdict is
+SCREEN, FLOAT32, FLOAT64 = 0, 1, 2
 
 
 @dataclass
@@ -34,6 +44,7 @@ class Verdicts:
     is_fp: torch.Tensor          # (N,) bool: the final verdict (float64 where re-checked)
     f64_margin: torch.Tensor     # (N,) float64: float64 own - runner-up; NaN where not re-checked
     f64_best_id: torch.Tensor    # (N,) int64: float64 runner-up; -1 where not re-checked
+    decided_by: torch.Tensor     # (N,) int8: SCREEN (the scan dtype), FLOAT32 (a low-precision scan's rung), FLOAT64
 
     def fp_positions(self) -> list[int]:
         return torch.nonzero(self.is_fp).squeeze(-1).tolist()
@@ -110,7 +121,26 @@ class TokenJudge:
         if opts.bos and bos is None:
             raise FpprovError(f"--bos asked for but the tokenizer of {loaded.name} has no BOS token")
         self.bos_id = bos
-        self.calibration: Calibration | None = None
+        self.screen_dtype = self.head.weight.dtype
+        self.low_precision = self.screen_dtype in LOW_PRECISION
+        # one per rung that screens: the scan dtype's (None) and, for a low-precision scan, float32's
+        self.calibrations: dict[torch.dtype | None, Calibration] = {}
+        self._check_head()
+
+    @property
+    def calibration(self) -> Calibration | None:
+        """The scan dtype's calibration: the one a scan stores."""
+        return self.calibrations.get(None)
+
+    @calibration.setter
+    def calibration(self, value: Calibration) -> None:
+        self.calibrations[None] = value
+
+    def _check_head(self) -> None:
+        """Refuse a model whose logits the head's extras do not reproduce (HeadExtras.check)."""
+        n_ids, n_rows = self.loaded.scannable_ids()
+        ids = torch.arange(min(2, n_ids, n_rows)).to(self.loaded.device)                # (2,)
+        self.head.extras.check(self.model, ids, hidden_forward(self.model, ids[:, None]))
 
     def hidden(self, ids: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
         ids = ids.to(self.loaded.device)
@@ -123,64 +153,94 @@ class TokenJudge:
 
     @torch.no_grad()
     def judge(self, ids: torch.Tensor) -> Verdicts:
-        """Screen ``ids`` (N,) in batches in the scan dtype, then re-check FPs and near ties in float64.
+        """The verdicts of ``ids`` (N,): screened in the scan dtype, then up the ladder as the module says."""
+        if not self.low_precision:
+            return self._judge_from(ids, None)
+        h, rows = self._screen(ids, None)
+        out = self._verdicts(ids, rows)
+        escalate = self._escalate(rows, out.gap, self.calibrated(None).threshold, self.opts.verify == "all")
+        idx = torch.nonzero(escalate).squeeze(-1)
+        if idx.numel():
+            sub = self._judge_from(ids[idx], torch.float32)
+            for name in ("screen_is_fp", "own", "best", "best_id", "lse", "gap", "recheck", "is_fp", "f64_margin",
+                         "f64_best_id", "decided_by"):
+                getattr(out, name)[idx] = getattr(sub, name)
+        return out
+
+    def _screen(self, ids: torch.Tensor, dtype: torch.dtype | None) -> tuple[torch.Tensor, HeadRows]:
+        dev_ids = ids.to(self.loaded.device)
+        h = torch.cat([self.hidden(batch, dtype) for batch in dev_ids.split(self.opts.batch_size)])  # (N, D)
+        return h, self.head.screen(h, dev_ids)
+
+    def _escalate(self, rows: HeadRows, gap: torch.Tensor, threshold: float | None, every_fp: bool) -> torch.Tensor:
+        """(N,) bool: the verdicts a rung does not decide itself: near ties, margins within ``threshold``
+        (<=: a tie is never trusted, even where the measured error is zero), every FP when asked."""
+        near = gap.abs() < self.opts.tolerance * rows.own_logit.abs().clamp(min=1.0)
+        out = near if threshold is None else near | (gap.abs() <= threshold)
+        return out | rows.is_fp if every_fp else out
+
+    def _verdicts(self, ids: torch.Tensor, rows: HeadRows) -> Verdicts:
+        gap = rows.own_logit - rows.best_other                               # (N,) > 0 for FPs
+        return Verdicts(ids=ids, screen_is_fp=rows.is_fp.clone(), own=rows.own_logit, best=rows.best_other,
+                        best_id=rows.best_other_id, lse=rows.lse, gap=gap, recheck=torch.zeros_like(rows.is_fp),
+                        is_fp=rows.is_fp.clone(), f64_margin=torch.full_like(gap, float("nan")),
+                        f64_best_id=torch.full_like(rows.best_other_id, -1),
+                        decided_by=torch.full(gap.shape, SCREEN, dtype=torch.int8))
+
+    def _judge_from(self, ids: torch.Tensor, dtype: torch.dtype | None) -> Verdicts:
+        """Screen ``ids`` (N,) in ``dtype`` (None: the scan dtype, float32 or wider), then re-check FPs and
+        near ties in float64 as the verify mode says.
 
         The re-checks of all N ids run together, layer by layer, so each layer is cast to float64 once per
         call rather than once per batch.
         """
-        dev_ids = ids.to(self.loaded.device)
-        h32 = torch.cat([self.hidden(batch) for batch in dev_ids.split(self.opts.batch_size)])  # (N, D)
-        rows = self.head.screen(h32, dev_ids)
-        gap = rows.own_logit - rows.best_other                               # (N,) > 0 for FPs
-        near = gap.abs() < self.opts.tolerance * rows.own_logit.abs().clamp(min=1.0)
-        if self.opts.verify == "all":
-            recheck = near | rows.is_fp
-        elif self.opts.verify == "calibrated":
-            # <=: a zero margin (a tie) is never trusted, even where the measured error is zero.
-            recheck = near | (gap.abs() <= self.calibrated().threshold)
-        else:
-            recheck = near
-        out = Verdicts(ids=ids, screen_is_fp=rows.is_fp.clone(), own=rows.own_logit, best=rows.best_other,
-                       best_id=rows.best_other_id, lse=rows.lse, gap=gap, recheck=recheck, is_fp=rows.is_fp.clone(),
-                       f64_margin=torch.full_like(gap, float("nan")),
-                       f64_best_id=torch.full_like(rows.best_other_id, -1))
-        idx = torch.nonzero(recheck).squeeze(-1)
+        h, rows = self._screen(ids, dtype)
+        out = self._verdicts(ids, rows)
+        if dtype is not None:
+            out.decided_by.fill_(FLOAT32)
+        threshold = self.calibrated(dtype).threshold if self.opts.verify == "calibrated" else None
+        out.recheck = self._escalate(rows, out.gap, threshold, self.opts.verify == "all")
+        idx = torch.nonzero(out.recheck).squeeze(-1)
         for part in idx.split(self.opts.recheck_batch) if idx.numel() else ():
-            f64 = self._recheck_float64(part, ids, h32, rows)
+            f64 = self._recheck_float64(part, ids, h, rows)
             out.is_fp[part], out.f64_margin[part], out.f64_best_id[part] = f64.is_fp, f64.margin, f64.best_id
+        out.decided_by[out.recheck] = FLOAT64
         flipped_to_fp = out.is_fp & ~rows.is_fp
         if flipped_to_fp.any():  # a near tie that float64 calls an FP: its screen row lacks lse/runner-up
             part = torch.nonzero(flipped_to_fp).squeeze(-1)
-            _, own, best, best_id, lse = self.head.full_rows(h32[part], dev_ids[part], h32.dtype)
+            dev_part = ids[part].to(self.loaded.device)
+            _, own, best, best_id, lse = self.head.full_rows(h[part.to(h.device)], dev_part, h.dtype)
             out.own[part], out.best[part] = own.double(), best.double()
             out.best_id[part], out.lse[part] = best_id, lse.double()
             out.gap[part] = (own - best).double()
         return out
 
-    def calibrated(self) -> Calibration:
-        """This judge's calibration; measured on a sample of the whole vocabulary when none was given."""
-        if self.calibration is None:
+    def calibrated(self, dtype: torch.dtype | None = None) -> Calibration:
+        """The calibration of the rung that screens in ``dtype`` (None: the scan dtype); measured on a sample
+        of the whole vocabulary when none was given."""
+        if dtype not in self.calibrations:
             n_ids, n_rows = self.loaded.scannable_ids()
-            self.calibrate(calibration_sample(0, min(n_ids, n_rows), self.opts.calibration_sample))
-        return self.calibration
+            self.calibrate(calibration_sample(0, min(n_ids, n_rows), self.opts.calibration_sample), dtype)
+        return self.calibrations[dtype]
 
     @torch.no_grad()
-    def calibrate(self, ids: torch.Tensor) -> Calibration:
-        """Measure the screen's error on ids ``ids`` (S,) against float64, and keep it as this judge's.
+    def calibrate(self, ids: torch.Tensor, dtype: torch.dtype | None = None) -> Calibration:
+        """Measure the error of the rung that screens in ``dtype`` (None: the scan dtype) on ids ``ids`` (S,)
+        against float64, and keep it as that rung's calibration.
 
         The measured error is the largest difference, over the sampled rows and their CALIBRATION_TOP best
         competitors, between the screen-dtype and the float64 logit difference own - competitor, the own
         logit taken both ways the screen computes it (a dot product, and the head's GEMM). The bound is the
-        largest proven bound on a margin's error over the sample (twice LMHead.error_bound): the threshold
-        never falls below it, so a sample that happens to round well cannot trust margins that rows like
-        these could get wrong.
+        largest bound on a margin's error over the sample (twice LMHead.error_bound): the threshold never
+        falls below it, so a sample that happens to round well cannot trust margins that rows like these
+        could get wrong.
         """
         dev = self.loaded.device
         sub = ids.to(dev)
-        h32 = torch.cat([self.hidden(batch) for batch in sub.split(self.opts.batch_size)])   # (S, D)
+        h_s = torch.cat([self.hidden(batch, dtype) for batch in sub.split(self.opts.batch_size)])   # (S, D)
         h64 = torch.cat([self.hidden(part, torch.float64) for part in ids.split(self.opts.recheck_batch)])
-        vals, cands, own_gemm = self.head.top_competitors_and_own(h32, sub, self.CALIBRATION_TOP)  # (S, K), (S,)
-        own_dot = self.head.own_logits(h32, sub).cpu()                                       # (S,)
+        vals, cands, own_gemm = self.head.top_competitors_and_own(h_s, sub, self.CALIBRATION_TOP)  # (S, K), (S,)
+        own_dot = self.head.own_logits(h_s, sub).cpu()                                       # (S,)
         diff64 = torch.stack([torch.sub(*self.head.candidate_rows(h64, sub, cands[:, j:j + 1].to(dev))[:2])
                               for j in range(cands.shape[1])], 1)                            # (S, K)
         vals = vals.double()
@@ -189,11 +249,11 @@ class TokenJudge:
         for own in (own_gemm.double(), own_dot.double()):
             err = ((own[:, None] - vals) - diff64).abs()                                     # (S, K)
             measured = max(measured, float(err[finite].max()) if finite.any() else 0.0)
-        proven = 2 * float(self.head.error_bound(h32, h64).max())
-        self.calibration = Calibration(max(measured, proven), self.opts.safety_factor, measured, proven)
-        return self.calibration
+        proven = 2 * float(self.head.error_bound(h_s, h64).max())
+        self.calibrations[dtype] = Calibration(max(measured, proven), self.opts.safety_factor, measured, proven)
+        return self.calibrations[dtype]
 
-    def _recheck_float64(self, part: torch.Tensor, ids: torch.Tensor, h32: torch.Tensor,
+    def _recheck_float64(self, part: torch.Tensor, ids: torch.Tensor, h_screen: torch.Tensor,
                          rows: HeadRows) -> Float64Verdicts:
         """float64 verdicts for rows ``part``: the body always in float64; the head over a proven candidate set.
 
@@ -205,7 +265,10 @@ class TokenJudge:
         dev = self.loaded.device
         sub = ids[part].to(dev)
         h64 = self.hidden(ids[part], torch.float64)                          # (P, D)
-        h32 = h32[part.to(dev)]                                              # (P, D)
+        if h_screen.dtype in LOW_PRECISION:  # the candidate proof below assumes float32 products or wider
+            raise RuntimeError("float64 re-checks take float32 screens or wider: a low-precision scan goes through "
+                               "its float32 rung first")
+        h32 = h_screen[part.to(dev)]                                         # (P, D)
         bound = self.head.error_bound(h32, h64).cpu()                        # (P,)
         screen_fps = torch.nonzero(rows.is_fp[part]).squeeze(-1)
         decided, left = self._decide_from_list(screen_fps, rows.top_vals[part][screen_fps],

@@ -18,7 +18,7 @@ import torch
 
 from ..runtime.distributed import Group, Ranks, joined
 from ..errors import FpprovError
-from .judge import Calibration, TokenJudge, Verdicts, calibration_sample
+from .judge import FLOAT32, FLOAT64, SCREEN, Calibration, TokenJudge, Verdicts, calibration_sample
 from ..models import LoadedModel
 from .options import ScanOptions
 from ..db.store import Store, upsert_model
@@ -97,7 +97,8 @@ def pending_chunks(committed: list[tuple[int, int]], id_start: int, id_stop: int
 
 
 def _fp_rows(scan_id: int, model: str, verdicts: Verdicts, infos: dict[int, TokenInfo],
-             length_ok: dict[int, bool]) -> list[dict[str, Any]]:
+             length_ok: dict[int, bool], dtype_name: str) -> list[dict[str, Any]]:
+    decided_in = {SCREEN: dtype_name, FLOAT32: "float32", FLOAT64: "float64"}
     rows = []
     for i in verdicts.fp_positions():
         token_id = int(verdicts.ids[i])
@@ -112,6 +113,7 @@ def _fp_rows(scan_id: int, model: str, verdicts: Verdicts, infos: dict[int, Toke
             "verified_float64": bool(verdicts.recheck[i]) and f64 > 0,
             "margin_float64": None if math.isnan(f64) else f64,
             "length_check": length_ok.get(token_id),
+            "decided_in": decided_in[int(verdicts.decided_by[i])],
         })
     return rows
 
@@ -141,8 +143,14 @@ class ScanPlan:
     judge: TokenJudge
 
 
-def plan_scan(loaded: LoadedModel, opts: ScanOptions, dtype_name: str = "float32") -> ScanPlan:
-    """The checks that need the model (--start, --check-length, --bos), before any database is touched."""
+def plan_scan(loaded: LoadedModel, opts: ScanOptions, dtype_name: str | None = None) -> ScanPlan:
+    """The checks that need the model (--start, --check-length, --bos), before any database is touched.
+
+    The scan records the dtype the model's weights are in; ``dtype_name``, when given, must name it."""
+    actual = str(loaded.model.get_output_embeddings().weight.dtype).removeprefix("torch.")
+    if dtype_name is not None and dtype_name != actual:
+        raise FpprovError(f"the model is loaded in {actual}, not {dtype_name}: load it with dtype={dtype_name!r}")
+    dtype_name = actual
     id_start, id_stop, skipped = scan_range(loaded, opts)
     return ScanPlan(loaded, opts, dtype_name, id_start, id_stop, skipped, TokenJudge(loaded, opts))
 
@@ -181,10 +189,16 @@ def _scan_row(plan: ScanPlan) -> dict[str, Any]:
 
 
 def _calibration_columns(plan: ScanPlan) -> dict[str, Any]:
-    """--verify calibrated: measure the screen's error on a random sample of the scan's ids, to store."""
-    if plan.opts.verify != "calibrated":
+    """Measure the screen's error on a random sample of the scan's ids, to store: for --verify calibrated,
+    and always for a low-precision scan, whose screen escalates by it. Such a scan's float32 rung is
+    calibrated on the same sample (with --verify calibrated); the scan dtype's calibration is the one stored."""
+    judge = plan.judge
+    if plan.opts.verify != "calibrated" and not judge.low_precision:
         return {}
-    cal = plan.judge.calibrate(calibration_sample(plan.id_start, plan.id_stop, plan.opts.calibration_sample))
+    sample = calibration_sample(plan.id_start, plan.id_stop, plan.opts.calibration_sample)
+    if judge.low_precision and plan.opts.verify == "calibrated":
+        judge.calibrate(sample, torch.float32)
+    cal = judge.calibrate(sample)
     return {"calibration_error": cal.error, "safety_factor": cal.factor, "calibration_measured": cal.measured,
             "calibration_bound": cal.bound, "calibration_threshold": cal.threshold}
 
@@ -212,6 +226,9 @@ def open_scan(plan: ScanPlan, store: Store) -> OpenScan:
         if existing["calibration_error"] is not None:   # a resumed scan trusts what its first run trusted
             plan.judge.calibration = Calibration(existing["calibration_error"], existing["safety_factor"],
                                                  existing["calibration_measured"], existing["calibration_bound"])
+            if plan.judge.low_precision and opts.verify == "calibrated":   # not stored: measured again, same sample
+                plan.judge.calibrate(calibration_sample(plan.id_start, plan.id_stop, opts.calibration_sample),
+                                     torch.float32)
     scan_id = existing["scan_id"]
     committed = store.query("SELECT chunk_start, chunk_stop FROM scan_chunks WHERE scan_id = ? ORDER BY 1", [scan_id])
     todo = pending_chunks(committed, plan.id_start, plan.id_stop, opts.commit_every)
@@ -239,7 +256,7 @@ def judge_chunk(scan: OpenScan, chunk_start: int, chunk_stop: int, describer: To
             length_ok.update(zip(b.tolist(), plan.judge.repeats_to_self(b, opts.check_length).tolist()))
     fp_ids = {int(verdicts.ids[i]) for i in verdicts.fp_positions()}
     infos = {i: describer.describe(i) for i in range(chunk_start, chunk_stop) if i not in stored or i in fp_ids}
-    fp_rows = _fp_rows(scan.scan_id, plan.loaded.name, verdicts, infos, length_ok)
+    fp_rows = _fp_rows(scan.scan_id, plan.loaded.name, verdicts, infos, length_ok, plan.dtype_name)
     rechecks = _recheck_rows(scan.scan_id, verdicts)
     flipped = sum(r["screen_is_fp"] != r["float64_is_fp"] for r in rechecks)
     return JudgedChunk(chunk_start, chunk_stop, fp_rows, rechecks, flipped, time.perf_counter() - t0,
@@ -272,6 +289,7 @@ class SharedScan:
     resumed_from: int
     already_complete: bool
     stored: set[int]               # ids whose vocabulary row is already stored
+    calibrations: dict[Any, Calibration]   # rank 0's, so that every rank trusts what one process would
 
 
 def _open_on_every_rank(plan: ScanPlan, store: Store | None, group: Group) -> tuple[OpenScan, set[int]]:
@@ -281,11 +299,12 @@ def _open_on_every_rank(plan: ScanPlan, store: Store | None, group: Group) -> tu
         stored = {r[0] for r in store.query("SELECT token_id FROM vocabulary WHERE model = ? AND token_id >= ? AND "
                                             "token_id < ?", [plan.loaded.name, plan.id_start, plan.id_stop])}
         group.broadcast(SharedScan(scan.scan_id, scan.plan.opts, scan.todo, scan.resumed_from, scan.already_complete,
-                                   stored))
+                                   stored, dict(scan.plan.judge.calibrations)))
         return scan, stored
     shared = group.broadcast(None)
     if shared.opts != plan.opts:
         plan = replace(plan, opts=shared.opts, judge=TokenJudge(plan.loaded, shared.opts))
+    plan.judge.calibrations = dict(shared.calibrations)
     return OpenScan(shared.scan_id, plan, shared.todo, shared.resumed_from, shared.already_complete), shared.stored
 
 
@@ -333,12 +352,21 @@ def run_scan(plan: ScanPlan, store: Store | None, progress: BatchCallback | None
         return group.broadcast(result)
 
 
-def scan_vocabulary(loaded: LoadedModel, store: Store | None, opts: ScanOptions, dtype_name: str = "float32",
-                    progress: BatchCallback | None = None, on_start: Callable[[int, int], None] | None = None,
-                    ranks: Ranks | None = None) -> ScanResult:
+def scan_vocabulary(loaded: LoadedModel, store: Store | None, opts: ScanOptions | ScanPlan,
+                    dtype_name: str | None = None, progress: BatchCallback | None = None,
+                    on_start: Callable[[int, int], None] | None = None, ranks: Ranks | None = None) -> ScanResult:
     """Scan ids [start, start+limit) of ``loaded`` for token FPs, committing per chunk; resumable (under
-    torchrun, sharded across the ranks: see run_scan)."""
-    return run_scan(plan_scan(loaded, opts, dtype_name), store, progress, on_start, ranks)
+    torchrun, sharded across the ranks: see run_scan). Everything a scan stores is stored here: once the scan
+    is complete, the model's under-trained indicators too (fpprov.scan.undertrained; weights only, once per
+    model). ``opts`` may be the plan_scan of these options, made before the store was opened; ``dtype_name``,
+    when given, must name the dtype the model is loaded in (the one the scan records)."""
+    from .undertrained import ensure_undertrained  # transformers' tokenizer tables load with the work
+
+    plan = opts if isinstance(opts, ScanPlan) else plan_scan(loaded, opts, dtype_name)
+    result = run_scan(plan, store, progress, on_start, ranks)
+    if store is not None and result.complete:   # rank 0 only: the other ranks have no store
+        ensure_undertrained(loaded, store)
+    return result
 
 
 def _result(store: Store, scan_id: int, resumed_from: int = 0, already_complete: bool = False) -> ScanResult:
