@@ -1,11 +1,13 @@
 """Bench: the products of a few rows with the vocabulary matrices, in each form, measured in one run.
 
     python bench/few_rows.py                    # gemma3-270m's shapes (262,144 x 640), 1-10 rows
-    python bench/few_rows.py --model gemma3-270m   # also T(x) of the real model, before and now
+    python bench/few_rows.py --model gemma3-270m   # also T(x) of the real model, and its cross-batch drift
 
 Prints, per batch size S, the milliseconds of each form of the head product a @ W.T, of the mixture y @ E,
-and (with --model) of one evaluation of T, with fpprov's choice (fpprov.vectors.kernels) against the plain blocked
-forms it replaced. The ratios are what counts: this machine is noisy, so compare within one run.
+and (with --model) of one evaluation of T, with fpprov's choice (fpprov.vectors.kernels: torch's private
+oneDNN ops) against its public fallback forms and the plain blocked forms it replaced, then how far T of one x
+moves between batch compositions in each form. The ratios are what counts: this machine is noisy, so compare
+within one run.
 """
 
 from __future__ import annotations
@@ -96,23 +98,43 @@ class _PlainMap(EmbeddingMap):
 
 
 def whole_map(model: str, sizes: list[int], repeats: int) -> None:
-    loaded, _ = load_bench_model(model, "cpu")
+    loaded, _ = load_bench_model(model, "cpu", torch.get_num_threads())
     now, plain = EmbeddingMap(loaded, "effective"), _PlainMap(loaded, "effective")
     if now._plain_head is None:
         raise SystemExit(f"{model}: its head is not a plain Linear; the map runs the model's own forward")
-    print(f"T(x) of {model}, effective space (ms, best of {repeats})")
-    print("S  before  fpprov  ratio   decoder before  decoder fpprov")
+    print(f"T(x) of {model}, effective space (ms, best of {repeats}; public = fpprov's forms without oneDNN, "
+          f"what runs when its private ops are missing or fail)")
+    print("S  before  public  fpprov  before/fpprov  public/fpprov   decoder: before  public  fpprov")
     with torch.no_grad():
         for s in sizes:
             x = now.initial_vectors(range(s), 0.5)                                # (S, D)
             before, after = best_ms(lambda: plain(x), repeats), best_ms(lambda: now(x), repeats)
+            public = best_ms(mkl(lambda: now(x)), repeats)
             dec_before = best_ms(lambda: now._decoder(inputs_embeds=x[:, None, :], use_cache=False), repeats)
 
             def decoder_now():
                 with FewRowLinear():
                     return now._decoder(inputs_embeds=x[:, None, :], use_cache=False)
-            print(f"{s:<2} {before:7.1f} {after:7.1f} {before / after:6.2f} {dec_before:15.1f} "
-                  f"{best_ms(decoder_now, repeats):15.1f}")
+            print(f"{s:<2} {before:7.1f} {public:7.1f} {after:7.1f} {before / after:14.2f} {public / after:14.2f} "
+                  f"{dec_before:17.1f} {best_ms(mkl(decoder_now), repeats):7.1f} {best_ms(decoder_now, repeats):7.1f}")
+    cross_batch_drift(now, max(sizes))
+
+
+def cross_batch_drift(fmap: EmbeddingMap, size: int) -> None:
+    """How far T of the same x lies apart when x is evaluated alone and in batches of 2 .. ``size``, with each
+    form: max over rows and batch sizes of ||T_batch(x) - T_alone(x)|| (the residual ||T(x) - x|| of an FP
+    found in one batch can move by this much in another)."""
+    x = fmap.initial_vectors(range(size), 0.5)                                    # (S, D)
+    with torch.no_grad():
+        for _ in range(20):                                                       # near T's image, like an FP
+            x = fmap(x)
+        for name, wrap in (("fpprov (oneDNN)", lambda f: f), ("public forms", mkl)):
+            alone = torch.cat([wrap(lambda i=i: fmap(x[i:i + 1]))() for i in range(size)])   # (S, D)
+            worst = 0.0
+            for s in range(2, size + 1):
+                together = wrap(lambda: fmap(x[:s]))()                            # (s, D)
+                worst = max(worst, float((together - alone[:s]).norm(dim=-1).max()))
+            print(f"cross-batch drift of T, {name}: {worst:.3g} (||x|| ~ {float(x.norm(dim=-1).mean()):.3g})")
 
 
 def main() -> None:
@@ -122,7 +144,11 @@ def main() -> None:
     parser.add_argument("--sizes", default="1,2,3,4,5,6,8,10")
     parser.add_argument("--repeats", type=int, default=4)
     parser.add_argument("--model", default=None, help="also time T(x) of this model (alias, path or 'tiny')")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (1 avoids OpenMP spin-waits when other jobs share the cores)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     sizes = [int(s) for s in args.sizes.split(",")]
     products(args.rows, args.dim, sizes, args.repeats)
     if args.model:

@@ -90,6 +90,7 @@ def _ran_onednn(calls) -> bool:
 @needs_onednn
 @pytest.mark.parametrize("rows", [1, 3, 10])
 def test_without_gradients_few_row_linear_runs_onednn_with_one_packing_per_weight(rows):
+    assert few_rows.onednn_works()                                              # probed before recording
     torch.manual_seed(0)
     layer = torch.nn.Linear(16, 24)
     x = torch.randn(rows, 1, 16)                                                # (S, L, D)
@@ -123,3 +124,99 @@ def test_no_packing_when_the_copy_would_not_fit_in_memory(monkeypatch):
         assert packed(rows) is None
         torch.testing.assert_close(times_rows_t(a, rows, 1), a @ rows.T, rtol=1e-5, atol=1e-6)
     assert not _ran_onednn(seen.calls)
+
+
+def test_without_gradients_no_product_is_fed_a_single_row(monkeypatch):
+    """One row goes to oneDNN as two (its one-row kernel sums in another order than its many-row one)."""
+    if not few_rows.onednn_works():
+        pytest.skip("this torch has no working oneDNN linear")
+    fed = []
+    real = few_rows._OPS
+
+    class Spy:
+        _reorder_linear_weight = staticmethod(real._reorder_linear_weight)
+
+        @staticmethod
+        def _linear_pointwise(a, *args):
+            fed.append(a.shape[0])
+            return real._linear_pointwise(a, *args)
+
+    monkeypatch.setattr(few_rows, "_OPS", Spy)
+    rows, a = torch.randn(64, 8), torch.randn(1, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(times_rows_t(a, rows, 1), a @ rows.T, rtol=1e-5, atol=1e-6)
+    assert fed == [2]
+
+
+@needs_onednn
+@pytest.mark.parametrize("family", ["gemma3", "llama"])
+def test_t_of_a_seed_is_the_same_bit_for_bit_in_any_batch(tiny_model_dir, family):
+    """The products oneDNN runs (two rows and more) give each row the same bits whatever the other rows are,
+    so a residual measured in the batch that found an FP is the one it has alone: no cross-batch drift."""
+    from fpprov.models import load_model
+    from fpprov.vectors import EmbeddingMap
+
+    if not few_rows.onednn_works():
+        pytest.skip("this torch has no working oneDNN linear")
+    fmap = EmbeddingMap(load_model(str(tiny_model_dir(family)), device="cpu"))
+    x = fmap.initial_vectors(range(10), 0.1)                                   # (10, D)
+    with torch.no_grad():
+        alone = torch.cat([fmap(x[i:i + 1]) for i in range(10)])               # (10, D)
+        for size in (2, 3, 5, 10):
+            assert torch.equal(fmap(x[:size]), alone[:size]), size
+
+
+class _Changed:
+    """torch.ops.mkldnn as a later torch might have it: ``how`` says what changed."""
+
+    def __init__(self, how: str):
+        self.how, self._real = how, torch.ops.mkldnn
+        self._reorder_linear_weight = self._real._reorder_linear_weight
+        if how != "missing":
+            self._linear_pointwise = getattr(self, f"_{how}")
+
+    def _signature(self, a, weight, bias, attr, scalars, algorithm):
+        return self._real._linear_pointwise(a, weight, bias, attr, scalars)   # an argument fewer: torch raises
+
+    def _shape(self, *args):
+        return self._real._linear_pointwise(*args)[:, :-1]                     # another output layout
+
+    def _value(self, *args):
+        return 2 * self._real._linear_pointwise(*args)                         # another meaning
+
+
+@needs_onednn
+@pytest.mark.parametrize("probed", [False, True], ids=["before-probe", "mid-run"])
+@pytest.mark.parametrize("how", ["missing", "signature", "shape", "value"])
+def test_a_missing_or_changed_private_op_falls_back_to_the_public_forms(tiny_model_dir, monkeypatch, how, probed):
+    """torch's private oneDNN ops carry no stability promise: a missing op or a changed signature (found by
+    the probe before first use, or by a call mid-run) gives them up with one warning, and T (decoder, head
+    and mixture) comes out of the public forms, the same within float32 rounding, with no crash."""
+    from torch.utils.weak import WeakIdKeyDictionary
+
+    from fpprov.models import load_model
+    from fpprov.vectors import EmbeddingMap, iterate
+
+    if not few_rows.onednn_works():
+        pytest.skip("this torch has no working oneDNN linear")
+    fmap = EmbeddingMap(load_model(str(tiny_model_dir("gemma3", init=0.3)), device="cpu"))  # iteration converges
+    x = fmap.initial_vectors(range(3), 0.3)                                    # (3, D)
+    with torch.no_grad():
+        expected = fmap(x)                                                     # oneDNN
+    (reference,) = iterate(fmap, [0], fmap.initial_vectors([0], 0.3), max_steps=30)
+    monkeypatch.setattr(few_rows, "ONEDNN", True)          # restored after the test, as are the rest
+    monkeypatch.setattr(few_rows, "_PROBED", [True] if probed else [])
+    monkeypatch.setitem(few_rows._PACKED, "w", WeakIdKeyDictionary())
+    monkeypatch.setitem(few_rows._PACKED, "t", WeakIdKeyDictionary())
+    monkeypatch.setattr(few_rows, "_OPS", _Changed(how))
+    if how == "value" and probed:
+        pytest.skip("a wrong value after a passed probe is not detectable per call")
+    with pytest.warns(RuntimeWarning, match="private oneDNN linear ops failed") as caught, torch.no_grad():
+        got = fmap(x)
+        again = fmap(x)
+    assert len(caught) == 1 and few_rows.ONEDNN is False and not uses_onednn(x, fmap.matrix)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(again, got, rtol=0, atol=0)
+    (fallback,) = iterate(fmap, [0], fmap.initial_vectors([0], 0.3), max_steps=30)
+    assert reference.converged and fallback.converged, fallback.stop_detail
+    torch.testing.assert_close(fallback.vector, reference.vector, rtol=1e-5, atol=1e-5)

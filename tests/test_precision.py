@@ -142,3 +142,16 @@ def test_each_stored_verdict_says_what_it_guarantees(tiny_model_dir, tmp_path):
         assert (row["decided_in"] == "float64") == row["verified_float64"] == (g["guarantee"] == "float64")
         assert g["guarantee"] in ("float64", "calibrated") and g["dtype"] == "bfloat16"
     assert guarantees and "calibrated" in {g["guarantee"] for g in guarantees}
+
+
+@pytest.mark.parametrize("family", HEAD_EXTRA_FAMILIES + ("gemma2",))
+def test_the_vector_map_applies_the_same_extras_as_the_model(family, tiny_model_dir):
+    from fpprov.vectors.map import EmbeddingMap
+
+    loaded = load_model(str(tiny_model_dir(family, True)))
+    fmap = EmbeddingMap(loaded, "effective")
+    assert fmap._extras == HeadExtras.of(loaded.model)       # the fast path, with this model's extras
+    x = fmap.initial_vectors([0, 1, 2], 0.5)                                          # (S, D)
+    with torch.no_grad():
+        want = loaded.model(inputs_embeds=x[:, None, :], use_cache=False).logits[:, -1, :]  # (S, V)
+    assert torch.allclose(fmap.logits(x), want, rtol=0, atol=1e-5 * (1 + float(want.abs().max())))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_vectors import TOKEN_K, build_constant_head_model
+from tiny import TOKEN_K, hand_built_dir  # noqa: F401  (a fixture)
 
 from fpprov.models import load_model
 from fpprov.vectors import (DEFAULT_PROTOCOL, SEED_PROTOCOL, EmbeddingMap, coordinate_scale, gradient_descent,
@@ -17,8 +17,8 @@ def _one_thread(one_torch_thread):
 
 
 @pytest.fixture(scope="module")
-def constant_model(tmp_path_factory):
-    return load_model(str(build_constant_head_model(tmp_path_factory.mktemp("constant"))), device="cpu")
+def constant_model(hand_built_dir):
+    return load_model(str(hand_built_dir("constant")), device="cpu")
 
 
 def test_default_protocol_finds_the_fp_from_a_distant_start(constant_model):

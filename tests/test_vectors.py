@@ -1,19 +1,19 @@
 """The map T, both searches, batching and dedup on tiny and hand-constructed models (issue 3).
 
-Constructed models (shared with the other test_vectors_* files) are Llama configs whose decoder layers
-are silenced (zero attention values and MLP outputs), so the final hidden state is the input x plus an
-optional constant, and the head alone decides T. That makes the FPs known in closed form.
+Models come from tests/tiny.py: the four families' tiny random models (conftest's ``tiny_model_dir``) and the
+hand-built Llamas whose layers are silenced, so the head alone decides T and the FPs are known in closed form
+(``hand_built_dir``; their builders and token ids are re-exported here for the other test_vectors_* files).
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
-from tiny import build_tiny_model, build_tokenizer
-from transformers import AutoModelForCausalLM, LlamaConfig
+from tiny import HAND_HIDDEN as HIDDEN
+from tiny import TOKEN_A, TOKEN_B, TOKEN_K, build_constant_head_model, build_two_token_model  # noqa: F401
+from tiny import hand_built_dir  # noqa: F401  (a fixture)
 
 from fpprov.models import load_model
 from fpprov.vectors.study import VectorOptions, cluster_vectors, run_method
@@ -21,83 +21,20 @@ from fpprov.vectors import DescentSettings, EmbeddingMap, effective_embedding_ma
 
 TORCH_DEFAULTS = DescentSettings()  # torch's AdamW and ReduceLROnPlateau defaults, lr 1e-2, loss ||r||
 
-HIDDEN = 64
-TOKEN_K = 7          # the constant-head model's favourite token
-TOKEN_A, TOKEN_B = 5, 6   # the two-token model's pair
-
 
 @pytest.fixture(scope="module", autouse=True)
 def _one_thread(one_torch_thread):
     """Tiny models gain nothing from threads (see conftest.one_torch_thread)."""
 
 
-def _silenced_llama(out: Path, *, constant: torch.Tensor | None = None) -> tuple[Path, torch.nn.Module]:
-    """A 2-layer Llama whose layers add only ``constant`` (via o_proj's bias) to the residual stream."""
-    tokenizer = build_tokenizer()
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=HIDDEN, intermediate_size=128,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=256, tie_word_embeddings=False, attention_bias=True,
-                         initializer_range=0.02, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    with torch.no_grad():
-        for layer in model.model.layers:
-            layer.self_attn.v_proj.weight.zero_()
-            layer.self_attn.v_proj.bias.zero_()
-            layer.self_attn.o_proj.weight.zero_()
-            layer.self_attn.o_proj.bias.zero_()
-            layer.mlp.down_proj.weight.zero_()
-        if constant is not None:
-            model.model.layers[0].self_attn.o_proj.bias.copy_(constant)
-    return out, model, tokenizer
-
-
-def _save(out: Path, model, tokenizer) -> Path:
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
-
-
-def build_constant_head_model(out: Path) -> Path:
-    """T(x) ~= E_k for every x: a huge constant c swamps x before the final RMSNorm, and the head row of
-    token k points along c (logit ~16 against ~0), so nearly all mass is on k and the FP is E_k."""
-    direction = torch.randn(HIDDEN, generator=torch.Generator().manual_seed(1))
-    direction /= direction.norm()                                           # (D,)
-    out, model, tokenizer = _silenced_llama(out, constant=1e4 * direction)
-    with torch.no_grad():
-        head = model.lm_head.weight                                         # (V, D)
-        head.normal_(0.0, 0.02, generator=torch.Generator().manual_seed(2))
-        head[TOKEN_K] = 2.0 * direction  # rmsnorm(c) = sqrt(D) * direction: logit 2 * 8 = 16
-    return _save(out, model, tokenizer)
-
-
-def build_two_token_model(out: Path, slope: float) -> Path:
-    """Mass only on tokens a, b with E_a = e1 + e2, E_b = -e1 + e2. For x = s e1 + e2 the map is
-    s -> tanh(slope * s / sqrt(1 + s^2)): x = e2 is an FP with derivative ``slope`` (repelling when > 1,
-    a 2-cycle generator when < -1), and for slope > 1 two attracting FPs sit at s = +-s*."""
-    out, model, tokenizer = _silenced_llama(out)
-    e1, e2 = torch.eye(HIDDEN)[0], torch.eye(HIDDEN)[1]
-    # rmsnorm(x) = sqrt(D) x / |x|, so p_a - p_b = tanh((logit_a - logit_b) / 2) = tanh(beta sqrt(D) s / |x|)
-    beta = slope / math.sqrt(HIDDEN)
-    with torch.no_grad():
-        emb = model.model.embed_tokens.weight                               # (V, D)
-        emb.normal_(0.0, 0.02, generator=torch.Generator().manual_seed(3))
-        emb[TOKEN_A], emb[TOKEN_B] = e1 + e2, -e1 + e2
-        head = model.lm_head.weight                                         # (V, D)
-        head.copy_(-5.0 * e2.expand_as(head))   # every other token: logit -40 / sqrt(1 + s^2)
-        head[TOKEN_A], head[TOKEN_B] = beta * e1, -beta * e1
-    return _save(out, model, tokenizer)
+@pytest.fixture(scope="session")
+def constant_model(hand_built_dir):
+    return load_model(str(hand_built_dir("constant")), device="cpu")
 
 
 @pytest.fixture(scope="session")
-def constant_model(tmp_path_factory):
-    return load_model(str(build_constant_head_model(tmp_path_factory.mktemp("constant"))), device="cpu")
-
-
-@pytest.fixture(scope="session")
-def qwen_model(tmp_path_factory):
-    return load_model(str(build_tiny_model("qwen3", tmp_path_factory.mktemp("qwen3"))), device="cpu")
+def qwen_model(tiny_model_dir):
+    return load_model(str(tiny_model_dir("qwen3")), device="cpu")
 
 
 def test_map_is_mixture_of_embedding_rows(qwen_model):
@@ -178,10 +115,10 @@ def test_gradient_matches_plain_torch_loop(constant_model):
     torch.testing.assert_close(ours.vector, x.detach(), rtol=0, atol=5e-7)
 
 
-def test_no_detach_backpropagates_through_t(tmp_path):
+def test_no_detach_backpropagates_through_t(hand_built_dir):
     """Near the repelling FP e2 (slope 2 along e1), x - T(x) along e1 is -s but its gradient through T is
     (1 - 2)(-s) = +s: the two losses push the e1 coordinate in opposite directions."""
-    model = load_model(str(build_two_token_model(tmp_path / "m", slope=2.0)), device="cpu")
+    model = load_model(str(hand_built_dir("two_token", slope=2.0)), device="cpu")
     fmap = EmbeddingMap(model)
     x0 = torch.eye(HIDDEN)[1][None] + 0.01 * torch.eye(HIDDEN)[0][None]     # (1, D): s = 0.01
     (detached,) = gradient_descent(fmap, [0], x0, max_steps=3, detach=True)
@@ -189,8 +126,8 @@ def test_no_detach_backpropagates_through_t(tmp_path):
     assert float(detached.vector[0]) > 0.01 > float(through.vector[0])
 
 
-def test_iterate_gives_up_on_a_cycle_and_says_why(tmp_path):
-    model = load_model(str(build_two_token_model(tmp_path / "m", slope=-3.0)), device="cpu")
+def test_iterate_gives_up_on_a_cycle_and_says_why(hand_built_dir):
+    model = load_model(str(hand_built_dir("two_token", slope=-3.0)), device="cpu")
     fmap = EmbeddingMap(model)
     (outcome,) = iterate(fmap, [0], fmap.initial_vectors([0], 0.3), max_steps=10_000, stall_window=20)
     assert outcome.stop_reason == "not_converging" and not outcome.converged
@@ -215,8 +152,8 @@ def test_cluster_vectors_dedups_within_distance():
     assert cluster_vectors(torch.ones(2, 4) + 1e-6, 1e-4, anchors) == [0, 0]
 
 
-def test_gemma_effective_embedding_includes_scale(tmp_path):
-    gemma = load_model(str(build_tiny_model("gemma3", tmp_path / "g")), device="cpu")
+def test_gemma_effective_embedding_includes_scale(tiny_model_dir):
+    gemma = load_model(str(tiny_model_dir("gemma3")), device="cpu")
     module = gemma.input_embeddings()
     effective = effective_embedding_matrix(module)                          # (V, D)
     torch.testing.assert_close(effective, module.weight * math.sqrt(HIDDEN), rtol=1e-6, atol=0)
@@ -230,8 +167,8 @@ def test_gemma_effective_embedding_includes_scale(tmp_path):
     torch.testing.assert_close(raw.matrix, module.weight, rtol=0, atol=0)
 
 
-def test_untied_head_map(tmp_path):
-    llama = load_model(str(build_tiny_model("llama", tmp_path / "l", tied=False)), device="cpu")
+def test_untied_head_map(tiny_model_dir):
+    llama = load_model(str(tiny_model_dir("llama", tied=False)), device="cpu")
     assert not llama.tied_head
     (outcome,) = iterate(EmbeddingMap(llama), [0], EmbeddingMap(llama).initial_vectors([0], 0.03), max_steps=300)
     assert outcome.converged, outcome.stop_detail
@@ -281,3 +218,52 @@ def test_vocabulary_products_of_any_batch_size_match_the_plain_products(blocks):
         assert head.shape == (s, 512) and mixed.shape == (s, 16)
         torch.testing.assert_close(head, a @ rows.T, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(mixed, y @ rows, rtol=1e-5, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def scaled_gemma(tiny_model_dir):
+    """A tiny Gemma 3 whose embedding module scales by sqrt(64) = 8, with peaked mixtures (init 0.3), so that
+    iteration and gradient descent reach FPs in both spaces."""
+    return load_model(str(tiny_model_dir("gemma3", init=0.3)), device="cpu")
+
+
+@pytest.mark.parametrize("method", ["iterate", "gradient"])
+def test_default_tolerances_are_met_in_both_spaces_of_a_scaled_embedding(scaled_gemma, method):
+    from fpprov.vectors.map import REACHABLE_FACTOR, SEED_TOLERANCE
+
+    raw, effective = EmbeddingMap(scaled_gemma, "raw"), EmbeddingMap(scaled_gemma, "effective")
+    assert effective.coordinate_scale == pytest.approx(8 * raw.coordinate_scale, rel=1e-5)
+    # The seed's 1e-6 in the raw space, scaled with the coordinate size (8x) in the effective one, each raised to
+    # what float32 can reach there (here 1.1e-6 and 9.1e-6: this tiny model's raw coordinates are large).
+    assert raw.default_tolerance == pytest.approx(max(SEED_TOLERANCE, raw.reachable_tolerance))
+    assert effective.default_tolerance == pytest.approx(max(8 * SEED_TOLERANCE, effective.reachable_tolerance))
+    assert effective.default_tolerance > 8 * raw.default_tolerance * 0.99
+    assert effective.reachable_tolerance == pytest.approx(
+        REACHABLE_FACTOR * effective.coordinate_scale * math.sqrt(HIDDEN) * torch.finfo(torch.float32).eps)
+    for fmap in (raw, effective):
+        outcomes = run_method(fmap, method, range(5), VectorOptions(max_steps=3000), init_std=0.3)
+        converged = [o for o in outcomes if o.converged]
+        assert len(converged) >= 2, (fmap.embedding, [o.stop_detail for o in outcomes])
+        for outcome in converged:
+            assert outcome.residual < fmap.default_tolerance
+            alone = float((fmap(outcome.vector[None]) - outcome.vector[None]).norm())
+            assert alone < fmap.default_tolerance   # the FP evaluated alone meets it too
+        for outcome in outcomes:   # a seed that did not converge wandered far away: rounding did not stop it
+            assert outcome.converged or outcome.best_residual > 100 * fmap.default_tolerance, outcome.stop_detail
+
+
+def test_a_tolerance_below_the_dtypes_reach_warns_once_with_the_value_that_works(scaled_gemma):
+    import warnings
+
+    from fpprov.vectors.study import ToleranceWarning, tolerance
+
+    fmap = EmbeddingMap(scaled_gemma, "effective")
+    with pytest.warns(ToleranceWarning) as caught:
+        assert tolerance(fmap, VectorOptions(tol=1e-8)) == 1e-8
+    (warning,) = caught
+    message = str(warning.message)
+    assert "\n" not in message and f"--tol {fmap.default_tolerance:.2g}" in message and "--dtype float64" in message
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert tolerance(fmap, VectorOptions()) == fmap.default_tolerance          # the default: no warning
+        assert tolerance(fmap, VectorOptions(tol=1e-4)) == 1e-4

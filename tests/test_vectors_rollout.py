@@ -6,8 +6,8 @@ import math
 
 import pytest
 import torch
-from test_vectors import HIDDEN, TOKEN_A, TOKEN_B, TOKEN_K, build_constant_head_model, build_two_token_model
-from tiny import build_tiny_model
+from tiny import HAND_HIDDEN as HIDDEN
+from tiny import TOKEN_A, TOKEN_B, TOKEN_K, hand_built_dir  # noqa: F401  (a fixture)
 
 from fpprov.models import load_model
 from fpprov.vectors.rollout import judge_rollout, rollout_distances, token_fp_flags, token_mixtures
@@ -20,8 +20,8 @@ def _one_thread(one_torch_thread):
 
 
 @pytest.fixture(scope="module")
-def two_token(tmp_path_factory):
-    return load_model(str(build_two_token_model(tmp_path_factory.mktemp("two"), slope=2.0)), device="cpu")
+def two_token(hand_built_dir):
+    return load_model(str(hand_built_dir("two_token", slope=2.0)), device="cpu")
 
 
 def _e(i: int) -> torch.Tensor:
@@ -50,24 +50,68 @@ def test_feeding_x_does_not_compound(two_token):
     assert float(distances.max()) < 1e-6
 
 
+def _recorded_rollout(fmap: EmbeddingMap, x: torch.Tensor, steps: int, monkeypatch) -> tuple[list, list, torch.Tensor]:
+    """rollout_distances with the inputs fed at each step and the logits they gave recorded."""
+    fed, got = [], []
+    real = fmap.next_logits
+
+    def spy(step_input, cache):
+        logits, cache = real(step_input, cache)
+        fed.append(step_input.clone())
+        got.append(logits.clone())
+        return logits, cache
+
+    monkeypatch.setattr(fmap, "next_logits", spy)
+    distances = rollout_distances(fmap, x, steps=steps, feed="output")      # (2, L)
+    return fed, got, distances
+
+
 @pytest.mark.parametrize("family, steps", [("llama", 6), ("gemma3", 20)])
-def test_rollout_with_cache_matches_full_sequences(tmp_path, family, steps):
-    """The cached rollout at step l equals a fresh forward over the whole l-long sequence (real positions;
-    for Gemma 3 past its 16-token sliding window, so the cache's window handling is checked too)."""
-    loaded = load_model(str(build_tiny_model(family, tmp_path / family)), device="cpu")
+def test_rollout_with_cache_matches_full_sequences(tiny_model_dir, family, steps, monkeypatch):
+    """Each cached rollout step gives the logits of a fresh forward over the whole sequence fed so far (real
+    positions; for Gemma 3 past its 16-token sliding window, so the cache's window handling is checked too),
+    and not those of its last input at position 0: the positions advance. Teacher-forced (the same inputs
+    for both), so float32 rounding does not compound along the chain."""
+    loaded = load_model(str(tiny_model_dir(family)), device="cpu")
     fmap = EmbeddingMap(loaded)
     x = fmap.initial_vectors([0, 1], 0.03)                                  # (2, D)
-    distances = rollout_distances(fmap, x, steps=steps, feed="output")      # (2, L)
-    inputs = [x]
+    fed, got, distances = _recorded_rollout(fmap, x, steps, monkeypatch)
+    assert len(fed) == steps and torch.equal(fed[0], x)
     for l in range(steps):
         with torch.no_grad():
-            seq = torch.stack(inputs, dim=1)                                 # (2, l+1, D)
-            y = torch.softmax(loaded.model(inputs_embeds=seq).logits[:, -1].float(), -1)  # (2, V)
-            t = fmap.weights_to_vectors(y)                                  # (2, D)
-        torch.testing.assert_close(distances[:, l], (t - x).norm(dim=-1).double(), rtol=1e-4, atol=1e-5)
-        inputs.append(t)
-    # Positions matter in these models: the same vector fed at position 1 gives a different output than at 0.
-    assert not torch.allclose(distances[:, 1], distances[:, 0], atol=1e-6)
+            full = loaded.model(inputs_embeds=torch.stack(fed[:l + 1], dim=1)).logits[:, -1].float()  # (2, V)
+            at_zero = loaded.model(inputs_embeds=fed[l][:, None]).logits[:, -1].float()             # (2, V)
+        torch.testing.assert_close(got[l], full, rtol=1e-4, atol=1e-4)
+        if l:
+            assert float((got[l] - at_zero).abs().max()) > 1e-2, f"step {l + 1} ran at position 0"
+        t = fmap.weights_to_vectors(torch.softmax(got[l], -1))              # (2, D)
+        torch.testing.assert_close(distances[:, l], (t - x).norm(dim=-1).double(), rtol=1e-6, atol=1e-7)
+
+
+def test_a_rollout_whose_positions_do_not_advance_fails(tiny_model_dir, monkeypatch):
+    """A cache handed over under a name the forward does not take (the keyword transformers renamed) lands in
+    its **kwargs unused, and every step would run at position 0: the rollout refuses instead of measuring that."""
+    import fpprov.vectors.map as vector_map
+    from fpprov.errors import FpprovError
+
+    loaded = load_model(str(tiny_model_dir("llama")), device="cpu")
+    fmap = EmbeddingMap(loaded)
+    # (5.x still reads past_key_values from **kwargs; 4.x ignores cache there, as any forward ignores this one)
+    monkeypatch.setattr(vector_map, "cache_keyword", lambda module: "kv_cache")
+    with pytest.raises(FpprovError, match="positions would not advance"):
+        rollout_distances(fmap, fmap.initial_vectors([0], 0.03), steps=3)
+
+
+def test_the_cache_keyword_is_the_one_the_installed_forward_takes(tiny_model_dir):
+    import inspect
+
+    from fpprov.vectors.map import cache_keyword
+
+    loaded = load_model(str(tiny_model_dir("gemma3")), device="cpu")
+    fmap = EmbeddingMap(loaded)
+    for module in (loaded.model, fmap._decoder):
+        name = cache_keyword(module)
+        assert name in inspect.signature(module.forward).parameters and name in ("cache", "past_key_values")
 
 
 def test_judge_rollout_treats_non_finite_as_unbounded():
@@ -76,8 +120,8 @@ def test_judge_rollout_treats_non_finite_as_unbounded():
     assert verdicts[1].stable and verdicts[1].dist_max == pytest.approx(2e-7)
 
 
-def test_mixture_of_constant_head_fp(tmp_path):
-    model = load_model(str(build_constant_head_model(tmp_path / "c")), device="cpu")
+def test_mixture_of_constant_head_fp(hand_built_dir):
+    model = load_model(str(hand_built_dir("constant")), device="cpu")
     fmap = EmbeddingMap(model)
     e_k = model.input_embeddings().weight[TOKEN_K]
     (mixture,) = token_mixtures(fmap, e_k[None], top_k=5)

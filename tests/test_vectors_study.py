@@ -6,8 +6,7 @@ import warnings
 
 import pytest
 import torch
-from test_vectors import TOKEN_K, build_constant_head_model
-from tiny import build_tiny_model
+from tiny import TOKEN_K, hand_built_dir  # noqa: F401  (a fixture)
 from typer.testing import CliRunner
 
 from fpprov.cli import app
@@ -25,8 +24,8 @@ def _one_thread(one_torch_thread):
 
 
 @pytest.fixture(scope="module")
-def constant_dir(tmp_path_factory):
-    return build_constant_head_model(tmp_path_factory.mktemp("constant"))
+def constant_dir(hand_built_dir):
+    return hand_built_dir("constant")
 
 
 @pytest.fixture(scope="module")
@@ -35,9 +34,9 @@ def constant_model(constant_dir):
 
 
 @pytest.fixture(scope="module")
-def olmo_model(tmp_path_factory):
+def olmo_model(tiny_model_dir):
     # Iteration on this tiny OLMo 2 reaches several distinct FPs, each in under 10 steps.
-    return load_model(str(build_tiny_model("olmo2", tmp_path_factory.mktemp("olmo2"))), device="cpu")
+    return load_model(str(tiny_model_dir("olmo2")), device="cpu")
 
 
 @pytest.fixture
@@ -162,8 +161,8 @@ def test_cli_runs_and_summarises(tmp_path, constant_dir):
         assert s.query("SELECT count(*), sum(n_runs) FROM vector_fps") == [(1, 4)]
 
 
-def test_cli_explains_precision_floor(tmp_path):
-    qwen = build_tiny_model("qwen3", tmp_path / "qwen3")
+def test_cli_explains_precision_floor(tmp_path, tiny_model_dir):
+    qwen = tiny_model_dir("qwen3")
     result = runner.invoke(app, ["vectors", str(qwen), "--db", str(tmp_path / "p.duckdb"), "--method", "iterate",
                                  "--seeds", "1", "--tol", "1e-12", "--stall-window", "40", "--device", "cpu"])
     assert result.exit_code == 0, result.output

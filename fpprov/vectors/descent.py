@@ -142,15 +142,17 @@ class BatchedPlateau:
 
 
 def gradient_descent(fmap: EmbeddingMap, seeds: Sequence[int], x0: torch.Tensor,
-                     settings: DescentSettings | None = None, *, tol: float = 1e-6, detach: bool = True,
+                     settings: DescentSettings | None = None, *, tol: float | None = None, detach: bool = True,
                      on_finish: Finished | None = None, progress: StepCallback | None = None,
                      **overrides: Any) -> list[SeedOutcome]:
     """AdamW on the detached loss (T detached by default) with ReduceLROnPlateau, every seed with its own state.
 
     ``settings`` default to the default protocol in fmap's space; ``overrides`` (lr=, max_steps=, ...) replace
     single fields. The batch shares only the forward pass: gradients of the summed loss are per row because
-    rows never mix in the model. The plateau schedule watches each seed's residual ||r||.
+    rows never mix in the model. The plateau schedule watches each seed's residual ||r||. ``tol`` defaults to
+    the map's ``default_tolerance``.
     """
+    tol = fmap.default_tolerance if tol is None else tol
     settings = settings or settings_for(fmap)
     if overrides:
         settings = replace(settings, **overrides)

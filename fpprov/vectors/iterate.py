@@ -36,10 +36,12 @@ def stall_reason(history: list[float], window: int) -> str | None:
     return None
 
 
-def iterate(fmap: EmbeddingMap, seeds: Sequence[int], x0: torch.Tensor, *, tol: float = 1e-6,
+def iterate(fmap: EmbeddingMap, seeds: Sequence[int], x0: torch.Tensor, *, tol: float | None = None,
             max_steps: int = ITERATE_MAX_STEPS, stall_window: int = 200, on_finish: Finished | None = None,
             progress: StepCallback | None = None) -> list[SeedOutcome]:
-    """Fixed-point iteration x <- T(x) for every seed at once, each stopping on its own."""
+    """Fixed-point iteration x <- T(x) for every seed at once, each stopping on its own; ``tol`` defaults to
+    the map's ``default_tolerance``."""
+    tol = fmap.default_tolerance if tol is None else tol
     book = Bookkeeper("iterate", seeds, max_steps, on_finish, progress)
     x = x0.clone()                                                         # (S, D)
     active = list(range(len(seeds)))

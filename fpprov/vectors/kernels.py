@@ -1,28 +1,32 @@
 """Products of a few rows (the seeds of a vector-FP search) with large weight matrices, in the forms that run fast.
 
-A vector-FP search multiplies 1-10 rows by the 262,144 x 640 head and embedding of gemma3-270m, and by the
-decoder's weights, hundreds of times. MKL (torch's CPU BLAS) runs such products far below the machine's
-rate when the few rows are the GEMM's M dimension and the weight is cold: a 1-row product with a 2048 x 640
-weight read it at ~10 GB/s where a plain sum reads 54 GB/s. Measured here (2 cores, AMD EPYC, MKL 2024.2,
-float32; bench/few_rows.py prints them in one run):
+A vector-FP search multiplies a few rows (1-10 seeds) by a model's vocabulary-sized head and embedding and by
+its decoder's weights, hundreds of times. torch's CPU BLAS runs such products far below the memory rate when
+the few rows are the GEMM's M dimension and the weight is cold, so two families of forms replace the plain
+``a @ W.T`` (their speeds: docs/development.md, "Vector search speed", and ``bench/few_rows.py``):
 
-- oneDNN's linear with a weight packed once (``torch.ops.mkldnn._linear_pointwise``, the kernel torch's
-  own CPU compiler uses for frozen linear layers) took 25-31 ms for the head and 27-30 ms for the mixture
-  for 1-10 rows, against 36-63 and 35-58 ms for MKL in row blocks; 300-320 us against 540-1,030 us per cold
-  2048 x 640 decoder weight. Its head product is also the same bit for bit whatever the batch size.
-  It has no autograd kernel, so it runs only where no gradient is asked for; packing costs a copy of each
-  weight (gemma3-270m: 0.67 GB for the head, 0.67 GB for E transposed, 0.4 GB for the decoder; peak memory
-  of the demo's vector step 3.1 -> 5.5 GB), made only while a quarter of the RAM stays free after it.
-- Without it on the CPU (gradients through T, a torch built without oneDNN): for 2-4 rows the head as
-  (W @ a.T).T, where the few rows are N and W's rows M (25 against 81 ms for 3 rows in 64 blocks), the same
-  for the decoder's linear layers (61 against 79 ms for gemma3-270m's decoder, 3 rows), and otherwise
-  batched GEMMs over row blocks (the mixture in 256 blocks of 1,024 rows: 28-43 against 35-57 ms for
-  1-3 rows in 64). On a GPU the blocked GEMMs run as they are.
-
-Every form computes the same product up to float32 reassociation; none changes a result beyond rounding.
+- **oneDNN's linear with each weight packed once** (``torch.ops.mkldnn._linear_pointwise`` and
+  ``_reorder_linear_weight``, the ops torch's CPU compiler uses for frozen linear layers). These are private
+  ops of torch's inductor with no stability promise, so they are used defensively: probed once against the
+  public product before first use, and every call runs inside a try. An op that is missing, takes other
+  arguments, or returns another shape or value makes this module give them up for the rest of the process
+  (one ``RuntimeWarning``), and the public forms below run instead; the results are the same product up to
+  float32 rounding. They have no autograd kernel, so they run only where no gradient is asked for, and a
+  packed copy of a weight is made only while a quarter of the RAM stays free after it.
+  They are always fed at least two rows: for a single row oneDNN takes another kernel whose sums differ in
+  the last bits, while from two rows on each row's result does not depend on the other rows. So T of a seed
+  is the same bit for bit whatever batch it is evaluated in (tested), and a residual measured in the batch
+  that found an FP is the residual of that FP evaluated alone.
+- **the public forms** (``torch.matmul``), where oneDNN does not run (gradients through T, a torch without
+  oneDNN or whose private ops changed, no memory for the packed copy): for 2-4 rows on the CPU
+  ``(W @ a.T).T`` (the few rows as the GEMM's N dimension), otherwise batched GEMMs over row blocks of the
+  vocabulary-sized matrices (``row_blocks``). On a GPU the blocked GEMMs run as they are. Their sums depend
+  on the batch size, so there T of a seed can differ in the last bits between batches.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -31,10 +35,15 @@ from torch.utils.weak import WeakIdKeyDictionary
 
 from ..models.memory import free_memory, total_ram
 
-# Batch sizes for which (W @ a.T).T beat a @ W.T through MKL (see the module docstring).
+# Batch sizes for which (W @ a.T).T beat a @ W.T through the CPU BLAS (docs/development.md).
 TRANSPOSED_ROWS = range(2, 5)
+# Where torch's private oneDNN ops are looked up (a test swaps it for a namespace that lacks or changed them).
+_OPS = torch.ops.mkldnn
+# Whether the private oneDNN ops are used: they exist here, and (once probed, see ``onednn_works``) they work.
+# Set to False for good by the first failure.
 ONEDNN = (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
           and hasattr(torch.ops.mkldnn, "_reorder_linear_weight"))
+_PROBED: list[bool] = []          # [result] once ``onednn_works`` has run
 
 # weight -> (its version when packed, packed weight), by identity (a tensor's == is elementwise); "t" entries
 # pack weight.T, for y @ weight. A packed copy lives as long as its weight.
@@ -42,13 +51,9 @@ _PACKED = {"w": WeakIdKeyDictionary(), "t": WeakIdKeyDictionary()}
 
 
 def row_blocks(n_rows: int, most: int = 64) -> int:
-    """How many blocks the vocabulary-sized MKL products run in: the largest of most, most/2, ..., 8 that
-    divides n_rows, for n_rows of at least 65,536; else 1.
-
-    One GEMM against all 262,144 rows ran about 2x slower than a batched GEMM over 16-32 row blocks here
-    (MKL, 2 threads: 37 vs 20 ms for 1 seed, 84 vs 41-47 ms for 10), for the head and the mixture alike;
-    64 blocks (4,096 rows each) ran faster again for 10 seeds (head 58 vs 80 ms, mixture 54 vs 63 ms).
-    """
+    """How many blocks the vocabulary-sized public products run in: the largest of most, most/2, ..., 8 that
+    divides n_rows, for n_rows of at least 65,536; else 1 (a batched GEMM over row blocks runs faster than
+    one GEMM against all rows here, docs/development.md)."""
     blocks = most
     while blocks >= 8:
         if n_rows >= 65536 and n_rows % blocks == 0:
@@ -57,22 +62,77 @@ def row_blocks(n_rows: int, most: int = 64) -> int:
     return 1
 
 
+def give_up_onednn(why: str) -> None:
+    """Stop using the private oneDNN ops in this process (drop their packed copies) and say so once."""
+    global ONEDNN
+    if ONEDNN:
+        ONEDNN = False
+        _PACKED["w"], _PACKED["t"] = WeakIdKeyDictionary(), WeakIdKeyDictionary()
+        warnings.warn(f"torch's private oneDNN linear ops failed ({why}); fpprov uses the public matrix "
+                      "products from now on (slower, same results up to float32 rounding)", RuntimeWarning,
+                      stacklevel=3)
+
+
+def _onednn_product(flat: torch.Tensor, weight: torch.Tensor, transposed: bool,
+                    bias: torch.Tensor | None) -> torch.Tensor | None:
+    """flat (R, in) @ W.T + bias (W.T @ ... for ``transposed``: flat @ weight) through oneDNN, at least two rows
+    fed; None when the packed copy would not fit. Raises whatever the private ops raise."""
+    blocked = packed(weight, transposed)
+    if blocked is None:
+        return None
+    rows = flat.shape[0]
+    fed = flat.expand(2, flat.shape[1]).contiguous() if rows == 1 else flat                       # (>=2, in)
+    out = _OPS._linear_pointwise(fed, blocked, bias, "none", [], "")                             # (>=2, out)
+    n_out = weight.shape[1] if transposed else weight.shape[0]
+    if not (isinstance(out, torch.Tensor) and tuple(out.shape) == (fed.shape[0], n_out)
+            and out.dtype == torch.float32):
+        raise RuntimeError(f"_linear_pointwise returned {getattr(out, 'shape', type(out).__name__)}, "
+                           f"expected ({fed.shape[0]}, {n_out}) float32")
+    return out[:rows]                                                                             # (R, out)
+
+
+def onednn_works() -> bool:
+    """Whether the private ops exist and compute a small product (with a bias, and a single row) as the public
+    forms do; probed once per process, a failure gives them up (``give_up_onednn``)."""
+    if not ONEDNN:
+        return False
+    if not _PROBED:
+        gen = torch.Generator().manual_seed(0)
+        a, w, b = torch.randn(3, 8, generator=gen), torch.randn(5, 8, generator=gen), torch.randn(5, generator=gen)
+        try:
+            with torch.no_grad():
+                got = [_onednn_product(a, w, False, b), _onednn_product(a[:1], w, False, None),
+                       _onednn_product(a, w.T.contiguous(), True, None)]
+                want = [a @ w.T + b, a[:1] @ w.T, a @ w.T]
+            if any(g is None for g in got):
+                return True   # no memory for even this copy: decide on a later call
+            if not all(torch.allclose(g, e, rtol=1e-4, atol=1e-5) for g, e in zip(got, want)):
+                raise RuntimeError("its product differs from the public one")
+        except Exception as error:  # a private op: any failure means its contract changed
+            _PROBED.append(False)
+            give_up_onednn(f"{type(error).__name__}: {error}")
+            return False
+        _PROBED.append(True)
+    return ONEDNN and _PROBED[0]
+
+
 def uses_onednn(a: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether a product of ``a`` with ``weight`` runs through oneDNN: float32 on the CPU, no gradient asked."""
+    """Whether a product of ``a`` with ``weight`` runs through oneDNN: float32 on the CPU, no gradient asked,
+    the private ops working."""
     return (ONEDNN and a.device.type == "cpu" and weight.device.type == "cpu" and a.dtype == torch.float32
             and weight.dtype == torch.float32 and weight.dim() == 2 and a.shape[-1] > 0
-            and not (torch.is_grad_enabled() and (a.requires_grad or weight.requires_grad)))
+            and not (torch.is_grad_enabled() and (a.requires_grad or weight.requires_grad)) and onednn_works())
 
 
 def uses_transposed_form(a: torch.Tensor) -> bool:
-    """Whether an MKL product of the rows of ``a`` (..., D) with a weight runs as (W @ a.T).T."""
+    """Whether a public product of the rows of ``a`` (..., D) with a weight runs as (W @ a.T).T."""
     rows = a.numel() // a.shape[-1] if a.shape[-1] else 0
     return a.device.type == "cpu" and a.dtype == torch.float32 and rows in TRANSPOSED_ROWS
 
 
 def packed(weight: torch.Tensor, transposed: bool = False) -> torch.Tensor | None:
     """``weight`` (out, in), or its transpose, in oneDNN's blocked layout, packed once per weight version;
-    None when less than a quarter of the RAM would stay free after the copy (the MKL forms then run instead:
+    None when less than a quarter of the RAM would stay free after the copy (the public forms then run instead:
     a whole large model's decoder packed beside it could exhaust the memory, one weight at a time)."""
     cache = _PACKED["t" if transposed else "w"]
     held = cache.get(weight)
@@ -81,27 +141,30 @@ def packed(weight: torch.Tensor, transposed: bool = False) -> torch.Tensor | Non
             return None
         with torch.no_grad():
             source = weight.detach().T.contiguous() if transposed else weight.detach().contiguous()
-            held = (weight._version, torch.ops.mkldnn._reorder_linear_weight(source, None))
+            held = (weight._version, _OPS._reorder_linear_weight(source, None))
         cache[weight] = held
     return held[1]
 
 
-def _onednn_weight(a: torch.Tensor, weight: torch.Tensor, transposed: bool = False) -> torch.Tensor | None:
-    """The packed weight for a product of ``a`` with ``weight`` through oneDNN, or None where it does not run."""
-    return packed(weight, transposed) if uses_onednn(a, weight) else None
-
-
-def onednn_linear(a: torch.Tensor, weight_packed: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """a (..., in) @ W.T + bias through oneDNN, for a weight from ``packed``: (..., out)."""
-    flat = a.reshape(-1, a.shape[-1]).contiguous()                                                 # (R, in)
-    out = torch.ops.mkldnn._linear_pointwise(flat, weight_packed, bias, "none", [], "")             # (R, out)
-    return out.reshape(*a.shape[:-1], out.shape[-1])
+def onednn_linear(a: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                  transposed: bool = False) -> torch.Tensor | None:
+    """a (..., in) @ weight.T + bias (a @ weight for ``transposed``) through oneDNN: (..., out); None where it
+    does not run (``uses_onednn``, no memory for the packed copy) or has just failed (then given up for good)."""
+    if not uses_onednn(a, weight):
+        return None
+    try:
+        with torch.no_grad():
+            out = _onednn_product(a.reshape(-1, a.shape[-1]).contiguous(), weight, transposed, bias)
+    except Exception as error:  # a private op: any failure means its contract changed
+        give_up_onednn(f"{type(error).__name__}: {error}")
+        return None
+    return None if out is None else out.reshape(*a.shape[:-1], out.shape[-1])
 
 
 def times_rows_t(a: torch.Tensor, rows: torch.Tensor, blocks: int) -> torch.Tensor:
     """a (S, D) @ rows.T for rows (V, D): (S, V)."""
-    if (weight := _onednn_weight(a, rows)) is not None:
-        return onednn_linear(a, weight)                                                            # (S, V)
+    if (out := onednn_linear(a, rows)) is not None:
+        return out                                                                                 # (S, V)
     if uses_transposed_form(a):
         return (rows @ a.T).T                                                                       # (S, V)
     if blocks == 1:
@@ -113,8 +176,8 @@ def times_rows_t(a: torch.Tensor, rows: torch.Tensor, blocks: int) -> torch.Tens
 
 def weights_times_rows(y: torch.Tensor, rows: torch.Tensor, blocks: int) -> torch.Tensor:
     """y (S, V) @ rows (V, D): (S, D)."""
-    if (weight := _onednn_weight(y, rows, transposed=True)) is not None:
-        return onednn_linear(y, weight)                                                            # (S, D)
+    if (out := onednn_linear(y, rows, transposed=True)) is not None:
+        return out                                                                                 # (S, D)
     if blocks == 1:
         return y @ rows
     s = y.shape[0]
@@ -122,7 +185,7 @@ def weights_times_rows(y: torch.Tensor, rows: torch.Tensor, blocks: int) -> torc
 
 
 class FewRowLinear(TorchFunctionMode):
-    """Within this context, F.linear runs through oneDNN (``uses_onednn``), else as (W @ x.T).T + b for a few
+    """Within this context, F.linear runs through oneDNN (``onednn_linear``), else as (W @ x.T).T + b for a few
     rows (``uses_transposed_form``), else as itself.
 
     A TorchFunctionMode rather than a change to the model: the decoder's modules stay as transformers built
@@ -135,8 +198,8 @@ class FewRowLinear(TorchFunctionMode):
             x, weight = args[0], args[1]
             bias = args[2] if len(args) > 2 else kwargs.get("bias")
             if bias is None or bias.dtype == torch.float32:
-                if (blocked := _onednn_weight(x, weight)) is not None:
-                    return onednn_linear(x, blocked, bias)
+                if (out := onednn_linear(x, weight, bias)) is not None:
+                    return out
             if weight.dim() == 2 and uses_transposed_form(x):
                 out = (weight @ x.reshape(-1, x.shape[-1]).T).T                    # (R, out)
                 if bias is not None:

@@ -8,6 +8,7 @@ same kind) or the *raw* weight matrix (the seed's convention).
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any, Sequence
 
@@ -15,9 +16,29 @@ import torch
 
 from ..errors import FpprovError
 from .kernels import FewRowLinear, row_blocks, times_rows_t, weights_times_rows
-from ..models.head_extras import apply_softcap, softcap_of
+from ..models.head_extras import HeadExtras
 
 EMBEDDINGS = ("effective", "raw")
+# The KV-cache keyword of a decoder's forward and the output field that returns the cache: transformers 5.x
+# renamed past_key_values to cache. A keyword the forward does not name falls into its **kwargs unused, and
+# every decoding step would then run at position 0 without an error, so the name is read from the signature.
+CACHE_KEYWORDS = ("cache", "past_key_values")
+# The seed's convergence tolerance ||T(x) - x|| < 1e-6, meant for its (raw) space; other spaces scale it.
+SEED_TOLERANCE = 1e-6
+# A tolerance below this many times a typical FP's rounding scale ||x|| * eps(dtype) is out of reach: T(x)
+# is only computed to about that (gemma3-270m's effective space, float32: best residuals 2.3e-6 to 9.8e-6
+# where ||x|| * eps is 3.1e-6; docs/vectors.md).
+REACHABLE_FACTOR = 4.0
+
+
+def cache_keyword(module: torch.nn.Module) -> str:
+    """The name under which ``module``'s forward takes (and its output returns) the KV cache."""
+    parameters = inspect.signature(module.forward).parameters
+    for name in CACHE_KEYWORDS:
+        if name in parameters:
+            return name
+    raise FpprovError(f"{type(module).__name__}.forward takes none of {', '.join(CACHE_KEYWORDS)}: the rollout "
+                      "needs a KV cache to decode at real positions")
 
 
 def effective_embedding_matrix(module: torch.nn.Module, chunk: int = 16384) -> torch.Tensor:
@@ -35,6 +56,32 @@ def effective_embedding_matrix(module: torch.nn.Module, chunk: int = 16384) -> t
         parts = [module(torch.arange(start, min(start + chunk, n_rows), device=weight.device))
                  for start in range(0, n_rows, chunk)]                       # each (c, D)
     return torch.cat(parts)                                                  # (V, D)
+
+
+def decoder_of(model: torch.nn.Module) -> torch.nn.Module | None:
+    """The decoder below a CausalLM's head (its hidden states in ``last_hidden_state``), or None.
+
+    transformers before 5 answers ``get_decoder()`` with None for many CausalLMs whose decoder is ``model``."""
+    getter = getattr(model, "get_decoder", None)
+    decoder = getter() if callable(getter) else None
+    if decoder is None:
+        decoder = getattr(model, "model", None)
+    return decoder if isinstance(decoder, torch.nn.Module) and decoder is not model else None
+
+
+def _extras_reproducing(model: Any, decoder: Any) -> HeadExtras | None:
+    """The head's extras when the decoder's output through the head and them gives the model's own logits;
+    None when fpprov cannot read them or they do not (the map then runs the model's own forward, which is
+    right by definition, only slower)."""
+    try:
+        extras = HeadExtras.of(model)
+        ids = torch.arange(2, device=model.get_output_embeddings().weight.device)             # (2,)
+        with torch.no_grad():
+            hidden = decoder(input_ids=ids[:, None], use_cache=False).last_hidden_state[:, -1, :]  # (2, D)
+        extras.check(model, ids, hidden)
+    except FpprovError:
+        return None
+    return extras
 
 
 class EmbeddingMap:
@@ -57,13 +104,14 @@ class EmbeddingMap:
         self.device = self.matrix.device
         n_rows = int(self.matrix.shape[0])
         self._head_blocks, self._mixture_blocks = row_blocks(n_rows), row_blocks(n_rows, most=256)
-        config = self.model.config
-        plain = (type(head) is torch.nn.Linear and callable(getattr(self.model, "get_decoder", None))
-                 and not any(hasattr(config, a) for a in ("logit_scale", "logits_scaling")))
-        self._plain_head = head if plain else None
-        self._decoder = self.model.get_decoder() if plain else None
-        self._softcap = softcap_of(config)
+        decoder = decoder_of(self.model) if type(head) is torch.nn.Linear else None
+        self._extras = _extras_reproducing(self.model, decoder) if decoder is not None else None
+        self._plain_head = head if self._extras is not None else None
+        self._decoder = decoder if self._extras is not None else None
         self._coordinate_scale: float | None = None
+        self._cache_keyword: str | None = None     # read from the called module's signature on first use
+        self._raw_weight = module.weight                                      # (V, D)
+        self._raw_scale: float | None = None
 
     @property
     def coordinate_scale(self) -> float:
@@ -72,6 +120,33 @@ class EmbeddingMap:
             self._coordinate_scale = coordinate_scale(self.matrix)
         return self._coordinate_scale
 
+    @property
+    def raw_coordinate_scale(self) -> float:
+        """``coordinate_scale`` of the raw embedding weight (the seed's space), computed once per map."""
+        if self._raw_scale is None:
+            same = self._raw_weight.data_ptr() == self.matrix.data_ptr()
+            self._raw_scale = self.coordinate_scale if same else coordinate_scale(self._raw_weight)
+        return self._raw_scale
+
+    @property
+    def rounding_scale(self) -> float:
+        """||x|| * eps of the map's dtype for a typical point of T's image (||x|| ~ coordinate_scale * sqrt(D)):
+        the size of the rounding error of a computed T(x) - x."""
+        return self.coordinate_scale * math.sqrt(self.dim) * torch.finfo(self.dtype).eps
+
+    @property
+    def reachable_tolerance(self) -> float:
+        """The smallest tolerance this map's dtype can be expected to meet: REACHABLE_FACTOR * rounding_scale."""
+        return REACHABLE_FACTOR * self.rounding_scale
+
+    @property
+    def default_tolerance(self) -> float:
+        """The seed's 1e-6 scaled from the raw space to this one by their coordinate sizes (1e-6 in the raw
+        space and wherever the embedding module does not scale; 25.3e-6 in gemma3-270m's effective space),
+        raised to ``reachable_tolerance`` where the dtype cannot reach that (e.g. bfloat16)."""
+        scaled = SEED_TOLERANCE * self.coordinate_scale / self.raw_coordinate_scale
+        return max(scaled, self.reachable_tolerance)
+
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Logits at position 0 for inputs x (S, D), as float32 (S, V)."""
         return self.next_logits(x, None)[0]
@@ -79,22 +154,23 @@ class EmbeddingMap:
     def next_logits(self, x: torch.Tensor, cache: Any) -> tuple[torch.Tensor, Any]:
         """Float32 logits (S, V) of inputs x (S, D) at the position after those ``cache`` holds (position 0
         when it is None, without one), and the cache grown by that position (None without one)."""
-        kwargs = {"use_cache": False} if cache is None else {"cache": cache, "use_cache": True}
-        if self._plain_head is None:  # a head with extras transformers applies itself
-            out = self.model(inputs_embeds=x[:, None, :], **kwargs)
+        module = self.model if self._plain_head is None else self._decoder  # the model: a head with extras
+        if cache is None:
+            kwargs = {"use_cache": False}
+        else:
+            if self._cache_keyword is None:
+                self._cache_keyword = cache_keyword(module)
+            kwargs = {self._cache_keyword: cache, "use_cache": True}
+        if self._plain_head is None:
+            out = module(inputs_embeds=x[:, None, :], **kwargs)
             logits = out.logits[:, -1, :]                                  # (S, V)
         else:
             with FewRowLinear():
-                out = self._decoder(inputs_embeds=x[:, None, :], **kwargs)
+                out = module(inputs_embeds=x[:, None, :], **kwargs)
             hidden = out.last_hidden_state[:, -1, :]                       # (S, D)
-            logits = times_rows_t(hidden, self._plain_head.weight, self._head_blocks)  # (S, V)
-            if self._plain_head.bias is not None:
-                logits = logits + self._plain_head.bias
-            logits = apply_softcap(logits, self._softcap)
-        grown = getattr(out, "past_key_values", None)
-        if cache is None or grown is None:
-            grown = cache                                                  # None, or grown in place
-        return logits.float(), grown
+            logits = self._extras.apply(times_rows_t(hidden, self._plain_head.weight, self._head_blocks))  # (S, V)
+        grown = getattr(out, self._cache_keyword, None) if cache is not None else None
+        return logits.float(), cache if grown is None else grown       # a DynamicCache grows in place
 
     def mixture(self, x: torch.Tensor) -> torch.Tensor:
         """y = softmax(logits(x)), (S, V) float32."""

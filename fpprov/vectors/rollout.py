@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
+import transformers
 from transformers import DynamicCache
 
+from ..errors import FpprovError
 from ..scan.judge import TokenJudge
 from ..scan.options import ScanOptions
 from ..tokens import TokenDescriber
@@ -38,6 +40,12 @@ def rollout_distances(fmap: EmbeddingMap, fps: torch.Tensor, steps: int = 100,
             # Positions come from the cache length, so position l is the real l-th position. The map's
             # products (fpprov.vectors.kernels), not the model's lm_head: 3 rows x 262,144 took 232 ms there.
             logits, cache = fmap.next_logits(step_input, cache)             # (F, V)
+            if cache.get_seq_length() != l + 1:
+                # The cache did not grow: the model took it under another name (or ignored it), and every
+                # step would run at position 0 as if it were the first.
+                raise FpprovError(f"the KV cache holds {cache.get_seq_length()} positions after rollout step "
+                                  f"{l + 1}: {type(fmap.model).__name__} did not take it (transformers "
+                                  f"{transformers.__version__}); the rollout's positions would not advance")
             y = torch.softmax(logits, dim=-1)                               # (F, V)
             t = fmap.weights_to_vectors(y)                                  # (F, D)
             distances[:, l] = (t.float() - x.float()).norm(dim=-1).double().cpu()

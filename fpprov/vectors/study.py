@@ -9,94 +9,26 @@ stored keeps its vector_id and, when its analysis settings match, its rollout an
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import torch
 
 from ..errors import FpprovError
-from .rollout import ROLLOUT_FEEDS, judge_rollout, rollout_distances, token_mixtures
+from .rollout import judge_rollout, rollout_distances, token_mixtures
 from ..db.store import Store, upsert_model
 from ..versions import library_versions
-from .descent import PROTOCOLS, DescentSettings, gradient_descent, settings_for
+from .descent import DescentSettings, gradient_descent, settings_for
 from .iterate import ITERATE_MAX_STEPS, iterate
-from .map import EMBEDDINGS, EmbeddingMap, default_init_std
-from .search import METHODS, Finished, SeedOutcome, StepCallback
+from .map import REACHABLE_FACTOR, EmbeddingMap, default_init_std
+from .search import Finished, SeedOutcome, StepCallback
+# VectorOptions lives in options.py; imported here too, where callers have always found it
+from .options import VectorOptions, check_option_ranges  # noqa: F401
 
 
-@dataclass
-class VectorOptions:
-    """Every knob of `fpprov vectors`.
-
-    ``protocol`` picks gradient descent's settings: ``default`` (fpprov's, scaled to the space) or ``seed``
-    (the seed's script: AdamW lr 1e-2, weight decay 0, patience 1000, lr floor 3e-9, 100k steps). lr,
-    lr_floor, weight_decay, patience and max_steps left None take the protocol's value (max_steps: iterate
-    stops at ITERATE_MAX_STEPS, the seed's observation); a value given replaces it.
-    """
-
-    methods: tuple[str, ...] = METHODS
-    seeds: Sequence[int] = tuple(range(10))
-    embedding: str = "effective"
-    tol: float = 1e-6
-    max_steps: int | None = None
-    stall_window: int = 200
-    protocol: str = "default"
-    lr: float | None = None
-    lr_floor: float | None = None
-    weight_decay: float | None = None
-    patience: int | None = None
-    detach: bool = True
-    init_std: float | None = None           # None: the config's initializer_range
-    dedup_distance: float = 1e-4
-    rollout_steps: int = 100
-    rollout_feed: str = "output"
-    stable_threshold: float = 1e-3
-    top_k: int = 20
-    force: bool = False
-
-    def __post_init__(self) -> None:
-        self.check()
-
-    def check(self) -> None:
-        """Raise FpprovError, worded for the CLI, for the first option outside its range."""
-        bad = [m for m in self.methods if m not in METHODS]
-        if bad or not self.methods:
-            raise FpprovError(f"unknown method {', '.join(map(repr, bad)) or '(none)'}: use iterate, gradient or both")
-        if self.embedding not in EMBEDDINGS:
-            raise FpprovError(f"unknown embedding convention {self.embedding!r}: use effective or raw "
-                              "(the CLI also takes both)")
-        if self.rollout_feed not in ROLLOUT_FEEDS:
-            raise FpprovError(f"unknown rollout feed {self.rollout_feed!r}: use output or x")
-        if self.protocol not in PROTOCOLS:
-            raise FpprovError(f"unknown gradient protocol {self.protocol!r}: use default or seed")
-        if not self.seeds:
-            raise FpprovError("--seeds must be at least 1")
-        check_option_ranges(self)
-
-
-# Every numeric option of `fpprov vectors`: (field, flag, lowest, lowest allowed itself?); None may skip.
-_RANGES = (("tol", "tol", 0, False), ("max_steps", "max-steps", 1, True), ("stall_window", "stall-window", 0, True),
-           ("lr", "lr", 0, False), ("lr_floor", "lr-floor", 0, True), ("weight_decay", "weight-decay", 0, True),
-           ("patience", "patience", 0, True),
-           ("init_std", "init-std", 0, False), ("dedup_distance", "dedup", 0, False),
-           ("rollout_steps", "rollout-steps", 1, True), ("stable_threshold", "stable-threshold", 0, False),
-           ("top_k", "top-k", 1, True))
-
-
-_OPTIONAL = ("init_std", "max_steps", "lr", "lr_floor", "weight_decay", "patience")  # None: the default
-
-
-def check_option_ranges(options: Any) -> None:
-    """Raise FpprovError for the first numeric option of a VectorOptions outside its range (NaN and infinity
-    included): e.g. --init-std 0 would start every seed at the same x0, a negative --stall-window never stalls."""
-    for name, flag, low, inclusive in _RANGES:
-        value = getattr(options, name, None)
-        if value is None and name in _OPTIONAL:
-            continue
-        ok = value is not None and math.isfinite(value) and (value >= low if inclusive else value > low)
-        if not ok:
-            bound = f"at least {low}" if inclusive else "positive" if low == 0 else f"over {low}"
-            raise FpprovError(f"--{flag} must be {bound} and finite (got {value})")
+class ToleranceWarning(UserWarning):
+    """A convergence tolerance below what the run's dtype can reach in its space."""
 
 
 def iterate_max_steps(options: VectorOptions) -> int:
@@ -109,10 +41,30 @@ def descent_settings(fmap: EmbeddingMap, options: VectorOptions) -> DescentSetti
                         weight_decay=options.weight_decay, patience=options.patience, max_steps=options.max_steps)
 
 
+def tolerance(fmap: EmbeddingMap, options: VectorOptions) -> float:
+    """The tolerance of a study in fmap's space: ``options.tol``, or the space's ``default_tolerance`` when None.
+    A tolerance asked for below what the map's dtype can reach (``reachable_tolerance``) gets one warning line
+    (a ``ToleranceWarning``) naming the value that works."""
+    if options.tol is None:
+        return fmap.default_tolerance
+    reach = fmap.reachable_tolerance
+    if options.tol < reach:
+        dtype = dtype_name(fmap.dtype)
+        wider = "" if fmap.dtype == torch.float64 else " or --dtype float64"
+        warnings.warn_explicit(  # explicit: one line, without a source line under it
+            f"--tol {options.tol:g} is below what {dtype} can reach in the {options.embedding} space (about "
+            f"{reach:.2g}, {REACHABLE_FACTOR:g} x ||x|| x eps): seeds will stop on the precision floor; use "
+            f"--tol {max(reach, fmap.default_tolerance):.2g}{wider}",
+            ToleranceWarning, "fpprov.vectors", 0)
+    return options.tol
+
+
 def method_settings(method: str, options: VectorOptions, dtype: str, init_std: float,
-                    descent: DescentSettings | None = None) -> str:
-    """Canonical text of every setting that changes this method's result (the resume key with the seed)."""
-    parts = [f"embedding={options.embedding}", f"dtype={dtype}", f"init_std={init_std:g}", f"tol={options.tol:g}"]
+                    descent: DescentSettings | None = None, tol: float | None = None) -> str:
+    """Canonical text of every setting that changes this method's result (the resume key with the seed);
+    ``tol`` is the tolerance in force (``tolerance``), ``options.tol`` when None."""
+    tol = options.tol if tol is None else tol
+    parts = [f"embedding={options.embedding}", f"dtype={dtype}", f"init_std={init_std:g}", f"tol={tol:g}"]
     if method == "iterate":
         parts += [f"max_steps={iterate_max_steps(options)}", f"stall_window={options.stall_window}"]
     else:
@@ -153,8 +105,9 @@ def run_study(store: Store, loaded: Any, options: VectorOptions, *, progress: St
     init_std = options.init_std if options.init_std is not None else default_init_std(loaded.model)
     summary = StudySummary(model=loaded.name)
     descent = descent_settings(fmap, options)
+    tol = tolerance(fmap, options)
     for method in options.methods:
-        settings = method_settings(method, options, dtype, init_std, descent)
+        settings = method_settings(method, options, dtype, init_std, descent, tol)
         wanted = {int(s) for s in options.seeds}
         done = {row[0] for row in store.query(
             "SELECT seed FROM vector_runs WHERE model = ? AND method = ? AND settings = ?",
@@ -170,7 +123,7 @@ def run_study(store: Store, loaded: Any, options: VectorOptions, *, progress: St
             on_method(method, len(todo), len(summary.skipped[method]))
         if todo:
             base = {"model": loaded.name, "method": method, "settings": settings, "embedding": options.embedding,
-                    "dtype": dtype, "device": str(fmap.device), "init_std": init_std, "tolerance": options.tol,
+                    "dtype": dtype, "device": str(fmap.device), "init_std": init_std, "tolerance": tol,
                     "batch_size": len(todo), **_versions()}
             if method == "iterate":
                 base.update(max_steps=iterate_max_steps(options), stall_window=options.stall_window)
