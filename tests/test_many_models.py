@@ -10,9 +10,10 @@ import duckdb
 import pytest
 from typer.testing import CliRunner
 
-from fpprov.runtime.batch import DONE, FAILED, SKIPPED, ModelJob, Outcome, jobs_from, option_types, run_jobs
+from fpprov.runtime.batch import DONE, FAILED, SKIPPED, ModelJob, Outcome, jobs_from, run_jobs
 from fpprov.cli import app
-from fpprov.cli.scan import scan_model
+from fpprov.cli import scan as scan_cli
+from fpprov.cli.many import command_options
 from fpprov.errors import FpprovError
 from fpprov.models import load_aliases
 
@@ -52,7 +53,7 @@ def test_names_then_manifest_then_family_and_duplicates_run_once(tmp_path):
     manifest = tmp_path / "m.toml"
     manifest.write_text('[[model]]\nname = "qwen3-0.6b"\nlimit = 5\n[[model]]\nname = "olmo2-1b"\n')
     jobs = jobs_from(["olmo2-1b", "qwen3-0.6b"], family="olmo2", manifest=manifest,
-                     options=option_types(scan_model, exclude=("model", "db")))
+                     options=command_options(scan_cli.scan))
     specs = [(j.spec, dict(j.overrides)) for j in jobs]
     assert specs[:3] == [("olmo2-1b", {}), ("qwen3-0.6b", {}), ("qwen3-0.6b", {"limit": 5})]
     assert [s for s, _ in specs].count("olmo2-1b") == 1 and len(specs) == 3 + 5
@@ -72,7 +73,7 @@ def test_bad_manifests_are_one_line_errors(tmp_path, text, message):
     manifest = tmp_path / "m.toml"
     manifest.write_text(text)
     with pytest.raises(FpprovError, match=None) as caught:
-        jobs_from(manifest=manifest, options=option_types(scan_model, exclude=("model", "db")))
+        jobs_from(manifest=manifest, options=command_options(scan_cli.scan))
     assert message in str(caught.value) and "\n" not in str(caught.value)
 
 
@@ -82,7 +83,7 @@ def test_manifest_reads_dashed_options_floats_from_ints_and_paths_beside_it(tmp_
     (tmp_path / "models" / "mine").symlink_to(model)
     manifest = tmp_path / "m.toml"
     manifest.write_text('[[model]]\nname = "models/mine"\nbatch-size = 8\ntolerance = 0\ndtype = "float64"\n')
-    [job] = jobs_from(manifest=manifest, options=option_types(scan_model, exclude=("model", "db")))
+    [job] = jobs_from(manifest=manifest, options=command_options(scan_cli.scan))
     assert job.spec == str((tmp_path / "models" / "mine").resolve())
     assert job.overrides == {"batch_size": 8, "tolerance": 0.0, "dtype": "float64"}
     assert isinstance(job.overrides["tolerance"], float)

@@ -167,11 +167,18 @@ def test_model_without_rope_warns_and_check_length_is_recorded(tmp_path):
     assert checks[0] > 0 and checks[0] == checks[1]
 
 
-def test_low_precision_dtype_warns(tiny_model_dir, tmp_path):
+def test_low_precision_dtype_warns_once_and_the_scan_records_it(tiny_model_dir, tmp_path):
+    db = tmp_path / "b.duckdb"
     result = runner.invoke(app, ["scan", str(tiny_model_dir("gemma3")), "--dtype", "bfloat16", "--limit", "20",
-                                 "--db", str(tmp_path / "b.duckdb")], terminal_width=200)
+                                 "--db", str(db)], terminal_width=200)
     assert result.exit_code == 0, result.output
-    assert "bfloat16 loses the precision" in result.output
+    warned = [line for line in result.output.splitlines() if line.startswith("warning:") and "bfloat16" in line]
+    assert len(warned) == 1
+    con = duckdb.connect(str(db), read_only=True)
+    dtype = con.execute("SELECT dtype FROM scans").fetchone()[0]
+    undecided = con.execute("SELECT count(*) FROM token_fps WHERE decided_in IS NULL").fetchone()[0]
+    con.close()
+    assert dtype == "bfloat16" and undecided == 0
 
 
 def test_offline_alias_with_nothing_cached_says_what_was_tried(tmp_path, monkeypatch):

@@ -7,7 +7,10 @@ import warnings
 
 import typer
 
-app = typer.Typer(
+from .. import __version__
+from .common import App
+
+app = App(
     name="fpprov",
     help="Find the fixed points of pretrained LLMs and trace them back to training data.",
     no_args_is_help=True,
@@ -15,6 +18,20 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # help texts show [t] and [bos, t] literally
 )
+
+
+
+def _version(asked: bool) -> None:
+    if asked:
+        typer.echo(f"fpprov {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: bool = typer.Option(False, "--version", is_eager=True, callback=_version,
+                                      help="Print fpprov's version and exit.")) -> None:
+    """Find the fixed points of pretrained LLMs and trace them back to training data."""
+
 
 # Each module defines register(app) and owns its commands.
 COMMAND_MODULES = ("scan", "vectors", "provenance", "report")

@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import typer
+import typing
+from typer.core import TyperCommand
 from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
 from ..runtime import interrupts
 from ..errors import FpprovError
-from ..db.store import default_db_path
 
 console = Console(stderr=False, highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -23,7 +24,52 @@ DbOption = typer.Option(None, "--db", envvar="FPPROV_DB", help="DuckDB file (def
                         show_default=False)
 
 
+_PLACEHOLDERS = {int: "N", float: "X", str: "TEXT", Path: "PATH"}
+
+
+def placeholder(param: Any) -> str:
+    """What an option's value or an argument is called in help: its metavar, else N (integers), X (numbers),
+    TEXT or PATH, never typer's Python types (<int>, <list[str]>, <int range>)."""
+    if param.metavar is not None:
+        return param.metavar
+    kind = param.type_descriptor.annotation
+    if typing.get_origin(kind) in (list, tuple):
+        kind = typing.get_args(kind)[0]
+    return _PLACEHOLDERS.get(kind, (param.name or "value").upper())
+
+
+class ReadableCommand(TyperCommand):
+    """A command whose help names values by placeholder (``--limit N``, ``MODEL...``)."""
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        args, opts = [], []
+        for param in self.get_params(ctx):
+            if param.param_type_name == "option" and not param.is_flag:
+                param.metavar = placeholder(param)   # typer shows an option's metavar in place of its type
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            if param.param_type_name == "argument":   # typer adds the type to an argument's name: leave it out
+                name = param.metavar or (param.name or "value").upper()
+                args.append((name + ("..." if param.nargs != 1 else ""), record[1]))
+            else:
+                opts.append(record)
+        for title, rows in (("Arguments", args), ("Options", opts)):
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+
+
+class App(typer.Typer):
+    """typer.Typer whose commands are ReadableCommands."""
+
+    def command(self, *args: Any, cls: Any = None, **kwargs: Any) -> Any:
+        return super().command(*args, cls=cls or ReadableCommand, **kwargs)
+
+
 def db_path(db: Optional[Path]) -> Path:
+    from ..db.store import default_db_path  # duckdb loads with a command's work, not at CLI start
+
     return Path(db) if db else default_db_path()
 
 

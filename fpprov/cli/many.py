@@ -1,9 +1,11 @@
-"""What `fpprov scan` and `fpprov vectors` print around a run of several models: a header per model, a line
-per failure as it happens, and the summary table at the end; every line of a run of several models is
-printed here (a torchrun rank that should stay quiet is silenced in one place)."""
+"""What `fpprov scan` and `fpprov vectors` share: the options that pick their models (MODEL..., --all,
+--family, --manifest, --db), the one place that tells one model from several, and what they print around a
+run of several models: a header per model, a line per failure as it happens, and the summary table at the
+end (a torchrun rank that should stay quiet is silenced in one place)."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -12,10 +14,48 @@ from rich.table import Table
 
 from ..runtime.batch import DONE, FAILED, SKIPPED, BatchSummary, ModelJob, Outcome, jobs_from, option_types, run_jobs
 from ..errors import FpprovError
-from ..db.store import check_writable
 from .common import cell, console, db_path, err_console, esc
 
 _STYLES = {DONE: "green", SKIPPED: "cyan", FAILED: "bold red"}
+
+# The parameters every several-model command declares with these defaults; the others are its own options.
+ModelsArgument = typer.Argument(
+    None, metavar="MODEL", show_default=False,
+    help="Alias (see `fpprov models`), hub id, model directory or .gguf file; several run one after another.")
+AllOption = typer.Option(False, "--all", help="Every alias of `fpprov models`, one after another.")
+FamilyOption = typer.Option(None, "--family", metavar="FAMILY",
+                            help="Every alias of this family (olmo2, qwen3, gemma3), one after another.")
+ManifestOption = typer.Option(None, "--manifest", metavar="FILE", help="TOML file of [[model]] tables: name plus "
+                              "per-model options (docs/many-models.md).")
+SHARED = ("ctx", "models", "db", "all_models", "family", "manifest")
+
+
+def command_options(command: Callable[..., Any]) -> dict[str, type]:
+    """The options of a command that a manifest may set per model: all but the shared ones."""
+    return option_types(command, exclude=SHARED)
+
+
+def run_command(command: Callable[..., Any], ctx: typer.Context, make_options: Callable[..., Any],
+                run_model: Callable[[str, Path | None, Any], Any], outcome: Callable[[Any], Outcome]) -> None:
+    """Run `fpprov <command>` as its parameters ask: ``make_options(**settings)`` makes (and checks) the
+    command's options object from its own options (a manifest's per-model values replacing the command
+    line's), ``run_model(spec, db, options)`` runs one model and ``outcome`` says what became of it.
+
+    One model, without --all, --family or --manifest: its errors are the command's (exit 2). Several: every
+    model's options (and the database) are checked before anything loads, then they run one at a time."""
+    params = ctx.params
+    settings = {name: value for name, value in params.items() if name not in SHARED}
+    names, db = params["models"] or (), params["db"]
+    if len(names) == 1 and not (params["all_models"] or params["family"] or params["manifest"]):
+        run_model(names[0], db, make_options(**settings))
+        return
+    jobs = jobs_from(names, params["all_models"], params["family"], params["manifest"], command_options(command))
+    jobs = [dataclasses.replace(job, options=with_origin(job, lambda: make_options(**{**settings, **job.overrides})))
+            for job in jobs]
+    from ..db.store import check_writable  # duckdb loads with the command's work, not at CLI start
+
+    check_writable(db_path(db))
+    run_many(ctx.info_name or command.__name__, jobs, lambda job: outcome(run_model(job.spec, db, job.options)))
 
 
 def run_many(command: str, jobs: Sequence[ModelJob], run_one: Callable[[ModelJob], Outcome]) -> None:
@@ -34,34 +74,14 @@ def run_many(command: str, jobs: Sequence[ModelJob], run_one: Callable[[ModelJob
         raise typer.Exit(1)
 
 
-def checked_jobs(models: Sequence[str], all_models: bool, family: str | None, manifest: Path | None,
-                 one_model: Callable[..., Any], check_options: Callable[..., Any], settings: dict[str, Any],
-                 db: Path | None) -> list[ModelJob]:
-    """The jobs of a several-model command, every model's options (and the database) checked before anything
-    loads: a bad option of any model fails the command at once (exit 2)."""
-    jobs = jobs_from(models, all_models, family, manifest, option_types(one_model, exclude=("model", "db")))
-    for job in jobs:
-        merged = {**settings, **job.overrides}
-        with_origin(job, lambda: (check_options(**merged), known_dtype(merged["dtype"])))
-    check_writable(db_path(db))
-    return jobs
-
-
-def with_origin(job: ModelJob, check: Callable[[], Any]) -> None:
-    """Run a check of one model's options; its error says which model of the run it is about."""
+def with_origin(job: ModelJob, check: Callable[[], Any]) -> Any:
+    """Run a check of one model's options and return its result; its error says which model of the run it
+    is about."""
     try:
-        check()
+        return check()
     except FpprovError as exc:
         where = f" ({job.origin})" if job.origin != "command line" else ""
         raise FpprovError(f"{job.spec}{where}: {exc}") from None
-
-
-def known_dtype(dtype: str) -> None:
-    """--dtype checked before any model loads (a single model checks it when loading)."""
-    from ..models import DTYPES  # torch loads with the command's work, not at CLI start
-
-    if dtype not in DTYPES:
-        raise FpprovError(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")
 
 
 def print_batch_summary(command: str, summary: BatchSummary) -> None:

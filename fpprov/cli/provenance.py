@@ -1,25 +1,26 @@
-"""`fpprov provenance`, `fpprov indexes` and `fpprov index build`."""
+"""`fpprov provenance`, `fpprov indexes` and `fpprov index build`.
+
+The library (provenance, evidence with scipy, corpus backends, duckdb) loads inside the commands, not at CLI
+start: `fpprov --help` stays fast."""
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from .. import provenance as prov
 from ..corpus.catalog import BACKENDS
-from ..corpus.factory import list_indexes
-from ..corpus.http import HttpSettings
-from ..corpus.index_build import build_index
 from ..errors import FpprovError
-from ..provenance.budget import over_budget
-from ..provenance.options import RunEstimate
-from ..db.store import open_store
-from .common import DbOption, cell, console, db_path, err_console, esc, user_errors
+from .common import App, DbOption, cell, console, db_path, err_console, esc, user_errors
+
+if TYPE_CHECKING:
+    from ..provenance import RunSummary
+    from ..provenance.options import RunEstimate
 
 
 def parse_ladder(ngram: int, ladder: Optional[str]) -> tuple[int, ...]:
@@ -47,8 +48,10 @@ def duration(seconds: float) -> str:
     return f"about {seconds / 3600:.1f} h"
 
 
-def plan_lines(estimate: RunEstimate) -> list[str]:
+def plan_lines(estimate: "RunEstimate") -> list[str]:
     """What a run will send to one index, said before it sends anything; a second line when it is over the hour."""
+    from ..provenance.budget import over_budget
+
     e = estimate
     taken = (f"all {e.fp_total:,} FPs" if e.fps == e.fp_total
              else f"{e.fps:,} of {e.fp_total:,} FPs ({e.sample_rule})")
@@ -70,8 +73,9 @@ def plan_lines(estimate: RunEstimate) -> list[str]:
     return lines
 
 
-class RichProgress(prov.ProvenanceProgress):
-    """Shows the plan of each index, then each phase (counts, documents) with queries/s and cache hits."""
+class RichProgress:
+    """fpprov.provenance.ProvenanceProgress's hooks: shows the plan of each index, then each phase (counts,
+    documents) with queries/s and cache hits."""
 
     def __init__(self, progress: Progress):
         self.progress, self.task, self.started = progress, None, False
@@ -86,22 +90,22 @@ class RichProgress(prov.ProvenanceProgress):
         if self.task is not None:
             self.progress.advance(self.task, n)
 
-    def planned(self, estimate: RunEstimate) -> None:
+    def planned(self, estimate: "RunEstimate") -> None:
         for line in plan_lines(estimate):  # soft wrap: one line each however narrow the terminal
             self.progress.console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def provenance(
-    model: Optional[List[str]] = typer.Option(None, "--model", "-m", help="Model(s) to trace (default: every scanned model)."),
+    model: Optional[List[str]] = typer.Option(None, "--model", "-m", metavar="MODEL", help="Model(s) to trace (default: every scanned model)."),
     db: Optional[Path] = DbOption,
-    backend: str = typer.Option("api", help="api (infini-gram API) | mini (infini-gram-mini) | local (--index-dir)."),
+    backend: str = typer.Option("api", metavar="BACKEND", help="api (infini-gram API) | mini (infini-gram-mini) | local (--index-dir)."),
     index: Optional[List[str]] = typer.Option(
-        None, help="Index name, repeatable: every model is traced in each and the indexes are ranked by FP-vs-control "
+        None, metavar="NAME", help="Index name, repeatable: every model is traced in each and the indexes are ranked by FP-vs-control "
                    "AUC (default: each model's alias default; local: a label for a single --index-dir)."),
     index_dir: Optional[List[Path]] = typer.Option(
-        None, "--index-dir", help="Local index folder, repeatable: each is an index of its own, ranked like --index."),
+        None, "--index-dir", metavar="DIR", help="Local index folder, repeatable: each is an index of its own, ranked like --index."),
     ngram: int = typer.Option(10, min=1, help="Repetitions of the token text in the query."),
-    ladder: Optional[str] = typer.Option(None, help="Several n at once, e.g. 1,2,5,10,20 (overrides --ngram)."),
+    ladder: Optional[str] = typer.Option(None, metavar="N,N,...", help="Several n at once, e.g. 1,2,5,10,20 (overrides --ngram)."),
     docs: int = typer.Option(20, min=0, help="Documents to sample per largest-n query with count >= --min-count "
                                              "(0: none)."),
     controls: int = typer.Option(1, min=0, max=20, help="Matched non-FP controls per FP (0: no comparison)."),
@@ -113,20 +117,23 @@ def provenance(
                                                              "source baseline."),
     min_count: int = typer.Option(1, min=1, help="Only sample documents for counts at least this large."),
     seed: int = typer.Option(0, help="Sampling seed: the same seed picks the same documents."),
-    source_field: str = typer.Option("source", help="Metadata field naming a document's source (else its path)."),
+    source_field: str = typer.Option("source", metavar="FIELD", help="Metadata field naming a document's source (else its path)."),
     context: int = typer.Option(100, min=0, help="Snippet characters each side of the match."),
     concurrency: int = typer.Option(2, min=1, max=8, help="Requests in flight (HTTP backends)."),
     rate: float = typer.Option(2.0, min=0.0, help="Requests per second at most (0: no limit)."),
     timeout: float = typer.Option(60.0, min=0.1, help="Seconds to wait for an answer."),
     retries: int = typer.Option(7, min=0, help="Retries with exponential backoff (up to 60 s) on 403/429/5xx/connection errors."),
     give_up_after: int = typer.Option(20, min=0, help="Stop after this many failed queries in a row (0: never)."),
-    api_url: Optional[str] = typer.Option(None, "--api-url", show_default=False,
+    api_url: Optional[str] = typer.Option(None, "--api-url", metavar="URL", show_default=False,
                                           help="Base URL of the backend's server (mirrors, tests); else "
                                                "FPPROV_API_URL (api) / FPPROV_MINI_URL (mini), else the public one."),
 ) -> None:
     """Count each FP token's text repeated n times in a training corpus; sample documents and sources."""
     if backend not in BACKENDS:
         raise FpprovError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
+    from .. import provenance as prov
+    from ..corpus.http import HttpSettings
+    from ..db.store import open_store
     from ..runtime.distributed import Ranks  # torch loads with the command's work, not at CLI start
 
     Ranks.from_env().require_single("provenance", "its work is corpus queries, written by one process")
@@ -140,6 +147,7 @@ def provenance(
         raise FpprovError(f"database {path} does not exist; run `fpprov scan MODEL` first or pass --db")
     store = open_store(path)
     try:
+        explain_nothing_to_trace(store, model or None)
         bar = RichProgress(Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                                     _RateColumn(), TimeElapsedColumn(), console=err_console, transient=False))
         try:
@@ -158,7 +166,27 @@ def provenance(
         raise typer.Exit(1)
 
 
-def print_summary(store, summary: prov.RunSummary) -> None:
+def explain_nothing_to_trace(store, models: Optional[List[str]]) -> None:
+    """Before any work: a -m that names no scanned model (with the closest scanned name), and complete scans
+    that found no fixed point, are said as such (the library's own message, 'no complete scans', covers the
+    rest)."""
+    scanned = {m: (int(complete), int(fps)) for m, complete, fps in store.query(
+        "SELECT s.model, count(DISTINCT s.scan_id) FILTER (WHERE s.complete), count(f.token_id) FILTER (WHERE "
+        "s.complete) FROM scans s LEFT JOIN token_fps f ON f.scan_id = s.scan_id GROUP BY s.model")}
+    for name in models or ():
+        if name not in scanned:
+            close = difflib.get_close_matches(name, scanned, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else \
+                f" (scanned: {', '.join(sorted(scanned))})" if scanned else ""
+            raise FpprovError(f"no complete scan with fixed points for {name}: the database has no scan of it{hint}")
+    empty = [m for m in (models or sorted(scanned)) if scanned[m][0] and not scanned[m][1]]
+    if empty and (models or not any(fps for _, fps in scanned.values())):
+        raise FpprovError(f"the complete scan of {', '.join(empty)} found no fixed points: nothing to trace")
+
+
+def print_summary(store, summary: "RunSummary") -> None:
+    from .. import provenance as prov
+
     n = max(summary.ladder) if summary.ladder else "?"
     title = f"top FP tokens by count of the text x {n} ({summary.backend}: {', '.join(summary.indexes)})"
     table = Table(title=esc(title))
@@ -186,11 +214,13 @@ def print_summary(store, summary: prov.RunSummary) -> None:
 
 
 def indexes(
-    backend: str = typer.Option("all", help="api | mini | all"),
-    api_url: Optional[str] = typer.Option(None, "--api-url", help="Server base URL (else FPPROV_API_URL / FPPROV_MINI_URL)."),
+    backend: str = typer.Option("all", metavar="BACKEND", help="api | mini | all"),
+    api_url: Optional[str] = typer.Option(None, "--api-url", metavar="URL", help="Server base URL (else FPPROV_API_URL / FPPROV_MINI_URL)."),
     timeout: float = typer.Option(5.0, min=0.1, help="Seconds to wait for the server's own list."),
 ) -> None:
     """List the known indexes: the server's own list (GET /) when it answers, else the data file."""
+    from ..corpus.factory import list_indexes
+
     chosen = [b for b in BACKENDS if b != "local"] if backend == "all" else [backend]
     for name in chosen:
         if name not in BACKENDS or name == "local":
@@ -206,13 +236,15 @@ def indexes(
 
 def index_build(
     corpus: Path = typer.Argument(..., help="Folder of *.jsonl / *.jsonl.gz files (field 'text' plus metadata)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Index folder to create."),
+    out: Path = typer.Option(..., "--out", "-o", metavar="DIR", help="Index folder to create."),
     shards: int = typer.Option(1, min=1, help="Shards to split the index into."),
     mem: int = typer.Option(2, min=1, help="GiB of memory the indexer may use."),
-    source_field: str = typer.Option("source", help="Metadata field naming the source (counted in the summary)."),
+    source_field: str = typer.Option("source", metavar="FIELD", help="Metadata field naming the source (counted in the summary)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing index folder."),
 ) -> None:
     """Build a local byte-level infini-gram index from your own corpus, offline."""
+    from ..corpus.index_build import build_index
+
     with err_console.status(f"indexing {esc(corpus)} ..."):
         result = build_index(corpus, out, shards=shards, mem_gb=mem, force=force, source_field=source_field)
     console.print(f"built {result.out_dir}: {result.documents:,} documents from {result.files} file(s), "
@@ -226,6 +258,6 @@ def index_build(
 def register(app: typer.Typer) -> None:
     app.command("provenance")(user_errors(provenance))
     app.command("indexes")(user_errors(indexes))
-    index_app = typer.Typer(help="Local infini-gram indexes.", no_args_is_help=True)
+    index_app = App(help="Local infini-gram indexes.", no_args_is_help=True)
     index_app.command("build")(user_errors(index_build))
     app.add_typer(index_app, name="index")

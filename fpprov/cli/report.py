@@ -1,7 +1,10 @@
-"""`fpprov report`, `fpprov sql` and `fpprov export`: argument parsing only (see fpprov.report, fpprov.db.sql)."""
+"""`fpprov report`, `fpprov sql` and `fpprov export`: argument parsing only (see fpprov.report, fpprov.db.sql,
+imported inside the commands: duckdb loads with a command's work, not at CLI start)."""
 
 from __future__ import annotations
 
+import difflib
+import re
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -9,10 +12,12 @@ from typing import List, Optional
 import typer
 
 from ..errors import FpprovError
-from ..report import DEFAULT_PAGE_SIZE, build_reports, first_missing_folder, remove_folder
-from ..db.sql import FORMATS, canned_queries, export_parquet, format_result, query_database, query_summary
 from .common import DbOption, console, db_path, err_console, user_errors
 
+# fpprov.report's DEFAULT_PAGE_SIZE and fpprov.db.sql's FORMATS, stated here for the help texts without
+# importing duckdb at CLI start (tests/test_cli_startup.py checks that they agree)
+PAGE_SIZE = 100
+FORMATS = ("table", "csv", "json")
 SNAPSHOT_NOTE = "note: another process is writing the database; read a snapshot taken just now"
 
 
@@ -33,19 +38,32 @@ def parse_thresholds(items: List[str]) -> dict[str, float]:
 @user_errors
 def report(
     db: Optional[Path] = DbOption,
-    out: Path = typer.Option(Path("reports"), "--out", "-o", help="Folder for the HTML files."),
-    model: Optional[List[str]] = typer.Option(None, "--model", "-m", help="Only this model's page (repeatable)."),
+    out: Path = typer.Option(Path("reports"), "--out", "-o", metavar="DIR", help="Folder for the HTML files."),
+    model: Optional[List[str]] = typer.Option(None, "--model", "-m", metavar="MODEL", help="Only this model's page (repeatable)."),
     threshold: Optional[List[str]] = typer.Option(
-        None, "--threshold", "-t", help="RULE=VALUE: override a suspicion threshold for this report only (repeatable)."),
-    page_size: int = typer.Option(DEFAULT_PAGE_SIZE, min=10, help="Rows per table page."),
+        None, "--threshold", "-t", metavar="RULE=VALUE", help="RULE=VALUE: override a suspicion threshold for this report only (repeatable)."),
+    page_size: Optional[int] = typer.Option(None, min=10, metavar="N", show_default=str(PAGE_SIZE),
+                                            help="Rows per table page."),
 ) -> None:
     """Write HTML reports: index.html, one page per model, shared.html."""
+    from ..report import build_reports
+
     outcome = build_reports(db_path(db), out, threshold_overrides=parse_thresholds(threshold or []),
-                            models=model or None, page_size=page_size)
+                            models=model or None, page_size=page_size or PAGE_SIZE)
     if outcome.snapshot:
         err_console.print(SNAPSHOT_NOTE)
     err_console.print(f"{len(outcome.pages) + 1} pages for {outcome.models} models in {outcome.seconds:.1f} s")
     console.print(str(outcome.index), soft_wrap=True, markup=False)
+
+
+def check_canned_name(query: str, canned: dict[str, str]) -> None:
+    """A lone word close to a canned query's name is a typo of it, not SQL: say which one was meant."""
+    word = query.strip()
+    if not re.fullmatch(r"[A-Za-z0-9_]+", word) or word in canned or Path(word).exists():
+        return
+    close = difflib.get_close_matches(word, canned, n=1, cutoff=0.75)
+    if close:
+        raise FpprovError(f"no canned query {word!r}; did you mean {close[0]!r}? (`fpprov sql` lists them)")
 
 
 @user_errors
@@ -53,7 +71,7 @@ def sql(
     query: Optional[str] = typer.Argument(
         None, help="SQL text, a .sql file, or a canned query name (see `fpprov sql` with no argument)."),
     db: Optional[Path] = DbOption,
-    fmt: str = typer.Option("table", "--format", "-f", help=f"Output: {' | '.join(FORMATS)}."),
+    fmt: str = typer.Option("table", "--format", "-f", metavar="FORMAT", help=f"Output: {' | '.join(FORMATS)}."),
 ) -> None:
     """Run read-only SQL on the results (works while a scan writes). Lists canned queries without QUERY.
 
@@ -61,12 +79,16 @@ def sql(
     it, ATTACH, COPY ... TO, EXPORT, INSTALL/LOAD, SET of locked settings, and reading or writing any other
     file (read_csv, read_parquet, ...); use `fpprov export` for parquet files.
     """
+    from ..db import sql as library  # its FORMATS decide; FORMATS here only word the help
+    from ..db.sql import canned_queries, format_result, query_database, query_summary
+
     if query is None:
         for name, text in canned_queries().items():
             console.print(f"{name:24} {query_summary(text)}", markup=False, highlight=False, soft_wrap=True)
         return
-    if fmt not in FORMATS:
-        raise FpprovError(f"unknown format {fmt!r}; use one of: {', '.join(FORMATS)}")
+    check_canned_name(query, canned_queries())
+    if fmt not in library.FORMATS:
+        raise FpprovError(f"unknown format {fmt!r}; use one of: {', '.join(library.FORMATS)}")
     result, opened = query_database(db_path(db), query)
     if opened.snapshot:
         err_console.print(SNAPSHOT_NOTE)
@@ -82,10 +104,13 @@ def sql(
 
 @user_errors
 def export(
-    parquet: Path = typer.Option(..., "--parquet", help="Folder to write one <name>.parquet per table and view."),
+    parquet: Path = typer.Option(..., "--parquet", metavar="DIR", help="Folder to write one <name>.parquet per table and view."),
     db: Optional[Path] = DbOption,
 ) -> None:
     """Export every table and view to parquet files."""
+    from ..db.sql import export_parquet
+    from ..report import first_missing_folder, remove_folder
+
     created = first_missing_folder(parquet.expanduser())
     try:
         written = export_parquet(db_path(db), parquet)

@@ -1,24 +1,24 @@
-"""`fpprov models` and `fpprov scan` (one model, or several one after another)."""
+"""`fpprov models` and `fpprov scan` (one model, or several one after another): the arguments become one
+ScanOptions, passed whole to the library (fpprov.scan), which checks and stores everything; here are only the
+progress bar and the summary."""
 
 from __future__ import annotations
 
-import time
-import warnings
+import shlex
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ..runtime.batch import DONE, SKIPPED, ModelJob, Outcome
-from ..errors import LowPrecisionWarning
-from ..db.store import check_writable, open_store
+from ..runtime.batch import DONE, SKIPPED, Outcome
 from .common import DbOption, cell, console, db_path, err_console, esc, user_errors
-from .many import checked_jobs, run_many
+from .many import AllOption, FamilyOption, ManifestOption, ModelsArgument, run_command
+from .progress import ScanProgress, loading, show_estimate, show_warnings
 
 if TYPE_CHECKING:
-    from ..scan.run import ScanOptions, ScanResult
+    from ..scan.options import ScanOptions
+    from ..scan.run import ScanResult
 
 
 def list_models() -> None:
@@ -39,144 +39,89 @@ def list_models() -> None:
 
 
 def scan(
-    models: Optional[list[str]] = typer.Argument(
-        None, metavar="MODEL...", show_default=False,
-        help="Alias (see `fpprov models`), hub id, model directory or .gguf file; several run one after another."),
+    ctx: typer.Context,
+    models: Optional[list[str]] = ModelsArgument,
     db: Optional[Path] = DbOption,
-    dtype: str = typer.Option("float32", help="float32 | float64 | bfloat16 | float16 (the last two warn)."),
-    device: str = typer.Option("auto", help="auto | cpu | cuda[:N] | mps | xpu (what this torch build can use)."),
-    device_map: Optional[str] = typer.Option(None, "--device-map", help="Spread the model over every visible GPU "
-                                             "with accelerate: auto | balanced | balanced_low_0 | sequential."),
+    dtype: str = typer.Option("float32", metavar="DTYPE",
+                              help="float32 | float64 | bfloat16 | float16 (the last two warn)."),
+    device: str = typer.Option("auto", metavar="DEVICE",
+                               help="auto | cpu | cuda[:N] | mps | xpu (what this torch build can use)."),
+    device_map: Optional[str] = typer.Option(None, "--device-map", metavar="STRATEGY", help="Spread the model "
+                                             "over every visible GPU with accelerate: auto | balanced | "
+                                             "balanced_low_0 | sequential."),
     bos: bool = typer.Option(False, "--bos/--no-bos", help="Prepend the tokenizer's BOS: input [bos, t]."),
-    start: int = typer.Option(0, help="First token id to scan."),
-    limit: Optional[int] = typer.Option(None, help="Scan at most this many ids from --start (default: all)."),
-    batch_size: int = typer.Option(256, help="Token ids per forward batch."),
-    tolerance: float = typer.Option(1e-4, help="Relative margin under which a verdict is re-checked in float64."),
-    check_length: Optional[int] = typer.Option(None, help="Also check [t]*L -> t for every FP (L >= 2)."),
-    verify: str = typer.Option("calibrated", help="float64 re-checks: calibrated (every verdict closer than 10x the "
-                               "float32 error measured on 256 ids) | all (also every FP) | near (near ties only)."),
-    commit_every: int = typer.Option(4096, help="Ids per committed chunk (the resume granularity)."),
+    start: int = typer.Option(0, metavar="ID", help="First token id to scan."),
+    limit: Optional[int] = typer.Option(None, metavar="N", help="Scan at most this many ids from --start "
+                                        "(default: all)."),
+    batch_size: int = typer.Option(256, metavar="N", help="Token ids per forward batch."),
+    tolerance: float = typer.Option(1e-4, metavar="X", help="Relative margin under which a verdict is re-checked "
+                                    "in float64."),
+    check_length: Optional[int] = typer.Option(None, metavar="L", help="Also check [t]*L -> t for every FP "
+                                               "(L >= 2)."),
+    verify: str = typer.Option("calibrated", metavar="MODE", help="float64 re-checks: calibrated (every verdict "
+                               "closer than 10x the float32 error measured on 256 ids) | all (also every FP) | "
+                               "near (near ties only)."),
+    commit_every: int = typer.Option(4096, metavar="N", help="Ids per committed chunk (the resume granularity)."),
     force: bool = typer.Option(False, "--force", help="Redo a finished scan with the same settings."),
-    all_models: bool = typer.Option(False, "--all", help="Scan every alias of `fpprov models`."),
-    family: Optional[str] = typer.Option(None, "--family", help="Scan every alias of this family (olmo2, qwen3, "
-                                         "gemma3)."),
-    manifest: Optional[Path] = typer.Option(None, "--manifest", help="TOML file of [[model]] tables: name plus "
-                                            "per-model options (docs/many-models.md)."),
+    all_models: bool = AllOption,
+    family: Optional[str] = FamilyOption,
+    manifest: Optional[Path] = ManifestOption,
 ) -> None:
     """Find the token fixed points of MODEL: ids t whose single-token input [t] decodes greedily to t.
 
     With several models (or --all, --family, --manifest) they are scanned one at a time; a finished scan is
     skipped, a model that fails is reported at the end and the others go on (exit code 1 if any failed)."""
-    settings = dict(dtype=dtype, device=device, device_map=device_map, bos=bos, start=start, limit=limit,
-                    batch_size=batch_size, tolerance=tolerance, check_length=check_length, verify=verify, commit_every=commit_every,
-                    force=force)
-    if len(models or ()) == 1 and not (all_models or family or manifest):
-        scan_model(models[0], db, **settings)  # one model: its errors are the command's (exit 2)
-        return
-    jobs = checked_jobs(models or (), all_models, family, manifest, scan_model, scan_options, settings, db)
-
-    def run_one(job: ModelJob) -> Outcome:
-        result = scan_model(job.spec, db, **{**settings, **job.overrides})
-        if result.already_complete:
-            return Outcome(result.model, SKIPPED, result.fp_count, reason=f"scan {result.scan_id} already complete")
-        return Outcome(result.model, DONE, result.fp_count, reason=f"scan {result.scan_id}")
-
-    run_many("scan", jobs, run_one)
+    run_command(scan, ctx, scan_options, scan_model, scan_outcome)
 
 
-def scan_options(dtype: str, device: str, device_map: Optional[str], bos: bool, start: int, limit: Optional[int],
-                 batch_size: int, tolerance: float, check_length: Optional[int], verify: str, commit_every: int,
-                 force: bool) -> "ScanOptions":
-    """The checked options of one model's scan; an unusable --device or --device-map fails here too."""
-    from ..models.devices import check_device_map, resolve_device
-    from ..runtime.distributed import Ranks
-    from ..scan.run import ScanOptions
+def scan_options(**settings: Any) -> "ScanOptions":
+    """The command's options as one ScanOptions, which checks itself (before torch's model code or any model
+    loads): every option name of `fpprov scan` is a ScanOptions field."""
+    from ..scan.options import ScanOptions
 
-    opts = ScanOptions(bos=bos, batch_size=batch_size, tolerance=tolerance, check_length=check_length,
-                       start=start, limit=limit, commit_every=commit_every, force=force, verify=verify)
-    resolve_device(device)  # an unusable --device fails before anything is loaded or opened
-    check_device_map(device_map, Ranks.from_env().world)
-    return opts
+    return ScanOptions(**settings)
 
 
-def scan_model(model: str, db: Optional[Path], dtype: str, device: str, device_map: Optional[str], bos: bool,
-               start: int, limit: Optional[int], batch_size: int, tolerance: float, check_length: Optional[int],
-               verify: str, commit_every: int, force: bool) -> "ScanResult":
-    """Scan one model, with its progress bar and summary."""
+def scan_outcome(result: "ScanResult") -> Outcome:
+    if result.already_complete:
+        return Outcome(result.model, SKIPPED, result.fp_count, reason=f"scan {result.scan_id} already complete")
+    return Outcome(result.model, DONE, result.fp_count, reason=f"scan {result.scan_id}")
+
+
+def scan_model(model: str, db: Optional[Path], opts: "ScanOptions") -> "ScanResult":
+    """Scan one model with checked options: its progress bar and summary around the library's scan."""
     # torch and transformers load here, not at CLI start: `fpprov sql` and `--help` stay instant.
+    from ..db.store import check_writable, open_store
+    from ..models import load_model, resolve_model
     from ..models.devices import check_device_map
     from ..runtime.distributed import Ranks
-    from ..models import load_model, resolve_model
-    from ..scan.run import plan_scan, run_scan
-    from ..scan.undertrained import ensure_undertrained
+    from ..scan.run import plan_scan, scan_vocabulary
 
     ranks = Ranks.from_env()   # under torchrun: one rank per device, rank 0 alone writes and prints
     if not ranks.writer:
         console.quiet = err_console.quiet = True
-
-    opts = scan_options(dtype, device, device_map, bos, start, limit, batch_size, tolerance, check_length, verify,
-                        commit_every, force)
     spec = resolve_model(model)
     # before the slow load; bad input leaves the database untouched (only rank 0 opens the file)
     path = check_writable(db_path(db)) if ranks.writer else db_path(db)
-    with err_console.status(f"loading {esc(spec.name)} ({spec.source_kind}: {esc(spec.location)}) ..."):
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", UserWarning)
-            loaded = load_model(spec, dtype=dtype, device=str(ranks.device(device)), batch_size=batch_size,
-                                on_estimate=show_estimate, device_map=check_device_map(device_map))
-    plan = plan_scan(loaded, opts, dtype)  # a bad --start, --check-length or --bos fails before the store opens
+    with loading(spec) as caught:
+        loaded = load_model(spec, dtype=opts.dtype, device=str(ranks.device(opts.device)), batch_size=opts.batch_size,
+                            on_estimate=show_estimate, device_map=check_device_map(opts.device_map))
+    plan = plan_scan(loaded, opts)  # a bad --start, --check-length or --bos fails before the store opens
     store = open_store(path) if ranks.writer else None
     try:
-        for w in caught:
-            if issubclass(w.category, LowPrecisionWarning):
-                err_console.print(f"[yellow]warning:[/] {esc(w.message)}")
+        show_warnings(caught)
         if not loaded.rotary:
             err_console.print("[yellow]warning:[/] " + esc("this model has no rotary position embeddings: [t] -> t "
                               "no longer implies [t, ..., t] -> t; use --check-length L to test repeated inputs"))
-        t0 = time.perf_counter()
-        with Progress(TextColumn("[bold]scan[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TextColumn("{task.fields[rate]} tok/s  FPs {task.fields[fps]}"), TimeElapsedColumn(),
-                      TimeRemainingColumn(), console=err_console, transient=False) as bar:
-            task = bar.add_task(esc(loaded.name), total=None, rate="-", fps=0)
-            counters = {"done": 0, "fps": 0, "total": 0, "logged": time.perf_counter()}
-
-            def started(total: int, resumed: int) -> None:
-                err_console.print(f"scanning {total:,} ids of {loaded.name} ({loaded.quantization or dtype}, "
-                                  f"{'BOS prefix' if bos else 'no BOS'}) into {path}", markup=False)
-                counters["total"], counters["resumed"] = total, resumed
-                bar.update(task, total=total, completed=resumed)
-                if resumed:
-                    err_console.print(f"resuming: {resumed} ids already committed")
-
-            def advance(n: int, n_fp: int) -> None:
-                counters["done"] += n
-                counters["fps"] += n_fp
-                rate = counters["done"] / max(time.perf_counter() - t0, 1e-9)
-                bar.update(task, advance=n, rate=f"{rate:,.0f}", fps=counters["fps"])
-                now = time.perf_counter()
-                if not err_console.is_terminal and now - counters["logged"] > 30:  # logs get a line, not a bar
-                    counters["logged"] = now
-                    done = counters["done"] + counters["resumed"]
-                    err_console.print(f"{done:,}/{counters['total']:,} ids, {counters['fps']:,} FPs this run, "
-                                      f"{rate:,.0f} tok/s")
-
-            result = run_scan(plan, store, progress=advance, on_start=started, ranks=ranks)
-        if store is not None and result.complete:
-            ensure_undertrained(loaded, store)   # magikarp's indicators: weights only, once per model
-        print_summary(result, path, time.perf_counter() - t0)
+        setting = f"{loaded.quantization or opts.dtype}, {'BOS prefix' if opts.bos else 'no BOS'}"
+        with ScanProgress(loaded.name, setting, path) as progress:
+            result = scan_vocabulary(loaded, store, plan, progress=progress.advance, on_start=progress.started,
+                                     ranks=ranks)
+        print_summary(result, path, progress.seconds)
     finally:
         if store is not None:
             store.close()
     return result
-
-
-SHOWN_ESTIMATE_BYTES = 2 ** 30   # below 1 GiB (test models, tiny slices) the memory line is only noise
-
-
-def show_estimate(estimate) -> None:
-    """The memory line before a load, for models whose weights reach 1 GiB (a refusal is always an error)."""
-    if estimate.weights_bytes >= SHOWN_ESTIMATE_BYTES:
-        err_console.print(estimate.line(), markup=False)
 
 
 def format_prob(prob: float) -> str:
@@ -199,9 +144,8 @@ def print_summary(result, db: Path, wall: float) -> None:
             table.add_row(*(cell(v) for v in (row["token_id"], repr(row["raw_token"]), repr(row["text"]),
                                               format_prob(row["prob"]), f"{row['margin']:.4g}")))
         console.print(table)
-    console.print(f"results: {db} (scan_id {result.scan_id}); e.g. "
-                  f"duckdb {db} -c \"FROM token_fps WHERE scan_id = {result.scan_id} ORDER BY prob DESC LIMIT 20\"",
-                  markup=False)
+    console.print(f"results: {db} (scan_id {result.scan_id}); e.g. fpprov sql --db {shlex.quote(str(db))} "
+                  f"\"FROM token_fps WHERE scan_id = {result.scan_id} ORDER BY prob DESC LIMIT 20\"", markup=False)
 
 
 def register(app: typer.Typer) -> None:

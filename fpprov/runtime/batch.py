@@ -2,7 +2,8 @@
 per-model options), and running them one at a time, each freed before the next, a failure recorded and the
 run continued.
 
-Torch-free: it frees accelerator memory through whatever torch the caller has already imported.
+Torch-free, and light to import (the CLI imports it at start): the alias table is read when a run needs it,
+and accelerator memory is freed through whatever torch the caller has already imported.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from ..models.aliases import load_aliases
 from ..errors import FpprovError
 
 DONE, SKIPPED, FAILED = "done", "skipped", "failed"
@@ -35,6 +35,7 @@ class ModelJob:
     spec: str                      # alias, hub id, directory or .gguf path, as resolve_model takes it
     origin: str                    # for messages: "command line", "--all", "manifest x.toml model #2"
     overrides: Mapping[str, Any] = field(default_factory=dict)   # option name (the Python parameter) -> value
+    options: Any = None            # the command's checked options object for this model, once made
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,13 @@ def option_types(command: Callable[..., Any], exclude: Sequence[str] = ()) -> di
         optional = typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1
         found[name] = args[0] if optional else hint
     return found
+
+
+def load_aliases() -> dict[str, dict[str, Any]]:
+    """The alias table (imported here, not at the top: the models package imports torch)."""
+    from ..models.aliases import load_aliases as aliases
+
+    return aliases()
 
 
 def families() -> list[str]:

@@ -1,7 +1,8 @@
 """The options of a token-FP scan and their checks: each ScanOptions checks itself once, when it is made.
 
 The checks that need the model (--start inside the vocabulary, --check-length inside the context, a BOS
-token for --bos) are fpprov.scan.run.plan_scan's; everything else is here, so that the CLI only maps the error.
+token for --bos) are fpprov.scan.run.plan_scan's; everything else is here (how the model loads included:
+dtype, device, device map), so that the CLI only maps the error, and every check runs before any model loads.
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ class ScanOptions:
     recheck_batch: int = 4096      # ids re-checked together (one float64 cast of each layer per group)
     safety_factor: float = 10.0    # calibrated: the factor on the measured error (Calibration.threshold)
     calibration_sample: int = 256  # calibrated: ids re-checked in float64 to measure the error
+    # how `fpprov scan` loads the model (scan_vocabulary takes a loaded model; the scan records its weights' dtype)
+    dtype: str = "float32"         # float32 | float64 | bfloat16 | float16
+    device: str = "auto"           # auto | cpu | cuda[:N] | mps | xpu
+    device_map: str | None = None  # one of accelerate's strategies: one model over every visible GPU
 
     def __post_init__(self) -> None:
         self.check()
@@ -52,3 +57,18 @@ class ScanOptions:
             raise FpprovError(f"--tolerance must be at least 0 (got {self.tolerance})")
         if self.check_length is not None and self.check_length < 2:
             raise FpprovError(f"--check-length must be at least 2, got {self.check_length}")
+        from ..runtime.distributed import Ranks
+
+        check_loading(self.dtype, self.device, self.device_map, Ranks.from_env().world)
+
+
+def check_loading(dtype: str, device: str, device_map: str | None, world: int = 1) -> None:
+    """Raise FpprovError for a dtype, device or device map this machine cannot load a model with (every rank
+    of ``world`` holding a whole model refuses a device map): the checks that need torch but no model."""
+    from ..models.devices import check_device_map, resolve_device
+    from ..models.loading import DTYPES
+
+    if dtype not in DTYPES:
+        raise FpprovError(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")
+    resolve_device(device)
+    check_device_map(device_map, world)
