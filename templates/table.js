@@ -33,7 +33,7 @@
   }
   function fill(td, type, c, d) {
     if (c == null) return;
-    if (type === "num") { td.className = "num"; td.textContent = Array.isArray(c) ? c[1] : fmt(c, d); return; }
+    if (type === "num") { td.className = "num" + (Array.isArray(c) && c.length > 2 && c[2] ? " " + c[2] : ""); td.textContent = Array.isArray(c) ? c[1] : fmt(c, d); return; }
     if (type === "id") { td.className = "num"; td.textContent = String(c); return; }
     if (type === "link") { var a = document.createElement("a"); a.setAttribute("href", c[0]); segs(a, c[1]); td.appendChild(a); return; }
     td.className = type;

@@ -29,15 +29,20 @@ SNIPPET = ("before <script>" + PWN.format("snippet") + "</script> \x00 \u202e BL
 HOSTILE_INDEX = "pile</svg><script>" + PWN.format("index") + "</script>"
 HOSTILE_SOURCE = "</svg><script>" + PWN.format("source") + "</script>"
 DCLM = "v4_dclm-baseline_llama"
-# (model, backend, index) -> fp_enrichment numbers; gemma3-270m ranks DCLM first, olmo2-1b has no controls.
+# (model, backend, index) -> fp_enrichment numbers; gemma3-270m ranks DCLM first (a meaningful difference), olmo2-1b
+# has no controls in DCLM and one FP against one control in the hostile index.
 ENRICHMENT = {
-    ("gemma3-270m", "api", DCLM): dict(n_fp=14, n_control=28, auc=0.7125, auc_low=0.6401, auc_high=0.7807,
+    ("gemma3-270m", "api", DCLM): dict(n_fp=40, n_control=80, auc=0.7125, auc_low=0.6401, auc_high=0.7807,
                                        p_value=3.2e-5, median_fp=0.0225, median_control=0.0075, median_ratio=3.0,
                                        ratio_low=1.85, ratio_high=4.6),
-    ("gemma3-270m", "api", HOSTILE_INDEX): dict(n_fp=14, n_control=28, auc=0.5512, auc_low=0.4523, auc_high=0.6488,
+    ("gemma3-270m", "api", HOSTILE_INDEX): dict(n_fp=40, n_control=80, auc=0.5512, auc_low=0.4523, auc_high=0.6488,
                                                 p_value=0.21, median_fp=0.01, median_control=0.009, median_ratio=1.11,
                                                 ratio_low=0.7, ratio_high=1.9),
     ("olmo2-1b", "api", DCLM): dict(n_fp=0, n_control=0, reason="no controls"),
+    # one FP against one control, no CI: a statistic that says nothing (shown greyed, "too few to say")
+    ("olmo2-1b", "api", HOSTILE_INDEX): dict(n_fp=1, n_control=1, auc=1.0, auc_low=None, auc_high=None,
+                                             p_value=0.5, median_fp=0.01, median_control=0.0, median_ratio=None,
+                                             ratio_low=None, ratio_high=None),
 }
 GEMMA_FPS = [10 + i for i in range(len(HOSTILE_TEXTS))] + [100, 101, 102, 103, 104]
 

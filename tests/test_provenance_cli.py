@@ -156,7 +156,7 @@ def test_mini_backend_end_to_end_with_documents(tmp_path, index, corpus):
     shares = store.query("SELECT source, share FROM source_shares WHERE query = 'ÁÁ'")
     assert shares == [("flan", 1.0)]
     proxy = store.query("SELECT DISTINCT index_is_proxy FROM provenance")
-    assert proxy == [(None,)]  # 'tiny' has no alias: whether the index is a proxy is unknown
+    assert proxy == [(True,)]  # 'tiny' has no alias: nothing names the index as its training data, so a proxy
     store.close()
 
 

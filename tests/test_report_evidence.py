@@ -84,15 +84,17 @@ def test_section_shows_the_auc_ci_ratio_and_n_of_each_index(built):
     # the index with the higher AUC comes first, and only its CI excludes 0.5
     first, second = section.index('id="evidence-1"'), section.index('id="evidence-2"')
     assert section.index(DCLM, first) < second
-    assert "FPs repeat more often than their matched controls in v4_dclm" in shown
-    assert "No clear difference" in shown
+    assert ("FPs repeat more often than their matched controls in corpus v4_dclm-baseline_llama (proxy: not this "
+            "model's training data)") in shown
+    assert "No meaningful difference" in shown
     assert "not queryable: 1 FPs" in shown and "count failed: 1 controls" in shown
 
 
 def test_olmo_without_controls_says_why(built):
     _, folder = built
     shown = "".join(Svg(_section((folder / "olmo2-1b.html").read_text("utf-8"))).texts)
-    assert "No FP vs control comparison in v4_dclm-baseline_llama: no controls." in shown
+    assert ("No FP vs control comparison in corpus v4_dclm-baseline_llama (proxy: not this model's training data): "
+            "no controls.") in shown
     assert "no control in bin: 1 FPs" in shown
 
 
@@ -100,7 +102,8 @@ def test_ecdf_and_forest_charts_exist_and_keep_hostile_names_inert(built):
     _, folder = built
     html = (folder / "gemma3-270m.html").read_text("utf-8")
     section = _section(html)
-    assert section.count("<svg") == 4                        # an ECDF and a forest per index
+    # per index: the share with any run, a histogram of the non-zero rates for FPs and for controls, a forest
+    assert section.count("<svg") == 8
     assert HOSTILE_SOURCE not in html and HOSTILE_INDEX not in html
     parsed = Svg(section)
     assert not [attrs for tag, attrs in parsed.tags if tag == "script" and attrs.get("type") != "application/json"]
@@ -109,8 +112,8 @@ def test_ecdf_and_forest_charts_exist_and_keep_hostile_names_inert(built):
     assert flat(HOSTILE_SOURCE) + " · FPs: " in titles     # the tooltip has the whole name ...
     shortened = [t for t in parsed.texts if t.startswith(flat(HOSTILE_SOURCE)[:15]) and "\u2026" in t]
     assert {t.rsplit(" · ", 1)[1] for t in shortened} == {"FPs", "controls"}   # ... the label keeps the role
-    assert any(t == flat(HOSTILE_INDEX) for t in parsed.texts)                 # block heading, as text
-    assert any(HOSTILE_INDEX in t and "FP vs control" in t for tag, attrs in parsed.tags
+    assert any(t.strip() == "In corpus " + flat(HOSTILE_INDEX) for t in parsed.texts)   # block heading, as text
+    assert any(HOSTILE_INDEX in t and "share of tokens with any" in t for tag, attrs in parsed.tags
                for t in [attrs.get("aria-label", "")])
     assert 'role="img"' in section
 
@@ -155,10 +158,13 @@ def test_attribution_matrix_ranks_indexes_and_highlights_rank_one(built):
     olmo = next(r for r in matrix.rows if r.label == "olmo2-1b")
     assert olmo.href is None and not any(c.best for c in olmo.cells)        # rank 1, but no AUC to rank by
     assert dict(zip(columns, olmo.cells))[DCLM].text == "n/a"
+    few = dict(zip(columns, olmo.cells))[HOSTILE_INDEX]            # 1 FP against 1 control, no CI
+    assert few.few and few.alpha == "0" and not few.best and few.text.startswith("too few to say")
     shared = (folder / "shared.html").read_text("utf-8")
     section = shared[shared.index('id="attribution"'):shared.index("<h2>Base vs instruct</h2>")]
-    best_cells = re.findall(r'<td class="num best"[^>]*>([^<]*)</td>', section)
-    assert best_cells == [_auc_text(ENRICHMENT[best])]
+    best_cells = re.findall(r'<td class="num best"[^>]*>([^<]*)<', section)
+    assert [c.strip() for c in best_cells] == [_auc_text(ENRICHMENT[best])]
+    assert len(re.findall(r'<td class="num few"', section)) == 1
     assert HOSTILE_INDEX not in shared
 
 

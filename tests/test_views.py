@@ -161,12 +161,17 @@ def add_evidence(store, model, token_id, *, q, percentile=99.0, n_bin_controls=4
                                          "p_value": q / 2, "q_value": q}])
 
 
-def add_source(store, model, token_id, source, *, docs, sampled, low, enrichment=6.0, baseline_share=0.1):
+def add_source(store, model, token_id, source, *, docs, sampled, low, enrichment=6.0, baseline_share=0.1,
+               role="fp", contrast=True):
     store.insert_rows("source_enrichment", [{**EVIDENCE, "model": model, "scope": "token", "token_id": token_id,
-                                             "role": "fp", "source": source, "docs": docs, "sampled": sampled,
+                                             "role": role, "source": source, "docs": docs, "sampled": sampled,
                                              "share": docs / sampled, "share_low": 0.5, "share_high": 0.95,
                                              "baseline_share": baseline_share, "enrichment": enrichment,
                                              "enrichment_low": low, "enrichment_high": 12.0}])
+    if contrast:   # no control's run sampled: nothing for the FPs to exceed, so the corpus baseline decides
+        store.con.execute("INSERT OR IGNORE INTO source_contrast VALUES (?, ?, ?, ?, ?, ?, 0, 0, NULL, NULL, NULL, "
+                          "NULL, NULL, ?)", [model, EVIDENCE["backend"], EVIDENCE["index_name"], source, docs,
+                                             sampled, baseline_share])
 
 
 @pytest.fixture
@@ -201,7 +206,7 @@ def test_suspicious_tokens_raise_each_rule_with_threshold_and_reason(flagged_sto
     assert rep["value"] == pytest.approx(0.001) and rep["threshold"] == 0.05
     assert "beats 99% of 40 matched controls (95% CI 91-100%), q = 0.001" in rep["reason"]
     assert "count x10 / count = 66 / 5,000" in rep["reason"] and "v4_olmo-mix-1124_llama" in rep["reason"]
-    assert rep["strength"] == pytest.approx(min(1, math.log10(0.05 / 0.001) / 3))
+    assert rep["strength"] == pytest.approx(math.log10(0.05 / 0.001) / 3)      # no cap: flags order by evidence
     src = by_key[("olmo2-13b", "Á", "source_enriched")]
     assert src["value"] == pytest.approx(3.1)
     assert '"flan" is 6.0x its corpus share (83.3% of 6 sampled documents vs 10.00%; 95% CI 3.1-12.0x)' in src["reason"]
@@ -230,3 +235,30 @@ def test_suspicion_thresholds_are_configurable(flagged_store):
         ro.con.execute("UPDATE suspicion_thresholds SET threshold = 1.2 WHERE rule = 'source_enriched'")
         texts = {t for (t,) in ro.query("SELECT text FROM suspicious_tokens WHERE rule = 'source_enriched'")}
         assert texts == {"blah", "Á", "the"}
+
+
+def test_source_flag_needs_fp_documents_to_exceed_the_controls(store):
+    """Spam holds the runs of FPs and controls alike: a corpus-enriched source that the controls' documents come
+    from as often as the FPs' raises no flag, and the controls' flag rate under the same rule is shown."""
+    add_model(store, "m", "fam", "base")
+    add_scan(store, 1, "m", [(1, "aa", "aa", 0.5), (2, "bb", "bb", 0.5)])
+    store.insert_rows("evidence_runs", [{**EVIDENCE, "model": "m", "n": 10, "measure": "rate", "controls_k": 1,
+                                         "bin_width": 0.5, "seed": 0, "fp_total": 2, "fp_sampled": 2,
+                                         "sample_rule": "all", "baseline_positions": 1000}])
+    for token_id, role in ((1, "fp"), (2, "fp"), (50, "control"), (51, "control")):
+        store.insert_rows("token_evidence", [{**EVIDENCE, "model": "m", "token_id": token_id, "role": role,
+                                              "unigram_count": 100, "repeat_count": 5, "rate": 0.5, "bin": 2}])
+    for token_id, role, source in ((1, "fp", "spam"), (50, "control", "spam"), (2, "fp", "forum"),
+                                   (51, "control", "spam")):
+        add_source(store, "m", token_id, source, docs=10, sampled=10, low=5.0, role=role, contrast=False)
+    # per source, FP documents against control documents (what source_contrast stores)
+    store.con.execute(f"INSERT INTO source_contrast VALUES ('m', '{EVIDENCE['backend']}', '{EVIDENCE['index_name']}', "
+                      "'spam', 10, 20, 20, 20, 0.0, 0.0, 0.5, 1.0, 1.0, 0.1)")
+    store.con.execute(f"INSERT INTO source_contrast VALUES ('m', '{EVIDENCE['backend']}', '{EVIDENCE['index_name']}', "
+                      "'forum', 10, 20, 0, 20, 'inf'::DOUBLE, 8.0, 'inf'::DOUBLE, 1e-6, 2e-6, 0.1)")
+    rows = store.query_dicts("SELECT token_id, rule, fp_with_runs, fp_flagged, fp_flag_rate, control_with_runs, "
+                             "control_flagged, control_flag_rate, index_is_proxy FROM suspicious_tokens WHERE model = 'm'")
+    assert [r["token_id"] for r in rows] == [2]                  # forum: FPs only; spam: FPs and controls alike
+    r = rows[0]
+    assert (r["fp_with_runs"], r["fp_flagged"], r["control_with_runs"], r["control_flagged"]) == (2, 1, 2, 0)
+    assert r["fp_flag_rate"] == 0.5 and r["control_flag_rate"] == 0.0 and r["index_is_proxy"]

@@ -61,12 +61,30 @@ def default_index_for(model: str, backend: str, alias: dict[str, Any] | None) ->
     raise FpprovError(f"backend {backend} has no default index; pass --index")
 
 
-def index_is_proxy(backend: str, index: str, alias: dict[str, Any] | None) -> bool | None:
-    """True when the index does not hold the model's training data but stands in for it; None when unknown
-    (a model without an alias, or a local corpus only its owner can judge)."""
+def index_is_proxy(backend: str, index: str, alias: dict[str, Any] | None, *, model: str | None = None,
+                   manifest: dict[str, Any] | None = None, training_data: bool | None = None) -> bool:
+    """True unless the index is known to hold the model's training data; never None.
+
+    An index is the model's training data only when the user says so (``training_data=True``: ``--training-data``;
+    ``False``: ``--proxy``), when a local index's manifest (``fpprov-index.json``) names the model or its family in
+    ``training_data_of`` (or sets ``"proxy": false``), or when the model's alias names it as that model's training
+    data (its ``default_index`` with ``index_is_proxy = false``, or an index whose ``covers_families`` holds the
+    alias's family). Everything else is a proxy: a corpus standing in for data nobody has shown the model saw.
+    """
+    if training_data is not None:
+        return not training_data
+    if manifest:
+        named = manifest.get("training_data_of") or []
+        if isinstance(named, str):
+            named = [named]
+        family = (alias or {}).get("family")
+        if (model is not None and model in named) or (family is not None and family in named):
+            return False
+        if isinstance(manifest.get("proxy"), bool):
+            return manifest["proxy"]
     if backend == "local" or not alias:
-        return None
-    if backend == "api" and index == alias.get("default_index") and alias.get("index_is_proxy") is not None:
+        return True
+    if index == alias.get("default_index") and alias.get("index_is_proxy") is not None:
         return bool(alias["index_is_proxy"])
-    covers = known_indexes(backend).get(index, {}).get("covers_families", [])
+    covers = known_indexes(backend).get(index, {}).get("covers_families", []) if backend in load_catalog() else []
     return alias.get("family") not in covers

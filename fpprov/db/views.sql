@@ -378,8 +378,8 @@ COMMENT ON COLUMN fp_undertrained.nonfp_undertrained_share IS 'the same among no
 
 CREATE OR REPLACE VIEW provenance_counts AS
 SELECT
-    p.model, p.token_id, p.token_text, p.category, p.backend, p.index_name, p.index_is_proxy,
-    p.n, p.variant, p.query, p.role,
+    p.model, p.token_id, p.token_text, p.category, p.backend, p.index_name,
+    coalesce(p.index_is_proxy, true) AS index_is_proxy, p.n, p.variant, p.query, p.role,
     CASE WHEN NOT p.queryable THEN 'not_queryable'
          WHEN c.status IS NULL THEN 'pending'
          ELSE c.status END AS status,
@@ -402,8 +402,9 @@ COMMENT ON COLUMN provenance_counts.category IS
 COMMENT ON COLUMN provenance_counts.backend IS 'ngram_counts.backend (as in `provenance`)';
 COMMENT ON COLUMN provenance_counts.index_name IS 'ngram_counts.index_name (as in `provenance`)';
 COMMENT ON COLUMN provenance_counts.index_is_proxy IS
-    'the index is a public stand-in for undisclosed training data (Qwen 3, Gemma 3); NULL when unknown (local '
-    'corpora, models without alias) (as in `provenance`)';
+    'true unless the index is known to be this model''s training data (its alias names it so, the local index''s '
+    'manifest lists the model in training_data_of, or the run was told --training-data): a proxy, so counts '
+    'describe the corpus, not the model''s data; never NULL';
 COMMENT ON COLUMN provenance_counts.n IS
     'repetitions of the token text in the query (--ngram / --ladder) (as in `provenance`)';
 COMMENT ON COLUMN provenance_counts.variant IS
@@ -443,8 +444,8 @@ WITH matches AS (
     FROM matches GROUP BY ALL
 )
 SELECT
-    p.model, p.token_id, p.token_text, p.backend, p.index_name, p.index_is_proxy, p.n, p.variant, p.query, p.role,
-    s.source,
+    p.model, p.token_id, p.token_text, p.backend, p.index_name, coalesce(p.index_is_proxy, true) AS index_is_proxy,
+    p.n, p.variant, p.query, p.role, s.source,
     s.docs,
     sum(s.docs) OVER (PARTITION BY p.model, p.token_id, p.backend, p.index_name, p.n, p.variant) AS sampled,
     s.docs / sum(s.docs) OVER (PARTITION BY p.model, p.token_id, p.backend, p.index_name, p.n, p.variant) AS share
@@ -462,8 +463,9 @@ COMMENT ON COLUMN source_shares.token_text IS
 COMMENT ON COLUMN source_shares.backend IS 'ngram_counts.backend (as in `provenance`)';
 COMMENT ON COLUMN source_shares.index_name IS 'ngram_counts.index_name (as in `provenance`)';
 COMMENT ON COLUMN source_shares.index_is_proxy IS
-    'the index is a public stand-in for undisclosed training data (Qwen 3, Gemma 3); NULL when unknown (local '
-    'corpora, models without alias) (as in `provenance`)';
+    'true unless the index is known to be this model''s training data (its alias names it so, the local index''s '
+    'manifest lists the model in training_data_of, or the run was told --training-data): a proxy, so counts '
+    'describe the corpus, not the model''s data; never NULL';
 COMMENT ON COLUMN source_shares.n IS
     'repetitions of the token text in the query (--ngram / --ladder) (as in `provenance`)';
 COMMENT ON COLUMN source_shares.variant IS
@@ -479,6 +481,29 @@ COMMENT ON COLUMN source_shares.source IS
 COMMENT ON COLUMN source_shares.docs IS 'sampled documents from this source';
 COMMENT ON COLUMN source_shares.sampled IS 'all sampled matches of the entry''s query';
 COMMENT ON COLUMN source_shares.share IS 'docs / sampled';
+
+CREATE OR REPLACE VIEW traced_indexes AS
+SELECT model, backend, index_name, coalesce(bool_or(coalesce(index_is_proxy, true)), true) AS index_is_proxy,
+       CASE WHEN coalesce(bool_or(coalesce(index_is_proxy, true)), true)
+            THEN index_name || ' (proxy: not this model''s training data)'
+            ELSE index_name || ' (this model''s training data)' END AS corpus_label,
+       count(DISTINCT token_id) FILTER (WHERE role = 'fp') AS fps,
+       count(DISTINCT token_id) FILTER (WHERE role = 'control') AS controls
+FROM provenance
+GROUP BY model, backend, index_name;
+COMMENT ON VIEW traced_indexes IS
+    'One row per (model, index) traced: whether the index is a proxy or the model''s own training data, and the '
+    'label every page uses for it.'
+    ' Example: SELECT model, corpus_label, fps, controls FROM traced_indexes ORDER BY model;';
+COMMENT ON COLUMN traced_indexes.model IS 'models.name (as in `provenance`)';
+COMMENT ON COLUMN traced_indexes.backend IS 'ngram_counts.backend (as in `provenance`)';
+COMMENT ON COLUMN traced_indexes.index_name IS 'ngram_counts.index_name (as in `provenance`)';
+COMMENT ON COLUMN traced_indexes.index_is_proxy IS
+    'true unless the index is known to be this model''s training data (provenance.index_is_proxy); never NULL';
+COMMENT ON COLUMN traced_indexes.corpus_label IS
+    '''<index> (proxy: not this model''''s training data)'' or ''<index> (this model''''s training data)''';
+COMMENT ON COLUMN traced_indexes.fps IS 'FP tokens planned in this index';
+COMMENT ON COLUMN traced_indexes.controls IS 'control tokens planned in this index';
 
 CREATE OR REPLACE VIEW corpus_baselines AS
 SELECT backend, index_name, seed, coalesce(source, '(unknown)') AS source, count(*) AS positions,
@@ -522,29 +547,67 @@ CREATE OR REPLACE VIEW suspicious_tokens AS
 WITH th AS (
     SELECT * FROM suspicion_thresholds
 ), repetition AS (
-    SELECT e.model, e.token_id, 'repetition_enriched' AS rule, e.q_value AS value,
+    SELECT e.model, e.backend, e.index_name, e.token_id, 'repetition_enriched' AS rule, e.q_value AS value,
            format('repetition rate {:.3g} (count x{} / count = {:,} / {:,}) beats {:.0f}% of {} matched controls (95% CI {:.0f}-{:.0f}%), q = {:.2g}, in {}',
                   e.rate, r.n, e.repeat_count, e.unigram_count, e.percentile, e.n_bin_controls,
                   e.percentile_low, e.percentile_high, e.q_value, e.index_name) AS evidence,
-           least(1, log10(greatest(th.threshold, 1e-300) / greatest(e.q_value, 1e-300)) / 3) AS strength
+           log10(greatest(th.threshold, 1e-300) / greatest(e.q_value, 1e-300)) / 3 AS strength
     FROM token_evidence e
     JOIN evidence_runs r USING (model, backend, index_name)
     JOIN th ON th.rule = 'repetition_enriched'
     WHERE e.role = 'fp' AND e.q_value <= th.threshold
-    QUALIFY row_number() OVER (PARTITION BY e.model, e.token_id ORDER BY e.q_value, e.index_name) = 1
-), source AS (
-    SELECT s.model, s.token_id, 'source_enriched' AS rule, s.enrichment_low AS value,
-           format('{} is {:.1f}x its corpus share ({:.1f}% of {} sampled documents vs {:.2f}%; 95% CI {:.1f}-{:.1f}x) in {}',
-                  to_json(s.source)::VARCHAR, s.enrichment, 100 * s.share, s.sampled, 100 * s.baseline_share,
-                  s.enrichment_low, s.enrichment_high, s.index_name) AS evidence,
-           least(1, (s.enrichment_low - th.threshold) / greatest(th.threshold, 1e-12)) AS strength
+), source_hits AS (
+    -- The token rule, applied to FPs and controls alike (so the controls' flag rate can be shown): one source's
+    -- share among the token's documents over its corpus share (CI lower end >= threshold), above the controls'
+    -- pooled share of that source, and the source specific to FPs (source_contrast: Fisher, BH q <= 0.05, odds
+    -- ratio CI above 1), or no control's run sampled at all (nothing the controls show to exceed).
+    SELECT s.model, s.backend, s.index_name, s.token_id, s.role, s.source, s.enrichment, s.enrichment_low,
+           s.enrichment_high, s.share, s.share_low, s.sampled, s.baseline_share, c.odds_ratio, c.or_low, c.or_high,
+           c.q_value AS contrast_q, c.control_docs, c.control_sampled
     FROM source_enrichment s
+    JOIN source_contrast c USING (model, backend, index_name, source)
     JOIN th ON th.rule = 'source_enriched'
-    WHERE s.scope = 'token' AND s.role = 'fp' AND s.source <> '(unknown)'
+    WHERE s.scope = 'token' AND s.source <> '(unknown)'
       AND s.enrichment_low >= th.threshold AND s.sampled >= coalesce(th.min_support, 0)
-    QUALIFY row_number() OVER (PARTITION BY s.model, s.token_id ORDER BY s.enrichment_low DESC, s.index_name, s.source) = 1
+      AND (c.control_sampled = 0 OR (c.q_value <= 0.05 AND c.or_low > 1))
+      AND s.share_low > coalesce(c.control_docs / nullif(c.control_sampled, 0), 0)
+), source AS (
+    SELECT s.model, s.backend, s.index_name, s.token_id, 'source_enriched' AS rule, s.enrichment_low AS value,
+           format('{} is {:.1f}x its corpus share ({:.1f}% of {} sampled documents vs {:.2f}%; 95% CI {:.1f}-{:.1f}x) {}, in {}',
+                  to_json(s.source)::VARCHAR, s.enrichment, 100 * s.share, s.sampled, 100 * s.baseline_share,
+                  s.enrichment_low, s.enrichment_high,
+                  CASE WHEN s.control_sampled = 0 THEN 'and no matched control''s run was sampled'
+                       ELSE format('and FPs'' documents come from it more than their matched controls'' (odds ratio {:.1f}, 95% CI {:.1f}-{:.1f}; controls {} of {} documents)',
+                                   s.odds_ratio, s.or_low, s.or_high, s.control_docs, s.control_sampled) END,
+                  s.index_name) AS evidence,
+           ln(s.enrichment_low / greatest(th.threshold, 1e-12)) AS strength
+    FROM source_hits s
+    JOIN th ON th.rule = 'source_enriched'
+    WHERE s.role = 'fp'
+), rates AS (
+    -- Per (model, index): tokens with any n-fold run, and how many of them the source rule flags, FPs and
+    -- controls side by side (repetition_enriched is defined for FPs only).
+    SELECT e.model, e.backend, e.index_name,
+           count(*) FILTER (WHERE e.role = 'fp' AND e.repeat_count > 0) AS fp_with_runs,
+           count(*) FILTER (WHERE e.role = 'control' AND e.repeat_count > 0) AS control_with_runs,
+           count(*) FILTER (WHERE e.role = 'fp' AND e.token_id IN (
+               SELECT h.token_id FROM source_hits h WHERE h.model = e.model AND h.backend = e.backend
+                 AND h.index_name = e.index_name AND h.role = 'fp')) AS fp_source_flagged,
+           count(*) FILTER (WHERE e.role = 'control' AND e.token_id IN (
+               SELECT h.token_id FROM source_hits h WHERE h.model = e.model AND h.backend = e.backend
+                 AND h.index_name = e.index_name AND h.role = 'control')) AS control_source_flagged,
+           count(*) FILTER (WHERE e.role = 'fp' AND e.q_value <= (SELECT threshold FROM th
+                                                                  WHERE rule = 'repetition_enriched'))
+               AS fp_repetition_flagged
+    FROM token_evidence e
+    GROUP BY ALL
 ), fired AS (
-    SELECT fl.*, th.threshold, th.weight FROM (SELECT * FROM repetition UNION ALL SELECT * FROM source) fl
+    SELECT fl.*, th.threshold, th.weight FROM (
+        SELECT * FROM repetition
+        QUALIFY row_number() OVER (PARTITION BY model, token_id ORDER BY value, index_name) = 1
+        UNION ALL
+        SELECT * FROM source
+        QUALIFY row_number() OVER (PARTITION BY model, token_id ORDER BY value DESC, index_name, evidence) = 1) fl
     JOIN th ON th.rule = fl.rule
 )
 SELECT
@@ -554,12 +617,24 @@ SELECT
     greatest(0, f.strength) AS strength,
     f.weight * (1 + greatest(0, f.strength)) AS contribution,
     sum(f.weight * (1 + greatest(0, f.strength))) OVER (PARTITION BY f.model, f.token_id) AS score,
-    count(*) OVER (PARTITION BY f.model, f.token_id) AS n_rules
+    count(*) OVER (PARTITION BY f.model, f.token_id) AS n_rules,
+    f.backend, f.index_name, coalesce(ix.index_is_proxy, true) AS index_is_proxy,
+    r.fp_with_runs,
+    CASE f.rule WHEN 'source_enriched' THEN r.fp_source_flagged ELSE r.fp_repetition_flagged END AS fp_flagged,
+    CASE f.rule WHEN 'source_enriched' THEN r.fp_source_flagged ELSE r.fp_repetition_flagged END
+        / nullif(r.fp_with_runs, 0) AS fp_flag_rate,
+    r.control_with_runs,
+    CASE f.rule WHEN 'source_enriched' THEN r.control_source_flagged END AS control_flagged,
+    CASE f.rule WHEN 'source_enriched' THEN r.control_source_flagged / nullif(r.control_with_runs, 0) END
+        AS control_flag_rate
 FROM fired f
-JOIN primary_fps t ON t.model = f.model AND t.token_id = f.token_id;
+JOIN primary_fps t ON t.model = f.model AND t.token_id = f.token_id
+LEFT JOIN rates r ON r.model = f.model AND r.backend = f.backend AND r.index_name = f.index_name
+LEFT JOIN traced_indexes ix ON ix.model = f.model AND ix.backend = f.backend AND ix.index_name = f.index_name;
 COMMENT ON VIEW suspicious_tokens IS
     'Every flag raised, one row per (model, token, rule), over every index the token was traced in (the '
-    'strongest evidence per rule). `value` is q (repetition_enriched) or the CI''s lower end (source_enriched).'
+    'strongest evidence per rule), with the controls'' flag rate under the same rule beside the FPs''. `value` is q '
+    '(repetition_enriched) or the CI''s lower end (source_enriched).'
     ' Example: SELECT model, text, rule, reason, score FROM suspicious_tokens ORDER BY score DESC LIMIT 20;';
 COMMENT ON COLUMN suspicious_tokens.model IS 'models.name (as in `primary_fps`)';
 COMMENT ON COLUMN suspicious_tokens.token_id IS 'the token''s vocabulary id (as in `primary_fps`)';
@@ -580,7 +655,22 @@ COMMENT ON COLUMN suspicious_tokens.threshold IS 'the threshold in force';
 COMMENT ON COLUMN suspicious_tokens.value IS
     'what the rule measured (q for repetition_enriched, the CI''s lower end for source_enriched)';
 COMMENT ON COLUMN suspicious_tokens.reason IS 'one readable sentence with the effect size, its CI and n';
-COMMENT ON COLUMN suspicious_tokens.strength IS '0 at the threshold up to 1 at saturation';
+COMMENT ON COLUMN suspicious_tokens.strength IS
+    'how far past the threshold the evidence is, 0 at the threshold and unbounded (no cap, so flags order by their '
+    'evidence): ln(CI lower end / threshold) for source_enriched, log10(threshold / q) / 3 for repetition_enriched';
+COMMENT ON COLUMN suspicious_tokens.backend IS 'ngram_counts.backend of the index the evidence comes from';
+COMMENT ON COLUMN suspicious_tokens.index_name IS 'the index the evidence comes from';
+COMMENT ON COLUMN suspicious_tokens.index_is_proxy IS
+    'that index is a proxy, not this model''s training data (traced_indexes.index_is_proxy)';
+COMMENT ON COLUMN suspicious_tokens.fp_with_runs IS
+    'FPs of the model in that index whose text repeated n times occurs at all (token_evidence.repeat_count > 0)';
+COMMENT ON COLUMN suspicious_tokens.fp_flagged IS 'how many of those FPs the same rule flags in that index';
+COMMENT ON COLUMN suspicious_tokens.fp_flag_rate IS 'fp_flagged / fp_with_runs';
+COMMENT ON COLUMN suspicious_tokens.control_with_runs IS 'the same for the matched controls';
+COMMENT ON COLUMN suspicious_tokens.control_flagged IS
+    'controls the same rule would flag (source_enriched; NULL for repetition_enriched, defined for FPs only)';
+COMMENT ON COLUMN suspicious_tokens.control_flag_rate IS
+    'control_flagged / control_with_runs: a rule that flags controls as often as FPs singles out nothing';
 COMMENT ON COLUMN suspicious_tokens.contribution IS 'weight * (1 + strength)';
 COMMENT ON COLUMN suspicious_tokens.score IS 'the token''s total, the sum of its contributions';
 COMMENT ON COLUMN suspicious_tokens.n_rules IS 'rules the token broke';
@@ -618,3 +708,30 @@ COMMENT ON COLUMN token_suspicion.score IS
 COMMENT ON COLUMN token_suspicion.n_rules IS 'rules the token broke (as in `suspicious_tokens`)';
 COMMENT ON COLUMN token_suspicion.rules IS 'the rules it broke and their reasons, largest contribution first';
 COMMENT ON COLUMN token_suspicion.reasons IS 'the rules it broke and their reasons, largest contribution first';
+
+CREATE OR REPLACE VIEW fp_guarantees AS
+SELECT
+    f.scan_id, f.model, f.token_id, f.text, s.dtype, s.verify, f.decided_in,
+    CASE WHEN f.verified_float64 THEN 'float64'
+         WHEN s.verify = 'calibrated' OR f.decided_in IN ('bfloat16', 'float16') THEN 'calibrated'
+         ELSE 'tolerance' END AS guarantee,
+    s.calibration_threshold
+FROM token_fps f
+JOIN scans s USING (scan_id);
+COMMENT ON VIEW fp_guarantees IS
+    'What each stored FP verdict guarantees. float64: re-checked one token at a time in float64, the exact '
+    'verdict of the weights as loaded. calibrated: not re-checked; its margin in the precision decided_in lies '
+    'beyond the threshold calibrated on the scan''s own sample (max(safety factor x the error measured against '
+    'float64, the sample''s bound)): trusted, not proven. tolerance: not re-checked; its margin exceeds the '
+    'relative --tolerance only (--verify near).'
+    ' Example: SELECT guarantee, count(*) FROM fp_guarantees GROUP BY ALL;';
+COMMENT ON COLUMN fp_guarantees.scan_id IS 'scans.scan_id';
+COMMENT ON COLUMN fp_guarantees.model IS 'models.name';
+COMMENT ON COLUMN fp_guarantees.token_id IS 'the token''s vocabulary id';
+COMMENT ON COLUMN fp_guarantees.text IS 'decoded text of the single token';
+COMMENT ON COLUMN fp_guarantees.dtype IS 'the scan''s dtype (as in `scans`)';
+COMMENT ON COLUMN fp_guarantees.verify IS 'the scan''s verify mode (as in `scans`)';
+COMMENT ON COLUMN fp_guarantees.decided_in IS 'the precision whose computation made the verdict (as in `token_fps`)';
+COMMENT ON COLUMN fp_guarantees.guarantee IS 'float64 | calibrated | tolerance: what the verdict guarantees (see the view)';
+COMMENT ON COLUMN fp_guarantees.calibration_threshold IS
+    'the scan''s calibrated threshold (as in `scans`); NULL when the scan has none';

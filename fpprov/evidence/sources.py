@@ -25,8 +25,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
-from scipy.stats.contingency import relative_risk
-
+from .effect import share_ratio_interval
 from .intervals import CONFIDENCE, N_RESAMPLES, bootstrap_cis, wilson_interval
 
 UNKNOWN_SOURCE = "(unknown)"
@@ -160,12 +159,14 @@ def source_enrichment(doc_sources: Sequence[str | None], baseline_sources: Seque
 
 def token_source_enrichment(doc_sources: Sequence[str | None], baseline_sources: Sequence[str | None],
                             confidence: float = CONFIDENCE) -> list[SourceEnrichment]:
-    """Per source among one token's documents: enrichment over the baseline with the Katz log interval of a
-    ratio of two proportions (``scipy.stats.contingency.relative_risk``).
+    """Per source among one token's documents: enrichment over the baseline with the joint Wilson interval of the
+    ratio of two shares (``effect.share_ratio_interval``: valid when every sampled document has one source, its
+    upper end at most 1 / the baseline share's lower end).
 
     The cheap interval for one token's handful of documents (thousands of tokens per run, where a bootstrap
     each would cost seconds); the pooled comparison keeps ``source_enrichment``'s bootstrap. Sources absent from
-    the token's documents are not listed.
+    the token's documents are not listed. (It replaces the Katz log interval of
+    ``scipy.stats.contingency.relative_risk``, which collapses at a share of 100%.)
     """
     docs, base = _labels(doc_sources), _labels(baseline_sources)
     dc, bc = Counter(docs), Counter(base)
@@ -181,8 +182,6 @@ def token_source_enrichment(doc_sources: Sequence[str | None], baseline_sources:
             out.append(SourceEnrichment(s, k, len(docs), k / len(docs), 0, len(base), 0.0, math.nan, math.nan,
                                         math.nan, "source not seen at any baseline position: enrichment undefined"))
             continue
-        rr = relative_risk(k, len(docs), kb, len(base))
-        ci = rr.confidence_interval(confidence)
-        out.append(SourceEnrichment(s, k, len(docs), k / len(docs), kb, len(base), bshare, float(rr.relative_risk),
-                                    float(ci.low), float(ci.high), None))
+        ratio, low, high = share_ratio_interval(k, len(docs), kb, len(base), confidence)
+        out.append(SourceEnrichment(s, k, len(docs), k / len(docs), kb, len(base), bshare, ratio, low, high, None))
     return out

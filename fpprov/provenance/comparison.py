@@ -13,6 +13,7 @@ from typing import Any, Sequence
 import pyarrow as pa
 
 from ..corpus.base import CorpusBackend
+from ..evidence.effect import effect_verdict, share_difference, source_contrast
 from ..evidence.repetition import repetition_evidence, self_repetition_rate
 from ..evidence.sources import UNKNOWN_SOURCE, source_enrichment, token_source_enrichment, wilson_share
 from ..db.store import Store
@@ -23,7 +24,7 @@ from .plan import FpToken
 
 MEASURE = "(count(t x n) / count(t)) ^ (1 / (n - 1))"
 _TABLES = ("evidence_runs", "control_matches", "evidence_exclusions", "fp_enrichment", "token_evidence",
-           "source_enrichment")
+           "source_enrichment", "source_contrast", "fp_effects")
 
 
 def _nan_to_none(value: float | None) -> float | None:
@@ -77,7 +78,8 @@ def _source_rows(common: dict[str, Any], scope: str, token_id: int | None, role:
 
 
 def compare_with_controls(store: Store, corpus: CorpusBackend, fps: list[FpToken], fp_total: int, sample_rule: str,
-                          draw: ControlDraw, baseline: Baseline, options: ProvenanceOptions) -> EvidenceSummary | None:
+                          draw: ControlDraw, baseline: Baseline, options: ProvenanceOptions,
+                          index_is_proxy: bool = True) -> EvidenceSummary | None:
     """Compute and store the evidence for one model in one index; None when no control was asked for."""
     if draw.match is None:
         return None
@@ -126,7 +128,24 @@ def compare_with_controls(store: Store, corpus: CorpusBackend, fps: list[FpToken
     for r in ("fp", "control"):
         source_rows += _source_rows(common, "pooled", None, r, pooled[r], base_sources, no_baseline, options.seed)
 
-    run_row = {**common, "n": n, "measure": MEASURE, "controls_k": options.controls, "bin_width": options.bin_width,
+    base_counts = {}
+    for b in base_sources or []:
+        key = b if b else UNKNOWN_SOURCE
+        base_counts[key] = base_counts.get(key, 0) + 1
+    contrast_rows = [{**common, "source": c.source, "fp_docs": c.fp_docs, "fp_sampled": c.fp_sampled,
+                      "control_docs": c.control_docs, "control_sampled": c.control_sampled,
+                      "odds_ratio": _nan_to_none(c.odds_ratio), "or_low": _nan_to_none(c.or_low),
+                      "or_high": _nan_to_none(c.or_high), "p_value": _nan_to_none(c.p_value),
+                      "q_value": _nan_to_none(c.q_value),
+                      "baseline_share": (base_counts.get(c.source, 0) / len(base_sources)) if base_sources else None}
+                     for c in source_contrast(pooled["fp"], pooled["control"])]
+
+    compared_fps = [tp.token_id for tp in evidence.tokens if tp.token_id in rates and math.isfinite(tp.value)]
+    compared_controls = [t for t in draw.match.control_ids if t in rates and math.isfinite(rates[t])]
+    fp_any = sum(1 for t in compared_fps if repeats[t] > 0)
+    control_any = sum(1 for t in compared_controls if repeats[t] > 0)
+    diff = share_difference(fp_any, len(compared_fps), control_any, len(compared_controls))
+    run_row = {**common, "index_is_proxy": index_is_proxy, "n": n, "measure": MEASURE, "controls_k": options.controls, "bin_width": options.bin_width,
                "seed": options.seed, "fp_total": fp_total, "fp_sampled": len(fps), "sample_rule": sample_rule,
                "baseline_positions": len(base_sources or [])}
     enrichment_row = {**common, "n": n, "n_fp": comp.n_fp, "n_control": comp.n_control, "auc": _nan_to_none(comp.auc),
@@ -135,13 +154,18 @@ def compare_with_controls(store: Store, corpus: CorpusBackend, fps: list[FpToken
                       "median_control": _nan_to_none(comp.median_control),
                       "median_ratio": _nan_to_none(comp.median_ratio), "ratio_low": _nan_to_none(comp.median_ratio_ci[0]),
                       "ratio_high": _nan_to_none(comp.median_ratio_ci[1]), "reason": comp.reason}
+    effect_row = {**common, "n_fp": len(compared_fps), "fp_any": fp_any, "n_control": len(compared_controls),
+                  "control_any": control_any, "any_diff": _nan_to_none(diff.difference),
+                  "any_diff_low": _nan_to_none(diff.low), "any_diff_high": _nan_to_none(diff.high),
+                  "effect": effect_verdict(comp.auc, comp.auc_ci[0], comp.auc_ci[1], comp.n_fp, comp.n_control)}
     match_rows = [{**common, "fp_token_id": m.fp_token_id, "draw": m.draw, "control_token_id": m.control_token_id,
                    "bin": m.bin, "category": m.category, "fp_count": m.fp_count, "control_count": m.control_count}
                   for m in draw.match.matches]
     exclusion_rows = list({e.token_id: {**common, "token_id": e.token_id, "role": e.role, "reason": e.reason}
                            for e in exclusions}.values())
     rows = {"evidence_runs": [run_row], "control_matches": match_rows, "evidence_exclusions": exclusion_rows,
-            "fp_enrichment": [enrichment_row], "token_evidence": token_rows, "source_enrichment": source_rows}
+            "fp_enrichment": [enrichment_row], "token_evidence": token_rows, "source_enrichment": source_rows,
+            "source_contrast": contrast_rows, "fp_effects": [effect_row]}
     with store.transaction():
         for table in _TABLES:
             store.con.execute(f"DELETE FROM {table} WHERE model = ? AND backend = ? AND index_name = ?",

@@ -24,6 +24,8 @@ class ProvenanceOptions:
     concurrency: int = 2              # queries in flight asked for; a backend allows at most its own concurrency
     flush_seconds: float = 1.0        # commit buffered answers at least this often
     give_up_after: int = 20           # consecutive failed queries that stop the run (server down, offline)
+    training_data: bool | None = None  # the index is the traced models' training data (True: --training-data),
+                                       # a proxy (False: --proxy); None: the alias or the index manifest decides
 
     def __post_init__(self) -> None:
         self.check()

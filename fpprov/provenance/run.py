@@ -6,6 +6,7 @@ controls (``comparison``); then the run's top rows for the summary table."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from ..models.aliases import load_aliases
 from ..corpus.base import CorpusBackend
 from ..corpus.catalog import default_index_for, index_is_proxy
 from ..corpus.factory import open_backend
+from ..corpus.index_build import MANIFEST
 from ..corpus.http import HttpSettings
 from ..errors import FpprovError
 from ..db.store import Store
@@ -31,8 +33,22 @@ def _queries(entries: list[dict[str, Any]], n: int | None = None) -> list[str]:
     return list(dict.fromkeys(e["query"] for e in entries if e["query"] is not None and (n is None or e["n"] == n)))
 
 
+def index_manifest(dirs: list[Path] | None) -> dict[str, Any] | None:
+    """The ``fpprov-index.json`` manifest of a local index (its ``training_data_of`` / ``proxy`` fields say whose
+    training data it is), or None."""
+    for d in dirs or []:
+        path = Path(d) / MANIFEST
+        try:
+            data = json.loads(path.read_text("utf-8"))
+        except (OSError, ValueError):
+            continue
+        return data if isinstance(data, dict) else None
+    return None
+
+
 def _trace_index(store: Store, corpus: CorpusBackend, tokens_by_model: dict, models: list[str], aliases: dict,
-                 options: ProvenanceOptions, progress: ProvenanceProgress, summary: RunSummary) -> None:
+                 options: ProvenanceOptions, progress: ProvenanceProgress, summary: RunSummary,
+                 manifest: dict[str, Any] | None = None) -> None:
     """Everything the run does for one index: plan, say what will be sent, send, compare."""
     ladder = tuple(sorted(set(options.ladder) | ({1} if options.controls else set())))
     top_n = max(ladder)
@@ -43,7 +59,8 @@ def _trace_index(store: Store, corpus: CorpusBackend, tokens_by_model: dict, mod
     entries: list[dict[str, Any]] = []
     for model in models:
         selection = select_fps(tokens_by_model[model], budget, options.seed)
-        proxy = index_is_proxy(corpus.backend, corpus.index_name, aliases.get(model))
+        proxy = index_is_proxy(corpus.backend, corpus.index_name, aliases.get(model), model=model,
+                               manifest=manifest, training_data=options.training_data)
         pool = plan_pool(store, corpus, list(selection.tokens), capped, options)
         picked.append((model, selection, proxy, pool))
         entries += plan_entries(selection.tokens, corpus, proxy, ladder)
@@ -85,9 +102,9 @@ def _trace_index(store: Store, corpus: CorpusBackend, tokens_by_model: dict, mod
         return
     baseline = look_up_baseline(store, corpus, options.baseline_positions, options.seed, options.source_field,
                                 options, progress, summary)
-    for model, selection, _, _ in picked:
+    for model, selection, proxy, _ in picked:
         result = compare_with_controls(store, corpus, list(selection.tokens), selection.total, selection.rule,
-                                       draws[model][0], baseline, options)
+                                       draws[model][0], baseline, options, index_is_proxy=proxy)
         if result is not None:
             summary.evidence.append(result)
 
@@ -139,7 +156,8 @@ def run_provenance(store: Store, *, backend: str = "api", models: list[str] | No
         corpus = open_backend(backend, name, index_dirs=dirs, api_url=api_url, settings=http)
         try:
             summary.indexes.append(corpus.index_name)
-            _trace_index(store, corpus, tokens_by_model, group_models, aliases, options, progress, summary)
+            _trace_index(store, corpus, tokens_by_model, group_models, aliases, options, progress, summary,
+                         index_manifest(dirs))
             summary.requests += corpus.calls
         finally:
             corpus.close()

@@ -22,8 +22,10 @@ def _svg(width: int, height: int, body: list[str], label: str) -> Markup:
         f'height="{height}" role="img" aria-label="{escape(flat(label))}">' + "".join(body) + "</svg>")
 
 
-def histogram(bins: Sequence[tuple[float, float, int]], *, label: str, x_label: str) -> Markup:
-    """Vertical bars, one per [lo, hi) bin, with the count in each bar's tooltip."""
+def histogram(bins: Sequence[tuple[float, float, int]], *, label: str, x_label: str,
+              y_label: str | None = None) -> Markup:
+    """Vertical bars, one per [lo, hi) bin, with the count in each bar's tooltip; ``y_label`` titles the
+    vertical axis."""
     width, height, left, bottom, top = 640, 220, 56, 36, 12
     plot_w, plot_h = width - left - 12, height - bottom - top
     peak = max((count for _, _, count in bins), default=0) or 1
@@ -44,6 +46,48 @@ def histogram(bins: Sequence[tuple[float, float, int]], *, label: str, x_label: 
                 f'{escape(flat(x_label))}</text>')
     body.append(f'<text x="{left - 6}" y="{top + 10}" font-size="11" text-anchor="end">{peak:,}</text>')
     body.append(f'<text x="{left - 6}" y="{top + plot_h}" font-size="11" text-anchor="end">0</text>')
+    if y_label:
+        body.append(f'<text x="12" y="{top + plot_h / 2:.1f}" font-size="11" text-anchor="middle" '
+                    f'transform="rotate(-90 12 {top + plot_h / 2:.1f})">{escape(flat(y_label))}</text>')
+    return _svg(width, height, body, label)
+
+
+def share_intervals(items: Sequence[tuple[str, float | None, float | None, float | None]], *, label: str,
+                    x_label: str, muted: Sequence[bool] = ()) -> Markup:
+    """Shares in [0, 1] on a linear percent axis, each with its interval (e.g. Wilson): one row per item, full
+    labels (the label column is as wide as the longest)."""
+    names = [flat(name) for name, *_ in items]
+    row_h, top, bottom, right = 22, 8, 34, 150
+    left = min(320, 12 + 7 * max((len(n) for n in names), default=4))
+    width = left + 300 + right
+    plot_w = width - left - right
+    height = top + row_h * len(items) + bottom
+    axis_y = top + row_h * len(items)
+
+    def x_of(v: float) -> float:
+        return left + plot_w * min(max(v, 0.0), 1.0)
+
+    body = [f'<line x1="{left}" y1="{axis_y}" x2="{left + plot_w}" y2="{axis_y}" stroke="#888"/>']
+    for tick in (0, 0.25, 0.5, 0.75, 1.0):
+        body.append(f'<text x="{x_of(tick):.1f}" y="{axis_y + 14}" font-size="10" text-anchor="middle">'
+                    f'{100 * tick:.0f}%</text>')
+    for i, ((_, est, low, high), name) in enumerate(zip(items, names)):
+        y = top + i * row_h + row_h / 2
+        line, point = ("#9ca3af", "#6b7280") if i < len(muted) and muted[i] else ("#2563eb", "#dc2626")
+        body.append(f'<text x="{left - 6}" y="{y + 4:.1f}" font-size="11" text-anchor="end">{escape(name)}</text>')
+        ci = "no CI" if low is None or high is None else f"95% CI {100 * low:.1f}–{100 * high:.1f}%"
+        shown = "n/a" if est is None else f"{100 * est:.1f}%"
+        tip = escape(f"{name}: {shown} ({ci})")
+        if low is not None and high is not None and math.isfinite(low) and math.isfinite(high):
+            body.append(f'<line x1="{x_of(low):.1f}" y1="{y:.1f}" x2="{x_of(high):.1f}" y2="{y:.1f}" '
+                        f'stroke="{line}" stroke-width="2"><title>{tip}</title></line>')
+        if est is not None and math.isfinite(est):
+            body.append(f'<rect x="{x_of(est) - 4:.1f}" y="{y - 4:.1f}" width="8" height="8" fill="{point}">'
+                        f'<title>{tip}</title></rect>')
+        value = shown if low is None or high is None else f"{shown} [{100 * low:.1f}, {100 * high:.1f}]"
+        body.append(f'<text x="{left + plot_w + 8}" y="{y + 4:.1f}" font-size="11">{escape(value)}</text>')
+    body.append(f'<text x="{left + plot_w / 2:.1f}" y="{height - 6}" font-size="11" text-anchor="middle">'
+                f'{escape(flat(x_label))}</text>')
     return _svg(width, height, body, label)
 
 

@@ -323,12 +323,12 @@ def provenance_rows(store: Store, model: str) -> tuple[list[int], list[dict[str,
     ns = [n for (n,) in store.query("SELECT DISTINCT n FROM provenance_counts WHERE model = ? ORDER BY n", [model])]
     rows = store.query_dicts("""
         SELECT c.token_id, any_value(c.token_text) AS token_text, c.backend, c.index_name,
-               any_value(c.index_is_proxy) AS index_is_proxy, c.variant,
+               any_value(c.index_is_proxy) AS index_is_proxy, c.variant, any_value(c.role) AS role,
                map_from_entries(list({'k': c.n, 'v': {'count': c.count, 'status': c.status, 'reason': c.reason}})) AS by_n,
-               max(c.count) AS max_count
+               arg_max(c.count, c.n) AS top_n_count, max(c.count) AS max_count
         FROM provenance_counts c WHERE c.model = ?
         GROUP BY c.token_id, c.backend, c.index_name, c.variant
-        ORDER BY max_count DESC NULLS LAST, c.token_id, c.index_name, c.variant
+        ORDER BY top_n_count DESC NULLS LAST, max_count DESC NULLS LAST, c.token_id, c.index_name, c.variant
     """, [model])
     return ns, rows
 

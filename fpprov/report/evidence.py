@@ -16,6 +16,8 @@ from markupsafe import Markup
 
 from . import charts
 from ..db.store import Store
+from ..evidence.effect import LESS, MEANINGFUL_AUC, MIN_TOKENS, MORE, TOO_FEW, effect_verdict, share_difference, too_few
+from ..evidence.intervals import wilson_interval
 from .cells import num, table
 from .text import flat, number, text_cell, token_cell
 
@@ -35,7 +37,11 @@ class IndexEvidence:
     index_name: Any           # text cell (segments) of the index name
     anchor: str               # id of the block
     summary: str              # the comparison in words, with effect size, CI and n
-    ecdf: Markup | None       # FP vs control rates; None when no token has a rate
+    corpus: str               # 'corpus X (proxy: not this model's training data)'
+    proxy: bool               # the index is a proxy for this model's training data
+    few: bool                 # too few tokens (or no CI) to say anything: shown greyed
+    any_chart: Markup | None  # share of FPs vs controls with any n-fold run, Wilson CIs
+    rate_hist: list[Markup]   # histograms of the non-zero log10 rates, FPs and controls
     sources_table: dict[str, Any]
     forest: Markup | None     # None when no source has an enrichment
 
@@ -46,6 +52,8 @@ class AttributionCell:
     title: str                # tooltip: n and rank
     alpha: str                # shade: how far the AUC is above 0.5
     best: bool                # rank 1 of the model's indexes
+    few: bool = False         # fewer than MIN_TOKENS tokens a side or no CI: greyed, "too few to say"
+    proxy: bool = True        # the index is a proxy for this model's training data
 
 
 @dataclass
@@ -97,6 +105,46 @@ def _percent_with_ci(value: float | None, low: float | None, high: float | None)
 
 def _index_label(backend: str, index_name: str, ambiguous: set[str]) -> str:
     return f"{index_name} ({backend})" if index_name in ambiguous else index_name
+
+
+PROXY_NOTE = "proxy: not this model's training data"
+TRAINING_NOTE = "this model's training data"
+
+
+def corpus_phrase(index_name: str, proxy: bool | None) -> str:
+    """'corpus X (proxy: not this model's training data)': how every page names a traced index."""
+    return f"corpus {flat(index_name)} ({PROXY_NOTE if proxy is None or proxy else TRAINING_NOTE})"
+
+
+def proxy_flags(store: Store, model: str | None = None) -> dict[tuple[str, str, str], bool]:
+    """(model, backend, index) -> the index is a proxy (True unless known to be the model's training data)."""
+    rows = store.query("SELECT model, backend, index_name, index_is_proxy FROM traced_indexes"
+                       + (" WHERE model = ?" if model is not None else ""), [model] if model is not None else [])
+    return {(m, b, i): bool(p) for m, b, i, p in rows}
+
+
+def any_run_counts(store: Store, model: str) -> dict[tuple[str, str, str], tuple[int, int]]:
+    """(backend, index, role) -> (tokens with count(t x n) > 0, tokens compared)."""
+    rows = store.query("""
+        SELECT backend, index_name, role, count(*) FILTER (WHERE repeat_count > 0), count(*)
+        FROM token_evidence WHERE model = ? AND rate IS NOT NULL AND NOT isnan(rate) GROUP BY ALL""", [model])
+    return {(b, i, r): (int(k), int(n)) for b, i, r, k, n in rows}
+
+
+def log_rate_bins(store: Store, model: str, bins: int = 20) -> dict[tuple[str, str, str], list[tuple[float, float, int]]]:
+    """(backend, index, role) -> histogram bins of log10(rate) over the tokens whose rate is above 0."""
+    rows = store.query("""
+        SELECT backend, index_name, role, list(log10(rate) ORDER BY rate)
+        FROM token_evidence WHERE model = ? AND rate > 0 GROUP BY ALL""", [model])
+    out = {}
+    for b, i, r, values in rows:
+        lo, hi = math.floor(min(values)), max(math.ceil(max(values)), math.floor(min(values)) + 1)
+        width = (hi - lo) / bins
+        counts = [0] * bins
+        for v in values:
+            counts[min(int((v - lo) / width), bins - 1)] += 1
+        out[(b, i, r)] = [(lo + j * width, lo + (j + 1) * width, c) for j, c in enumerate(counts)]
+    return out
 
 
 # -- SQL ------------------------------------------------------------------------------------------------
@@ -151,29 +199,28 @@ def attribution_rows(store: Store) -> list[dict[str, Any]]:
 
 
 # -- model page -----------------------------------------------------------------------------------------
-def _summary(r: dict[str, Any]) -> str:
-    """The comparison in one or two sentences: direction, AUC with CI, p, medians and n."""
-    where = flat(r["index_name"])
+def _summary(r: dict[str, Any], corpus: str, any_counts: dict | None = None) -> str:
+    """The comparison in one or two sentences. A difference is claimed only when it is meaningful
+    (|AUC - 0.5| >= MEANINGFUL_AUC) and its CI excludes 0.5, over at least MIN_TOKENS tokens a side."""
     if r["auc"] is None or (isinstance(r["auc"], float) and math.isnan(r["auc"])):
         why = r["reason"] or "no comparison stored"
-        return f"No FP vs control comparison in {where}: {flat(why)}."
-    if r["auc_low"] is not None and r["auc_low"] > 0.5:
-        verdict = "FPs repeat more often than their matched controls"
-    elif r["auc_high"] is not None and r["auc_high"] < 0.5:
-        verdict = "FPs repeat less often than their matched controls"
-    else:
-        verdict = "No clear difference between FPs and their matched controls (the CI includes 0.5)"
-    text = (f"{verdict} in {where}: AUC {_auc(r['auc'])} ({_ci(r['auc_low'], r['auc_high'], _auc)}; 0.5 = no "
-            f"difference) over {number(r['n_fp'])} FPs and {number(r['n_control'])} controls")
-    if r["p_value"] is not None and math.isfinite(r["p_value"]):
-        text += f", one-sided Mann-Whitney p = {r['p_value']:.2g}"
-    text += "."
-    if r["median_fp"] is not None:
-        text += (f" Median rate count(t x {r['n'] or r['run_n']}) / count(t): {number(r['median_fp'])} for FPs vs "
-                 f"{number(r['median_control'])} for controls")
-        if r["median_ratio"] is not None and math.isfinite(r["median_ratio"]):
-            text += f" (ratio {_ratio(r['median_ratio'])}, {_ci(r['ratio_low'], r['ratio_high'], _ratio)})"
-        text += "."
+        return f"No FP vs control comparison in {corpus}: {flat(why)}."
+    verdict = effect_verdict(r["auc"], r["auc_low"], r["auc_high"], r["n_fp"], r["n_control"])
+    head = {MORE: "FPs repeat more often than their matched controls",
+            LESS: "FPs repeat less often than their matched controls",
+            TOO_FEW: (f"Too few to say whether FPs and their matched controls differ (under {MIN_TOKENS} tokens a "
+                      "side, or no CI)")}.get(
+        verdict, f"No meaningful difference between FPs and their matched controls (|AUC - 0.5| < {MEANINGFUL_AUC}"
+                 " or the CI includes 0.5)")
+    text = (f"{head} in {corpus}: AUC {_auc(r['auc'])} ({_ci(r['auc_low'], r['auc_high'], _auc)}; 0.5 = no "
+            f"difference) over {number(r['n_fp'])} FPs and {number(r['n_control'])} controls.")
+    k_fp, n_fp = (any_counts or {}).get("fp", (None, None))
+    k_c, n_c = (any_counts or {}).get("control", (None, None))
+    if n_fp and n_c:
+        d = share_difference(k_fp, n_fp, k_c, n_c)
+        text += (f" Tokens whose text repeated {r['n'] or r['run_n']} times occurs at all: {k_fp:,} of {n_fp:,} FPs "
+                 f"({100 * k_fp / n_fp:.1f}%) vs {k_c:,} of {n_c:,} controls ({100 * k_c / n_c:.1f}%), a difference of "
+                 f"{100 * d.difference:+.1f} points (95% CI {100 * d.low:+.1f} to {100 * d.high:+.1f}).")
     return text
 
 
@@ -183,15 +230,32 @@ def _exclusions_text(excluded: list[tuple[str, int, int]]) -> str:
         for reason, fps, controls in excluded)
 
 
-def _ecdf_chart(r: dict[str, Any], rates: dict, label: str) -> Markup | None:
-    series = []
+def _any_chart(r: dict[str, Any], counts: dict, label: str) -> Markup | None:
+    """Share of FPs and of controls with count(t x n) > 0, with Wilson 95% CIs."""
+    items, muted = [], []
     for role, name in (("fp", "FPs"), ("control", "controls")):
-        n, values = rates.get((r["backend"], r["index_name"], role), (0, []))
-        series.append((f"{name} (n = {n:,})", values))
-    if not any(values for _, values in series):
+        k, n = counts.get((r["backend"], r["index_name"], role), (0, 0))
+        if n:
+            low, high = wilson_interval(k, n)
+            items.append((f"{name}: {k:,} of {n:,}", k / n, low, high))
+            muted.append(role == "control")
+    if not items:
         return None
-    return charts.ecdf(series, label=f"{label}: FP vs control repetition rate",
-                       x_label=f"count(t x {r['n'] or r['run_n']}) / count(t)")
+    return charts.share_intervals(items, label=f"{label}: share of tokens with any {r['n'] or r['run_n']}-fold run",
+                                  x_label=f"share with count(t x {r['n'] or r['run_n']}) > 0 (95% Wilson CI)",
+                                  muted=muted)
+
+
+def _rate_hists(r: dict[str, Any], bins: dict, label: str) -> list[Markup]:
+    out = []
+    for role, name in (("fp", "FPs"), ("control", "controls")):
+        b = bins.get((r["backend"], r["index_name"], role))
+        if b:
+            n = sum(c for _, _, c in b)
+            out.append(charts.histogram(b, label=f"{label}: non-zero repetition rates of {name} (n = {n:,})",
+                                        x_label=f"log10 rate of {name}, rate > 0 (n = {n:,})",
+                                        y_label="tokens"))
+    return out
 
 
 def _sources_block(sources: list[dict[str, Any]], anchor: str, label: str,
@@ -227,25 +291,39 @@ def evidence_section(store: Store, model: str, page_size: int) -> dict[str, Any]
     names = [r["index_name"] for r in runs]
     ambiguous = {n for n in names if names.count(n) > 1}
     summary_rows, blocks = [], []
-    rates = rate_quantiles(store, model) if runs else {}
+    counts = any_run_counts(store, model) if runs else {}
+    bins = log_rate_bins(store, model) if runs else {}
+    proxies = proxy_flags(store, model) if runs else {}
     sources = pooled_sources(store, model) if runs else []
     for i, r in enumerate(runs):
         label = _index_label(r["backend"], r["index_name"], ambiguous)
         key = (r["backend"], r["index_name"])
         sampled = (f"{r['fp_sampled']:,} of {r['fp_total']:,}: {r['sample_rule']}"
                    if r["fp_sampled"] is not None else None)
+        proxy = proxies.get((model, r["backend"], r["index_name"]), True)
+        few = too_few(r["n_fp"], r["n_control"], r["auc_low"], r["auc_high"])
+        auc_cell = _with_ci(r["auc"], r["auc_low"], r["auc_high"], _auc)
+        if auc_cell is not None and few:
+            auc_cell = [auc_cell[0], f"too few to say ({auc_cell[1]})", "few"]
         summary_rows.append([
-            text_cell(label), num(r["rank"]), _with_ci(r["auc"], r["auc_low"], r["auc_high"], _auc), num(r["p_value"]),
+            text_cell(corpus_phrase(label, proxy)), num(r["rank"]), auc_cell,
+            text_cell(effect_verdict(r["auc"], r["auc_low"], r["auc_high"], r["n_fp"], r["n_control"])),
+            num(r["p_value"]),
             _with_ci(r["median_ratio"], r["ratio_low"], r["ratio_high"]), num(r["n_fp"]), num(r["n_control"]),
             num(r["controls_k"]), text_cell(sampled), text_cell(_exclusions_text(excluded.get(key, []))),
             text_cell(r["reason"])])
         anchor = f"evidence-{i + 1}"
         mine = [s for s in sources if (s["backend"], s["index_name"]) == key]
         sources_table, forest = _sources_block(mine, anchor, label, page_size)
-        blocks.append(IndexEvidence(index_name=text_cell(label), anchor=anchor, summary=_summary(r),
-                                    ecdf=_ecdf_chart(r, rates, label), sources_table=sources_table, forest=forest))
+        corpus = corpus_phrase(label, proxy)
+        mine_counts = {role: counts[(r["backend"], r["index_name"], role)] for role in ("fp", "control")
+                       if (r["backend"], r["index_name"], role) in counts}
+        blocks.append(IndexEvidence(index_name=text_cell(label), anchor=anchor,
+                                    summary=_summary(r, corpus, mine_counts), corpus=corpus, proxy=proxy, few=few,
+                                    any_chart=_any_chart(r, counts, label), rate_hist=_rate_hists(r, bins, label),
+                                    sources_table=sources_table, forest=forest))
     evidence_table = table("evidence", [
-        ("index", "text"), ("rank", "num"), ("AUC [95% CI]", "num"), ("p", "num:3"),
+        ("corpus", "text"), ("rank", "num"), ("AUC [95% CI]", "num"), ("what may be said", "text"), ("p", "num:3"),
         ("median ratio [95% CI]", "num"), ("FPs compared", "num"), ("controls compared", "num"),
         ("controls per FP", "num"), ("FPs sampled", "text"), ("kept out", "text"), ("why no statistic", "text")],
         summary_rows, page_size=page_size, empty=NO_EVIDENCE)
@@ -263,10 +341,12 @@ def attribution_context(store: Store, pages: dict[str, str]) -> dict[str, Any]:
     by_cell = {(r["model"], r["backend"], r["index_name"]): r for r in rows}
     order = {name: i for i, name in enumerate(pages)}
     models = sorted({r["model"] for r in rows}, key=lambda m: (order.get(m, len(order)), m))
+    proxies = proxy_flags(store)
     matrix_rows = []
     for model in models:
         cells = []
         for backend, index_name in keys:
+            proxy = proxies.get((model, backend, index_name), True)
             r = by_cell.get((model, backend, index_name))
             if r is None:
                 cells.append(AttributionCell(text="", title="not traced in this index", alpha="0", best=False))
@@ -276,9 +356,17 @@ def attribution_context(store: Store, pages: dict[str, str]) -> dict[str, Any]:
                 cells.append(AttributionCell(text="n/a", title=f"no AUC (rank {r['rank']})", alpha="0", best=False))
                 continue
             text = _with_ci(auc, r["auc_low"], r["auc_high"], _auc)[1]
+            title = (f"rank {r['rank']}: {number(r['n_fp'])} FPs, {number(r['n_control'])} controls; "
+                     + (PROXY_NOTE if proxy else TRAINING_NOTE))
+            if too_few(r["n_fp"], r["n_control"], r["auc_low"], r["auc_high"]):
+                # no shade and no outline: a statistic from a handful of tokens, or without a CI, says nothing
+                cells.append(AttributionCell(text=f"too few to say ({text})", alpha="0", best=False, few=True,
+                                             proxy=proxy, title=title))
+                continue
+            meaningful = effect_verdict(auc, r["auc_low"], r["auc_high"], r["n_fp"], r["n_control"]) == MORE
             cells.append(AttributionCell(
-                text=text, alpha=f"{min(max(2 * (auc - 0.5), 0), 1):.3f}", best=r["rank"] == 1,
-                title=f"rank {r['rank']}: {number(r['n_fp'])} FPs, {number(r['n_control'])} controls"))
+                text=text, alpha=f"{min(max(2 * (auc - 0.5), 0), 1):.3f}" if meaningful else "0",
+                best=r["rank"] == 1 and meaningful, proxy=proxy, title=title))
         matrix_rows.append(AttributionRow(label=token_cell(model), href=pages.get(model), cells=cells))
     matrix = AttributionMatrix(indexes=[text_cell(_index_label(b, n, ambiguous)) for b, n in keys], rows=matrix_rows,
                                empty=NO_EVIDENCE)

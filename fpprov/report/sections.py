@@ -9,7 +9,8 @@ from . import charts
 from . import data
 from ..db.store import Store
 from .cells import listing, num, percent, table
-from .text import number, snippet_cell, text_cell, token_cell
+from .evidence import corpus_phrase, proxy_flags
+from .text import flat, number, snippet_cell, text_cell, token_cell
 
 
 def vector_section(store: Store, name: str, page_size: int) -> dict[str, Any]:
@@ -87,11 +88,12 @@ def provenance_section(store: Store, name: str, page_size: int) -> dict[str, Any
             return num(entry["count"])
         return [None, entry["status"].replace("_", " ")]
 
-    prov = table("provenance", [("id", "id"), ("text", "tok"), ("index", "text"), ("spelling", "text")]
-                 + [(f"n={n}", "num") for n in ns], [
-        [num(r["token_id"]), token_cell(r["token_text"]),
-         text_cell(r["index_name"] + (" (proxy)" if r["index_is_proxy"] else "")), r["variant"]]
-        + [count_cell(r["by_n"].get(n)) for n in ns] for r in rows],
+    prov = table("provenance", [("id", "id"), ("text", "tok"), ("role", "text"), ("corpus", "text"),
+                                ("spelling", "text")]
+                 + [(f"n={n}", "num") for n in sorted(ns, reverse=True)], [
+        [num(r["token_id"]), token_cell(r["token_text"]), "FP" if r["role"] == "fp" else "control",
+         text_cell(corpus_phrase(r["index_name"], r["index_is_proxy"])), r["variant"]]
+        + [count_cell(r["by_n"].get(n)) for n in sorted(ns, reverse=True)] for r in rows],
         page_size=page_size, empty="not traced yet: run `fpprov provenance`")
     shares = data.source_share_rows(store, name)
     sources = table("sources", [("id", "id"), ("text", "tok"), ("index", "text"), ("n", "num"),
@@ -106,15 +108,18 @@ def provenance_section(store: Store, name: str, page_size: int) -> dict[str, Any
         [num(r["token_id"]), token_cell(r["token_text"]), num(r["n"]), r["variant"], text_cell(r["source"]),
          snippet_cell(r["snippet"], r["query"], r["needle_offset"])] for r in data.snippet_rows(store, name)],
         page_size=page_size, empty="no documents sampled yet")
-    proxies = sorted({r["index_name"] for r in rows if r["index_is_proxy"]})
-    note = (f"Counts from {', '.join(proxies)}: a public corpus standing in for this model's undisclosed "
-            "training data, not the data itself.") if proxies else None
+    corpora = [{"name": text_cell(index_name), "proxy": proxy}
+               for (m, _, index_name), proxy in sorted(proxy_flags(store, name).items(), key=lambda kv: kv[0][2])]
+    proxies = sorted({flat(c["name"]) for c in corpora if c["proxy"]})
+    note = (f"Counts from {', '.join(proxies)}: a proxy, not this model's training data. The counts describe that "
+            "corpus; they say nothing about what the model saw.") if proxies else None
     sampled = data.sampled_token_count(store, name)
     sql_literal = name.replace("'", "''")
     detail_note = (f"Sources and snippets of the {data.DETAIL_TOKENS:,} most suspicious, then most frequent, of the "
                    f"{sampled:,} tokens with sampled documents; the rest: fpprov sql \"FROM source_shares WHERE "
                    f"model = '{sql_literal}'\"") if sampled > data.DETAIL_TOKENS else None
     return {"provenance_table": prov, "sources_table": sources, "snippets_table": snippets, "proxy_note": note,
+            "corpora": corpora,
             "detail_note": detail_note}
 
 
