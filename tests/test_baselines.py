@@ -10,7 +10,6 @@ import pytest
 
 from fpprov.corpus.api import ApiBackend
 from fpprov.corpus.base import QueryFailed
-from fpprov.corpus.http import HttpSettings
 from fpprov.corpus.index_build import build_index
 from fpprov.corpus.local import LocalBackend
 from fpprov.corpus.mini import MiniBackend
@@ -20,9 +19,9 @@ from fpprov.provenance.baselines import look_up_baseline, missing_baseline_posit
 from fpprov.provenance.options import ProvenanceOptions, ProvenanceProgress, RunSummary
 from fpprov.db.store import open_store
 from infini_gram.engine import InfiniGramEngine
+from helpers import FAST_HTTP
 from infinigram_server import serve, write_corpus
 
-FAST = dict(rate=0, concurrency=2, backoff=0.01, backoff_max=0.05, read_timeout=2.0, retries=2, body_retries=1)
 # Documents per source and words per document: sources of very different sizes (text shares ~2% to ~50%).
 _SOURCES = {"web": (40, (30, 60)), "books": (6, (150, 250)), "code": (30, (5, 15)), "news": (12, (20, 40)),
             "tiny": (8, (2, 6))}
@@ -164,7 +163,7 @@ def test_local_lookups_resolve_every_rank_and_refuse_bad_ones(corpus):
 def test_api_failed_lookups_are_stored_as_failed_and_retried(store, corpus):
     index_dir, _ = corpus
     with serve([index_dir]) as srv:
-        backend = ApiBackend("test_index", srv.url, HttpSettings(**FAST))
+        backend = ApiBackend("test_index", srv.url, FAST_HTTP)
         srv.type_faults["get_doc_by_rank"].extend(["error200", "missing", "error200", "missing", "error200"])
         baseline, summary = _run(store, backend, 60)
         rows = _rows(store, "api")
@@ -197,7 +196,7 @@ def test_api_failed_lookups_are_stored_as_failed_and_retried(store, corpus):
 
 def test_api_shard_sizes_failure_stores_nothing_and_the_next_run_draws(store, corpus):
     with serve([corpus[0]]) as srv:
-        backend = ApiBackend("test_index", srv.url, HttpSettings(**FAST))
+        backend = ApiBackend("test_index", srv.url, FAST_HTTP)
         srv.type_faults["find"].append("error200")
         baseline, summary = _run(store, backend, 20)
         assert baseline.error.startswith("shard sizes: HTTP 200") and baseline.sources == []
@@ -209,7 +208,7 @@ def test_api_shard_sizes_failure_stores_nothing_and_the_next_run_draws(store, co
 
 def test_api_down_gives_up_after_failures_in_a_row(store, corpus):
     with serve([corpus[0]]) as srv:
-        backend = ApiBackend("test_index", srv.url, HttpSettings(**FAST))
+        backend = ApiBackend("test_index", srv.url, FAST_HTTP)
         srv.type_faults["get_doc_by_rank"].extend(["error200"] * 100)
         with pytest.raises(FpprovError, match="stopped after 4 failed queries in a row"):
             _run(store, backend, 50, give_up_after=4)
@@ -219,7 +218,7 @@ def test_api_down_gives_up_after_failures_in_a_row(store, corpus):
 
 def test_mini_has_no_baseline_and_sends_nothing(store, corpus):
     with serve([corpus[0]], dialect="mini", indexes=("v2_test",)) as srv:
-        backend = MiniBackend("v2_test", srv.url, HttpSettings(**FAST))
+        backend = MiniBackend("v2_test", srv.url, FAST_HTTP)
         baseline, summary = _run(store, backend, 100)
         assert "infini-gram-mini" in baseline.unavailable and "no source baseline" in baseline.unavailable
         assert baseline.sources == [] and not baseline.complete and summary.baseline_wanted == 0

@@ -94,7 +94,7 @@ def test_a_failed_control_count_is_never_a_zero(tmp_path):
     """Against the API test server: the n-fold count of some controls fails; they are kept out with the reason,
     never compared as 0, and the next run (server healthy) completes the comparison."""
     from infinigram_server import serve
-    from test_provenance import FAST
+    from helpers import FAST_HTTP
 
     db, index, _ = evidence_corpus.build(tmp_path, planted=True, n_words=120, n_fps=20)
     with open_store(db) as store:
@@ -103,14 +103,14 @@ def test_a_failed_control_count_is_never_a_zero(tmp_path):
             # the count of a run of 12 copies fails for the words 0-39 (FPs and candidates alike)
             for word in words[:40]:
                 srv.query_faults[word * evidence_corpus.RUN] = "500"
-            run_provenance(store, backend="api", index="test_index", api_url=srv.url, http=FAST,
+            run_provenance(store, backend="api", index="test_index", api_url=srv.url, http=FAST_HTTP,
                            options=ProvenanceOptions(**{**OPTIONS, **FEW_REQUESTS, "give_up_after": 0}))
             failed = {r[0] for r in store.query("SELECT token_id FROM evidence_exclusions WHERE reason = 'count_failed'")}
             compared = {r[0] for r in store.query("SELECT token_id FROM token_evidence")}
             zero_rows = store.query("SELECT count(*) FROM token_evidence WHERE token_id < 40")[0][0]
             assert failed and not failed & compared and zero_rows == 0
             srv.query_faults.clear()
-            run_provenance(store, backend="api", index="test_index", api_url=srv.url, http=FAST,
+            run_provenance(store, backend="api", index="test_index", api_url=srv.url, http=FAST_HTTP,
                            options=ProvenanceOptions(**{**OPTIONS, **FEW_REQUESTS}))
         healed = store.query("SELECT count(*) FROM evidence_exclusions WHERE reason = 'count_failed'")[0][0]
         assert healed == 0 and failed & {r[0] for r in store.query("SELECT token_id FROM token_evidence")}

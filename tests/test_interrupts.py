@@ -14,7 +14,7 @@ import textwrap
 
 import pytest
 
-from test_scan_resume import _rows, _uninterrupted
+from helpers import scan_rows, uninterrupted_scan
 
 DRIVER = textwrap.dedent("""
     import atexit, os, signal, sys
@@ -81,4 +81,4 @@ def test_ctrl_c_at_each_phase_gives_one_line_and_resumes(point, tiny_model_dir, 
     assert rerun.returncode == 0, rerun.stderr.decode()[-2000:]
     if point in ("scan", "commit"):  # the first chunk was committed before the signal, the second was not
         assert "resuming" in rerun.stderr.decode()
-    assert _rows(db) == _uninterrupted(model_dir, tmp_path / "clean.duckdb")
+    assert scan_rows(db) == uninterrupted_scan(model_dir, tmp_path / "clean.duckdb")

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from fpprov.corpus.api import ApiBackend, HttpBackend
+from fpprov.corpus.api import ApiBackend
 from fpprov.corpus.base import CorpusBackend, CountResult, DocResult, FindResult
 from fpprov.corpus.http import HttpSettings
 from fpprov.corpus.local import LocalBackend
@@ -20,12 +20,12 @@ from fpprov.provenance import (FpToken, ProvenanceOptions, ProvenanceProgress, R
 from fpprov.provenance.counts import count_queries
 from fpprov.provenance.documents import sample_documents
 from fpprov.db.store import open_store
+from helpers import FAST_HTTP as FAST
 from infinigram_server import add_fp_scan, independent_count, serve
 
 TOKENS = [(1, "blah", "normal"), (2, "Á", "normal"), (3, "ffi", "normal"), (4, " Justine", "normal"),
           (5, "лье", "normal"), (6, "<0xC3>", "byte_fragment"), (7, "<bos>", "special"), (8, "\n", "normal"),
           (9, "qqqq", "normal"), (10, "\ufffd", "normal")]
-FAST = HttpSettings(rate=0, concurrency=2, backoff=0.01, backoff_max=0.05, read_timeout=2.0, retries=2, body_retries=1)
 
 
 @pytest.fixture(scope="module")
@@ -263,14 +263,51 @@ def test_a_backend_that_fails_everything_stops_the_run_and_a_rerun_completes(tmp
     s.close()
 
 
-def test_each_backend_declares_how_many_queries_it_takes_at_once_and_the_local_one_its_byte_cap():
-    assert "concurrency" in vars(LocalBackend) and LocalBackend.concurrency == 1
-    assert "max_query_bytes" in vars(LocalBackend) and LocalBackend.max_query_bytes == 16384
-    assert "concurrency" in vars(HttpBackend)
+class _Watched:
+    """Stands in for the local engine: every call goes through, recording the most calls ever running at once."""
+
+    def __init__(self, engine):
+        self.engine, self.lock, self.now, self.most = engine, threading.Lock(), 0, 0
+
+    def __getattr__(self, name):
+        method = getattr(self.engine, name)
+
+        def call(*args, **kwargs):
+            with self.lock:
+                self.now += 1
+                self.most = max(self.most, self.now)
+            try:
+                time.sleep(0.005)
+                return method(*args, **kwargs)
+            finally:
+                with self.lock:
+                    self.now -= 1
+        return call
+
+
+def test_the_local_engine_gets_one_query_at_a_time_and_no_query_over_its_byte_cap(store, index):
+    backend = LocalBackend([index[0]])
+    try:
+        backend.engine = watched = _Watched(backend.engine)
+        summary = RunSummary(backend=backend.backend)
+        queries = ["blah", "ffi", " Justine", "qqqq", "Á", "лье", "w1q", "w2q"]
+        count_queries(store, backend, queries, counting(ladder=(1,), concurrency=4), ProvenanceProgress(), summary)
+        assert summary.ok == len(queries) and summary.failed_total == 0
+        assert watched.most == 1   # asked for 4 at once
+        cap = backend.max_query_bytes
+        unit = "x" * -(-cap // 999)                   # so that cap // len(unit) + 1 is at most 1,000 copies
+        fits = cap // len(unit)
+        assert backend.repeated_reason(unit, fits) is None
+        assert "bytes" in backend.repeated_reason(unit, fits + 1)
+    finally:
+        backend.close()
+
+
+def test_the_http_backends_take_as_many_queries_at_once_as_their_settings_say():
     for cls in (ApiBackend, MiniBackend):
         backend = cls("some_index", "http://127.0.0.1:9/", HttpSettings(concurrency=3))  # sends nothing
         try:
-            assert backend.concurrency == 3 and backend.max_query_bytes is None
+            assert backend.concurrency == 3
         finally:
             backend.close()
 

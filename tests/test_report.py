@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -15,44 +14,8 @@ from fpprov.errors import FpprovError
 from fpprov.report import build_reports
 from fpprov.report.text import csp_hash, flat, page_names, script_json, segments, snippet_cell
 from fpprov.db.store import open_store
+from helpers import Page, read
 from report_db import HOSTILE_MODEL, HOSTILE_TEXTS, build_report_db
-
-
-class Page(HTMLParser):
-    """Elements, attributes, visible text, inline scripts and JSON blocks of one page."""
-
-    def __init__(self, html: str):
-        super().__init__(convert_charrefs=True)
-        self.tags: list[tuple[str, dict]] = []
-        self.text: list[str] = []
-        self.scripts: list[tuple[dict, str]] = []
-        self._in_script: dict | None = None
-        self.feed(html)
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        self.tags.append((tag, attrs))
-        if tag == "script":
-            self._in_script = attrs
-            self.scripts.append((attrs, ""))
-
-    def handle_endtag(self, tag):
-        if tag == "script":
-            self._in_script = None
-
-    def handle_data(self, data):
-        if self._in_script is not None:
-            attrs, body = self.scripts[-1]
-            self.scripts[-1] = (attrs, body + data)
-        else:
-            self.text.append(data)
-
-    @property
-    def visible(self) -> str:
-        return "".join(self.text)
-
-    def json_blocks(self) -> list:
-        return [json.loads(body) for attrs, body in self.scripts if attrs.get("type") == "application/json"]
 
 
 @pytest.fixture(scope="module")
@@ -61,10 +24,6 @@ def reports(tmp_path_factory):
     db = build_report_db(folder / "results.duckdb")
     outcome = build_reports(db, folder / "reports")
     return db, outcome
-
-
-def read(path: Path) -> str:
-    return path.read_text("utf-8")
 
 
 def test_report_writes_index_shared_and_one_page_per_model(reports):
@@ -168,7 +127,7 @@ def test_model_page_sections(reports):
     assert top[0][1] == [["s", "\u2423"], ["t", "Justine"]]                 # leading space visible
     # provenance: counts per n pivoted, the proxy label, source shares and highlighted snippets
     assert "45,000" in visible and "2,000,000" in visible and "not queryable" in visible
-    assert "v4_dclm-baseline_llama (proxy)" in visible and "undisclosed" in visible
+    assert "corpus v4_dclm-baseline_llama (proxy: not this model's training data)" in visible
     assert "<b>pes2o</b> 83% (5)" in visible
     assert any(t == "mark" for t in tags)
     assert "BLAH" * 10 in "".join(s for s in visible.split("\n") if "before" in s)
@@ -338,23 +297,23 @@ def test_model_page_lists_every_scan_when_there_are_several(tmp_path):
     gemma = Page(read(tmp_path / "out" / "gemma3-270m.html"))
     scans = next(b for b in gemma.json_blocks() if b["types"][:3] == ["id", "link", "text"])["rows"]
     assert [(r[0], r[2], r[4]) for r in scans] == [(1, "yes", "no"), (9, "", "yes")]     # primary: no BOS
-    assert "All scans of this model" in gemma.visible
+    assert "table-scans" in gemma.ids                                # the scans listed side by side
     compared = next(b for b in gemma.json_blocks() if b["types"][:3] == ["id", "text", "text"])["rows"]
     assert compared == [[9, "yes", "float32", "0–4,096", 14, 2, 1]]
-    assert "All scans of this model" not in Page(read(tmp_path / "out" / "olmo2-1b.html")).visible
+    assert "table-scans" not in Page(read(tmp_path / "out" / "olmo2-1b.html")).ids
 
 
 def test_model_page_of_a_pair_shows_what_instruction_tuning_changed(reports):
     _, outcome = reports
     for page_name in ("gemma3-270m.html", "gemma3-270m-inst.html"):
         page = Page(read(outcome.index.parent / page_name))
-        assert "Base vs instruct" in page.visible
+        assert "pair" in page.ids
         changes = next(b for b in page.json_blocks() if b["types"] == ["text", "id", "tok", "num", "num"])["rows"]
         assert {r[0] for r in changes} == {"lost", "gained"}
         assert [r[2] for r in changes if r[0] == "gained"] == ["gained"]       # the token named 'gained'
         lost = [r[3] for r in changes if r[0] == "lost"]
         assert lost == sorted(lost, reverse=True) and len(lost) == 12
-    assert "Base vs instruct" not in Page(read(outcome.index.parent / "olmo2-1b.html")).visible
+    assert "pair" not in Page(read(outcome.index.parent / "olmo2-1b.html")).ids
 
 
 def test_report_while_another_process_writes_reads_a_snapshot(tmp_path, hold_db_lock):
@@ -391,7 +350,7 @@ def test_model_page_puts_both_embedding_spaces_side_by_side(tmp_path):
                              FROM vector_fp_tokens WHERE vector_id = 1""")
     build_reports(db, tmp_path / "out")
     page = Page(read(tmp_path / "out" / "gemma3-270m.html"))
-    assert "Both embedding spaces" in page.visible and "the seed's counts are raw-space counts" in page.visible
+    assert "table-spaces" in page.ids
     spaces = next(b for b in page.json_blocks() if b["rows"] and b["rows"][0][0] == "gradient seeds")
     by_row = {row[0]: row[1:] for row in spaces["rows"]}
     assert by_row["gradient seeds"] == ["2/3 converged", "not run"]
@@ -400,4 +359,4 @@ def test_model_page_puts_both_embedding_spaces_side_by_side(tmp_path):
     assert "vector 3 (unstable)" in str(by_row["their mixtures"][1]) and "97.0%" in str(by_row["their mixtures"][1])
     # one space only: no comparison table
     build_reports(build_report_db(tmp_path / "one.duckdb"), tmp_path / "one")
-    assert "Both embedding spaces" not in Page(read(tmp_path / "one" / "gemma3-270m.html")).visible
+    assert "table-spaces" not in Page(read(tmp_path / "one" / "gemma3-270m.html")).ids

@@ -15,9 +15,7 @@ import duckdb
 from fpprov.models import load_model
 from fpprov.scan.run import ScanOptions, scan_vocabulary
 from fpprov.db.store import open_store
-
-FP_COLUMNS = ("model, token_id, raw_token, text, norm_text, category, prob, logit, runner_up_id, runner_up_logit,"
-              " margin, verified_float64, margin_float64, length_check")
+from helpers import scan_rows as _rows, uninterrupted_scan as _uninterrupted
 
 # A real scan process that SIGKILLs itself right after its third chunk commits: a kill -9 mid-run at a
 # known point (between transactions is the only place a kill can land that matters: a kill inside one is
@@ -36,20 +34,6 @@ KILLER = textwrap.dedent("""
     store = open_store(db)
     scan_vocabulary(load_model(model_dir), store, ScanOptions(commit_every=40, batch_size=16), progress=progress)
 """)
-
-
-def _rows(db: Path) -> list[tuple]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(f"SELECT {FP_COLUMNS} FROM token_fps ORDER BY token_id").fetchall()
-    finally:
-        con.close()
-
-
-def _uninterrupted(model_dir: Path, db: Path, commit_every: int = 40, batch_size: int = 16) -> list[tuple]:
-    with open_store(db) as store:
-        scan_vocabulary(load_model(str(model_dir)), store, ScanOptions(commit_every=commit_every, batch_size=batch_size))
-    return _rows(db)
 
 
 def test_kill_9_then_rerun_gives_the_uninterrupted_rows(tiny_model_dir, tmp_path):
