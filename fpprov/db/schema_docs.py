@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import duckdb
 
+from .sql import query_summary
 from .store import BASE_CONFIG, list_migrations, migrate
 
 PREAMBLE = """\
@@ -80,16 +81,6 @@ def split_comment(comment: str | None) -> tuple[str, list[str]]:
     return description.strip(), ["\n".join(line.strip() for line in e.strip().splitlines()) for e in examples]
 
 
-def _leading_comment(sql: str) -> str:
-    """The ``--`` lines a migration file starts with, as one paragraph."""
-    lines = []
-    for line in sql.splitlines():
-        if not line.startswith("--"):
-            break
-        lines.append(line[2:].strip())
-    return " ".join(line for line in lines if line)
-
-
 def relations(con: duckdb.DuckDBPyConnection) -> dict[str, Relation]:
     """Every table and view of the main schema with its comments, in creation order (tables first)."""
     scope = "database_name = current_database() AND schema_name = 'main' AND NOT internal"
@@ -125,7 +116,7 @@ def collect() -> list[Group]:
     groups = [Group(*SCHEMA_VERSION_GROUP, [found.pop("schema_version")])]
     for migration in list_migrations():
         names = _CREATE_TABLE.findall(migration.sql)
-        groups.append(Group(f"{migration.version:03d}_{migration.name}", _leading_comment(migration.sql),
+        groups.append(Group(f"{migration.version:03d}_{migration.name}", query_summary(migration.sql),
                             [found.pop(n) for n in names if n in found]))
     tables = [r for r in found.values() if r.kind == "table"]   # made outside the migrations: none expected
     if tables:

@@ -144,13 +144,13 @@ def open_read_only(path: str | os.PathLike, *, upgrade: bool = False,
 
 # -- queries --------------------------------------------------------------------------------------------
 def query_summary(sql: str) -> str:
-    """The leading comment block of a canned query, as one line."""
+    """The ``--`` lines a SQL file (a canned query, a migration) starts with, as one line."""
     lines = []
     for line in sql.splitlines():
         if not line.startswith("--"):
             break
         lines.append(line[2:].strip())
-    return " ".join(lines)
+    return " ".join(line for line in lines if line)
 
 
 def canned_queries() -> dict[str, str]:
