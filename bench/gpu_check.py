@@ -31,7 +31,7 @@ import torch
 
 from fpprov.scan import judge
 from fpprov.models import load_model
-from fpprov.scan.run import ScanOptions, scan_vocabulary
+from fpprov.scan.run import ScanOptions, plan_scan, run_scan
 from fpprov.db.store import open_store
 
 
@@ -85,7 +85,9 @@ def scan_once(loaded, db: Path, opts: ScanOptions, device: torch.device) -> tupl
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         t0 = time.perf_counter()
-        result = scan_vocabulary(loaded, store, opts)
+        # the scan alone: scan_vocabulary also runs the one-off under-trained analysis of the model (once per
+        # model and database), which a fresh database per measurement would otherwise count every time
+        result = run_scan(plan_scan(loaded, opts), store)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - t0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fpprov.scan.judge import Calibration, TokenJudge, calibration_sample
+from fpprov.scan.judge import Calibration, TokenJudge, calibration_sample, calibration_size
 from fpprov.models import load_model
 from fpprov.scan.run import ScanOptions, scan_vocabulary
 from fpprov.db.store import open_store
@@ -57,7 +57,8 @@ def test_calibrated_verdicts_equal_the_float64_reference_with_planted_near_ties(
     # The error and factor that decided which verdicts were trusted are stored with the scan.
     assert scan["calibration_error"] > 0 and scan["safety_factor"] == ScanOptions().safety_factor
     judge = TokenJudge(loaded, ScanOptions(head_chunk=32))
-    cal = judge.calibrate(calibration_sample(0, len(loaded.tokenizer), 256))
+    n_ids = len(loaded.tokenizer)
+    cal = judge.calibrate(calibration_sample(0, n_ids, calibration_size(n_ids, ScanOptions().calibration_sample)))
     assert cal.error == pytest.approx(scan["calibration_error"], rel=1e-12)
     assert scan["calibration_threshold"] == pytest.approx(cal.threshold, rel=1e-12)
     assert (scan["calibration_measured"], scan["calibration_bound"]) == pytest.approx((cal.measured, cal.bound))
@@ -115,3 +116,9 @@ def test_a_resumed_scan_reuses_its_stored_calibration(tiny_model_dir, tmp_path, 
                                                [again.scan_id])}
     assert again.scan_id == first.scan_id
     assert rechecked == set(range(50, 100))   # the stored (here: huge) error trusts nothing
+
+
+def test_a_small_slice_is_calibrated_on_a_share_of_its_ids():
+    # One id in 32, at least 64, at most the option: a 2,048-id slice is not dominated by its calibration.
+    assert calibration_size(2048, 256) == 64 and calibration_size(8192, 256) == 256
+    assert calibration_size(262144, 256) == 256 and calibration_size(40, 256) == 40 and calibration_size(303, 100) == 64

@@ -20,6 +20,7 @@ from ..errors import FpprovError
 DIVIDE_BY_LOGITS_SCALING = {"granite", "granitemoe", "granitemoeshared", "granitemoehybrid", "granite_swa",
                             "granitemoe_swa"}
 MULTIPLY_BY_LOGIT_SCALE = {"cohere", "cohere2"}
+CHECKED_COLUMNS = 4096   # vocabulary columns compared with the model's own forward
 _SCALING_NAMES = ("logit_scale", "logits_scaling", "output_multiplier_scale", "lm_head_multiplier")
 
 
@@ -94,12 +95,15 @@ class HeadExtras:
         model's dtype (float32 and wider: 1e-3 of the largest logit; lower precisions: 5%).
         """
         head = model.get_output_embeddings()
-        ours = self.apply(hidden.to(head.weight.dtype) @ head.weight.T).double()          # (B, V)
         out = model(input_ids=ids[:, None].to(head.weight.device), use_cache=False)
         theirs = out.logits[:, -1, :].double()                                            # (B, V)
-        if theirs.shape != ours.shape:
+        if theirs.shape[-1] != head.weight.shape[0]:
             raise FpprovError(f"the model's logits have {theirs.shape[-1]} columns but its head "
-                              f"{ours.shape[-1]} rows: fpprov cannot reproduce its output layer")
+                              f"{head.weight.shape[0]} rows: fpprov cannot reproduce its output layer")
+        # A few thousand columns show any scale, cap or offset; all of them would cost a pass over the head.
+        cols = slice(0, min(CHECKED_COLUMNS, head.weight.shape[0]))
+        ours = self.apply(hidden.to(head.weight.dtype) @ head.weight[cols].T, cols).double()   # (B, C)
+        theirs = theirs[:, cols]                                                          # (B, C)
         wide = head.weight.dtype in (torch.float32, torch.float64)
         allowed = (1e-3 if wide else 5e-2) * (1.0 + float(theirs.abs().max()))
         worst = float((ours.to(theirs.device) - theirs).abs().max())

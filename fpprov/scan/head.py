@@ -232,9 +232,11 @@ class LMHead:
         threshold and never proves a verdict (TokenJudge sends such verdicts through a float32 rung).
         """
         if not hasattr(self, "_w_norm_max"):
-            # In row blocks: a float64 copy of a 262k-row head would be 1.3 GiB at once.
-            self._w_norm_max = max(float(block.double().norm(dim=1).max())
-                                   for block in self.weight.detach().split(self.chunk))
+            # Row norms in float32, in row blocks (no float64 copy of the head), raised by their rounding: a
+            # float32 sum of D squares errs by at most gamma_D relative, its square root by about half that.
+            slack = 1 + 2 * self.weight.shape[1] * 2.0 ** -24 + 1e-6
+            self._w_norm_max = slack * max(float(block.float().norm(dim=1).max())
+                                           for block in self.weight.detach().split(self.chunk))
             bias = self.extras.bias
             self._bias_max = 0.0 if bias is None else float(bias.detach().double().abs().max())
         d = h_screen.shape[-1]

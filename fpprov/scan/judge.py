@@ -98,6 +98,12 @@ class Calibration:
         return max(self.factor * self.measured, self.bound)
 
 
+def calibration_size(n_ids: int, most: int) -> int:
+    """How many of a scan's ``n_ids`` ids calibrate it: one in 32, at least 64, at most ``most`` (the option):
+    its float64 body and whole float32 head rows would otherwise outweigh a small slice's scan."""
+    return min(most, n_ids, max(64, n_ids // 32))
+
+
 def calibration_sample(id_start: int, id_stop: int, n: int, seed: int = 0) -> torch.Tensor:
     """``n`` distinct ids of [id_start, id_stop) drawn at random with a fixed seed, ascending (all when fewer)."""
     gen = torch.Generator().manual_seed(seed)

@@ -18,7 +18,8 @@ import torch
 
 from ..runtime.distributed import Group, Ranks, joined
 from ..errors import FpprovError
-from .judge import FLOAT32, FLOAT64, SCREEN, Calibration, TokenJudge, Verdicts, calibration_sample
+from .judge import (FLOAT32, FLOAT64, SCREEN, Calibration, TokenJudge, Verdicts, calibration_sample,
+                    calibration_size)
 from ..models import LoadedModel
 from .options import ScanOptions
 from ..db.store import Store, upsert_model
@@ -188,6 +189,12 @@ def _scan_row(plan: ScanPlan) -> dict[str, Any]:
             "tokens_skipped": plan.skipped, "seconds": 0.0, **_calibration_columns(plan)}
 
 
+def scan_calibration_sample(plan: ScanPlan) -> torch.Tensor:
+    """The ids that calibrate this scan: a fixed-seed draw from its own range (calibration_size of them)."""
+    n = calibration_size(plan.id_stop - plan.id_start, plan.opts.calibration_sample)
+    return calibration_sample(plan.id_start, plan.id_stop, n)
+
+
 def _calibration_columns(plan: ScanPlan) -> dict[str, Any]:
     """Measure the screen's error on a random sample of the scan's ids, to store: for --verify calibrated,
     and always for a low-precision scan, whose screen escalates by it. Such a scan's float32 rung is
@@ -195,7 +202,7 @@ def _calibration_columns(plan: ScanPlan) -> dict[str, Any]:
     judge = plan.judge
     if plan.opts.verify != "calibrated" and not judge.low_precision:
         return {}
-    sample = calibration_sample(plan.id_start, plan.id_stop, plan.opts.calibration_sample)
+    sample = scan_calibration_sample(plan)
     if judge.low_precision and plan.opts.verify == "calibrated":
         judge.calibrate(sample, torch.float32)
     cal = judge.calibrate(sample)
@@ -227,7 +234,7 @@ def open_scan(plan: ScanPlan, store: Store) -> OpenScan:
             plan.judge.calibration = Calibration(existing["calibration_error"], existing["safety_factor"],
                                                  existing["calibration_measured"], existing["calibration_bound"])
             if plan.judge.low_precision and opts.verify == "calibrated":   # not stored: measured again, same sample
-                plan.judge.calibrate(calibration_sample(plan.id_start, plan.id_stop, opts.calibration_sample),
+                plan.judge.calibrate(scan_calibration_sample(plan),
                                      torch.float32)
     scan_id = existing["scan_id"]
     committed = store.query("SELECT chunk_start, chunk_stop FROM scan_chunks WHERE scan_id = ? ORDER BY 1", [scan_id])
