@@ -166,13 +166,21 @@ def test_no_script_from_the_data_runs_and_the_text_is_visible(browser, report_di
         svg_text = tab.eval("[...document.querySelectorAll('svg title, svg text')].map(t => t.textContent).join('|')")
         assert HOSTILE_SOURCE in svg_text and tab.eval("document.querySelectorAll('svg script').length") == 0
         assert tab.eval("[...document.querySelectorAll('svg')].map(s => s.getAttribute('aria-label'))"
-                        ".filter(l => l.endsWith('FP vs control repetition rate')).length") == 2
+                        ".filter(l => l.includes('share of tokens with any')).length") == 2
+        # every corpus here is a proxy, and the page says so where it names one
+        assert tab.eval("document.querySelectorAll('.proxy-label').length") >= 2
+        assert tab.eval("document.querySelectorAll('.training-label').length") == 0
         # the highlighted snippet keeps its hostile markup as text
         assert tab.eval("[...document.querySelectorAll('mark')].map(m => m.textContent).join('|')").startswith("BLAH" * 10)
         path = tab.screenshot(SCREENSHOT_DIR / "gemma3-270m-hostile.png")
         assert path.stat().st_size > 10_000 and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         print(f"screenshot: {path}")
     if page == "shared.html":
+        # statistics from too few tokens are greyed, never shaded as a finding; proxies are labelled
+        assert tab.eval("document.querySelectorAll('td.few').length") >= 1
+        assert tab.eval("[...document.querySelectorAll('td.few')].every(td => "
+                        "getComputedStyle(td).backgroundColor === 'rgb(243, 244, 246)')")
+        assert tab.eval("document.querySelectorAll('td .proxy-label').length") >= 1
         assert HOSTILE_INDEX in text                                    # a column of the attribution matrix
         assert tab.eval("document.querySelectorAll('td.best').length") == 1
     if page == "index.html":
