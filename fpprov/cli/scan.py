@@ -43,7 +43,8 @@ def scan(
     models: Optional[list[str]] = ModelsArgument,
     db: Optional[Path] = DbOption,
     dtype: str = typer.Option("float32", metavar="DTYPE",
-                              help="float32 | float64 | bfloat16 | float16 (the last two warn)."),
+                              help="float32 | float64 | bfloat16 | float16: the weights' dtype; the last two "
+                              "screen in it and decide in float32 and float64 what it cannot (exact, docs/scan.md)."),
     device: str = typer.Option("auto", metavar="DEVICE",
                                help="auto | cpu | cuda[:N] | mps | xpu (what this torch build can use)."),
     device_map: Optional[str] = typer.Option(None, "--device-map", metavar="STRATEGY", help="Spread the model "
