@@ -185,3 +185,48 @@ def test_a_write_after_a_partly_read_result_goes_through(tmp_path):
             assert con.execute("SELECT * FROM range(5)").fetchone() == (0,)
             store.insert_rows("models", [{"name": "m", "source_kind": "directory"}])
         assert store.query("SELECT name FROM models") == [("m",)]
+
+
+def test_ctrl_c_while_duckdb_reads_a_batch_is_an_interrupt_and_rolls_back(tmp_path):
+    with open_store(tmp_path / "ctrl_c.duckdb") as store:
+        def register(name, table):   # DuckDB wraps a KeyboardInterrupt raised while it reads the object
+            raise duckdb.InvalidInputException(f"reading the object registered as '{name}' as Arrow data "
+                                               "failed: KeyboardInterrupt: ")
+
+        store.con = _ConnectionWithRegister(store.con, register)
+        with pytest.raises(KeyboardInterrupt):
+            with store.transaction():
+                store.insert_rows("models", [{"name": "m", "source_kind": "directory"}])
+        store.con = store.con._con
+        assert store.query("SELECT count(*) FROM models") == [(0,)]
+
+
+class _ConnectionWithRegister:
+    """A DuckDB connection whose register() is replaced (the real one is a C method that cannot be patched)."""
+
+    def __init__(self, con, register):
+        self._con, self.register = con, register
+
+    def __getattr__(self, name):
+        return getattr(self._con, name)
+
+
+def test_ctrl_c_during_the_insert_is_an_interrupt_even_when_the_transaction_is_aborted(tmp_path):
+    with open_store(tmp_path / "ctrl_c2.duckdb") as store:
+        con = store.con
+
+        class Aborting(_ConnectionWithRegister):
+            def execute(self, sql, *args):
+                if sql.startswith("INSERT"):
+                    raise duckdb.InvalidInputException("reading the object as Arrow data failed: KeyboardInterrupt: ")
+                return con.execute(sql, *args)
+
+            def unregister(self, name):   # what DuckDB says in an aborted transaction
+                raise duckdb.TransactionException("Current transaction is aborted (please ROLLBACK)")
+
+        store.con = Aborting(con, con.register)
+        with pytest.raises(KeyboardInterrupt):
+            with store.transaction():
+                store.insert_rows("models", [{"name": "m", "source_kind": "directory"}])
+        store.con = con
+        assert store.query("SELECT count(*) FROM models") == [(0,)]

@@ -164,11 +164,22 @@ class Store:
         finish = getattr(self.con, "complete", None)
         if finish is not None:
             finish()
-        self.con.register(name, table)
         try:
-            yield
-        finally:
+            self.con.register(name, table)
+            try:
+                yield
+            except BaseException:
+                # an aborted transaction refuses even the unregister; its rollback drops the name anyway
+                with contextlib.suppress(duckdb.Error):
+                    self.con.unregister(name)
+                raise
             self.con.unregister(name)
+        except duckdb.Error as exc:
+            # Ctrl-C while DuckDB reads the Arrow table comes back as DuckDB's error: give it back as the
+            # interrupt it is, so the one-line Ctrl-C handling (and the transaction's rollback) apply.
+            if "KeyboardInterrupt" in str(exc):
+                raise KeyboardInterrupt from exc
+            raise
 
     def transaction(self) -> "_Transaction":
         return _Transaction(self.con)

@@ -14,6 +14,7 @@ that says which rung decided each id; the scan stores it.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -132,6 +133,15 @@ class TokenJudge:
         # one per rung that screens: the scan dtype's (None) and, for a low-precision scan, float32's
         self.calibrations: dict[torch.dtype | None, Calibration] = {}
         self._check_head()
+
+    def with_options(self, opts: ScanOptions) -> "TokenJudge":
+        """This judge with a resumed scan's stored batch, chunk and tolerance: the head, its checked extras and
+        the layout are the model's, so nothing is loaded or checked again (calibrations are not kept)."""
+        if (opts.bos, opts.head_chunk) != (self.opts.bos, self.opts.head_chunk):
+            return TokenJudge(self.loaded, opts)
+        judge = copy.copy(self)
+        judge.opts, judge.calibrations = opts, {}
+        return judge
 
     @property
     def calibration(self) -> Calibration | None:

@@ -229,7 +229,7 @@ def open_scan(plan: ScanPlan, store: Store) -> OpenScan:
         if kept != {k: getattr(opts, k) for k in kept}:
             # A resumed scan keeps its own chunks, batches and tolerance: its rows equal an uninterrupted run's.
             opts = replace(opts, **kept)
-            plan = replace(plan, opts=opts, judge=TokenJudge(loaded, opts))
+            plan = replace(plan, opts=opts, judge=plan.judge.with_options(opts))
         if existing["calibration_error"] is not None:   # a resumed scan trusts what its first run trusted
             plan.judge.calibration = Calibration(existing["calibration_error"], existing["safety_factor"],
                                                  existing["calibration_measured"], existing["calibration_bound"])
@@ -310,7 +310,7 @@ def _open_on_every_rank(plan: ScanPlan, store: Store | None, group: Group) -> tu
         return scan, stored
     shared = group.broadcast(None)
     if shared.opts != plan.opts:
-        plan = replace(plan, opts=shared.opts, judge=TokenJudge(plan.loaded, shared.opts))
+        plan = replace(plan, opts=shared.opts, judge=plan.judge.with_options(shared.opts))
     plan.judge.calibrations = dict(shared.calibrations)
     return OpenScan(shared.scan_id, plan, shared.todo, shared.resumed_from, shared.already_complete), shared.stored
 
