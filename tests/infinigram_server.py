@@ -143,6 +143,9 @@ class FakeInfiniGram(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server: FakeInfiniGram
     protocol_version = "HTTP/1.1"
+    # TCP_NODELAY: an answer's headers and body go out in two writes, and Nagle's algorithm would hold the second
+    # until the client's delayed ACK (tens of ms a request, most of an API test's time).
+    disable_nagle_algorithm = True
 
     def log_message(self, *args: Any) -> None:  # keep test output clean
         pass
@@ -298,7 +301,22 @@ def add_fp_scan(store, model: str, tokens: list[tuple[int, str | None, str]], *,
     store.insert_rows("scans", [dict(scan_id=scan_id, model=model, dtype="float32", device="cpu", bos=False,
                                      id_start=0, id_stop=1000, batch_size=256, tolerance=1e-4,
                                      method="length1-pruned", complete=complete, fp_count=len(tokens))])
-    store.insert_rows("token_fps", [dict(scan_id=scan_id, model=model, token_id=t, raw_token=text, text=text,
-                                         norm_text=text, category=category, prob=0.9, logit=10.0, margin=1.0,
-                                         verified_float64=True) for t, text, category in tokens])
+    store.insert_rows("token_fps", [dict(scan_id=scan_id, model=model, token_id=t, raw_token=_raw(text, category),
+                                         text=text, norm_text=text, category=category, prob=0.9, logit=10.0,
+                                         margin=1.0, verified_float64=True) for t, text, category in tokens])
+    # A scan stores its whole vocabulary; here the FPs' entries and, outside the scanned range (never a control
+    # candidate), the space token whose byte-level form proves the decoder byte-level (fpprov.provenance.spellings).
+    store.insert_rows("vocabulary", [dict(model=model, token_id=t, raw_token=_raw(text, category), text=text,
+                                          norm_text=text, category=category) for t, text, category in tokens]
+                      + [dict(model=model, token_id=1_000_000, raw_token="\u0120", text=" ", norm_text=" ",
+                              category="normal")], or_ignore=True)
     return scan_id
+
+
+def _raw(text: str | None, category: str) -> str | None:
+    """The byte-level BPE vocabulary entry of a text (GPT-2's byte table), as a byte-level tokenizer stores it."""
+    if text is None or category in ("special", "byte_fragment"):
+        return text
+    from fpprov.provenance.spellings import _byte_decoder
+    table = {b: ch for ch, b in _byte_decoder().items()}
+    return "".join(table[b] for b in text.encode("utf-8"))

@@ -241,3 +241,15 @@ def test_the_scans_row_is_written_like_every_other_row(tiny_model_dir, tmp_path,
     assert {k: scan[k] for k in library_versions()} == library_versions()
     assert (scan["dtype"], scan["device"], scan["commit_every"], scan["check_length"]) == \
         ("float32", str(loaded.device), 10, None)
+
+
+def test_gpt_neox_scans_in_float32_with_its_float64_recheck(tmp_path):
+    # GPT-NeoX (Pythia) names its token embedding embed_in; the layer-by-layer float64 re-check must find it.
+    from tiny import build_neox_model
+
+    model_dir = build_neox_model(tmp_path / "neox")
+    loaded, result, rows, scan, rechecks = _scan(model_dir, tmp_path, verify="all")
+    ref = float64_one_at_a_time(loaded.model, range(len(loaded.tokenizer)))
+    expected = {t for t, r in ref.items() if r["is_fp"]}
+    assert 0 < len(expected) < len(ref)
+    assert {r["token_id"] for r in rows} == expected and scan["dtype"] == "float32"

@@ -219,3 +219,20 @@ def hand_built_dir(tmp_path_factory):
         return _HAND_BUILT[key]
 
     return make
+
+
+def build_neox_model(out: str | Path) -> Path:
+    """A tiny GPT-NeoX (Pythia's architecture: partial rotary, parallel residual), tied so that FPs occur."""
+    from transformers import AutoModelForCausalLM, GPTNeoXConfig
+
+    tok = build_tokenizer(300)
+    config = GPTNeoXConfig(vocab_size=len(tok) + 12, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                           num_attention_heads=4, rotary_pct=0.25, max_position_embeddings=256,
+                           tie_word_embeddings=True, initializer_range=0.03, bos_token_id=tok.bos_token_id,
+                           eos_token_id=tok.eos_token_id)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    out = Path(out)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out

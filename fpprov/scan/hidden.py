@@ -142,7 +142,7 @@ def hidden_forward(model: Any, input_ids: torch.Tensor, dtype: torch.dtype | Non
 
 
 _LAYER_LISTS = ("layers", "h", "blocks")
-_TOKEN_EMBEDDINGS = ("embed_tokens", "wte")
+_TOKEN_EMBEDDINGS = ("embed_tokens", "wte", "embed_in")   # embed_in: GPT-NeoX (Pythia)
 
 
 def _castable_parts(model: Any, decoder: Any) -> tuple[Any, list[torch.nn.Module]]:
@@ -158,7 +158,7 @@ def _castable_parts(model: Any, decoder: Any) -> tuple[Any, list[torch.nn.Module
                    if getattr(decoder, name, None) is not None), None) if decoder is not None else None
     if layers is None or not _plain_embedding(embeds):
         raise FpprovError(f"cannot re-check {model_type} in float64 one layer at a time: its decoder lacks a "
-                          "list of layers (layers, h, blocks) or a plain token embedding (embed_tokens, wte) "
+                          "list of layers (layers, h, blocks) or a plain token embedding (embed_tokens, wte, embed_in) "
                           "(casting the whole model would double its memory)")
     if any(True for _ in decoder.named_parameters(recurse=False)):
         raise FpprovError(f"cannot re-check {model_type} in float64 one layer at a time: its decoder holds "
