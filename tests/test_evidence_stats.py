@@ -83,10 +83,38 @@ def test_all_ties_and_single_values():
 def test_percentile_and_p_value_formula():
     ctrls = [TokenValue(100 + i, v, 2) for i, v in enumerate([0.0, 0.1, 0.2, 0.3])]
     (tp,) = token_percentiles([TokenValue(1, 0.2, 2)], ctrls)
-    assert tp.percentile == 50.0                      # 2 of 4 controls strictly below
+    assert tp.percentile == 62.5                      # mid-rank: 2 of 4 controls below, 1 tied counts one half
     assert tp.p_value == pytest.approx((1 + 2) / (1 + 4))   # 2 controls >= 0.2
-    assert tp.percentile_ci[0] < 50 < tp.percentile_ci[1]
+    assert tp.percentile_ci[0] < 62.5 < tp.percentile_ci[1]
     assert tp.n_controls == 4 and tp.q_value == pytest.approx(tp.p_value)
+
+
+def _wilson_reference(successes: float, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """The Wilson interval from its definition: the shares p with (share - p)^2 <= z^2 p (1 - p) / n."""
+    from scipy.optimize import brentq
+    share = successes / n
+    gap = lambda p: (share - p) ** 2 - z * z * p * (1 - p) / n   # noqa: E731
+    low = 0.0 if share == 0 else brentq(gap, 0.0, share)
+    high = 1.0 if share == 1 else brentq(gap, share, 1.0)
+    return low, high
+
+
+@pytest.mark.parametrize("fp, controls", [
+    (0.0, [0.0] * 9),                                   # tied with every control (the common case: no run)
+    (0.0, [0.0] * 6 + [0.2, 0.4, 0.5]),                 # tied with some, below the others
+    (0.3, [0.0, 0.1, 0.2, 0.4, 0.5, 0.6, 0.7]),         # strict: no tie
+    (0.9, [0.0, 0.1, 0.9, 0.9]),                        # above some, tied with the rest
+])
+def test_mid_rank_percentile_and_its_wilson_ci_against_a_reference(fp, controls):
+    (tp,) = token_percentiles([TokenValue(1, fp, 0)], [TokenValue(100 + i, v, 0) for i, v in enumerate(controls)])
+    n = len(controls)
+    mid = sum(1.0 if c < fp else 0.5 if c == fp else 0.0 for c in controls)
+    assert tp.percentile == pytest.approx(100 * mid / n)
+    low, high = _wilson_reference(mid, n)
+    assert tp.percentile_ci == pytest.approx((100 * low, 100 * high), abs=1e-6)
+    assert tp.p_value == pytest.approx((1 + sum(c >= fp for c in controls)) / (1 + n))   # unchanged, conservative
+    if all(c == fp for c in controls):
+        assert tp.percentile == 50.0                    # a tie with every control reads 50, not 0
 
 
 def test_percentiles_use_only_the_tokens_bin_and_mark_missing():

@@ -108,7 +108,9 @@ class _CharLimited(CorpusBackend):
 
 
 def test_a_long_token_times_n_is_not_queryable_with_the_reason():
-    rows = plan_entries([FpToken("tiny", 1, "abcd", "normal")], _CharLimited(), None, [10, 300])
+    from fpprov.provenance.spellings import Speller
+    rows = plan_entries([FpToken("tiny", 1, "abcd", "normal")], _CharLimited(), None, [10, 300],
+                        Speller.concatenating("tiny"))
     short = [r for r in rows if r["n"] == 10]
     long = [r for r in rows if r["n"] == 300]
     assert all(r["queryable"] and r["query"] for r in short)

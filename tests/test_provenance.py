@@ -16,7 +16,9 @@ from fpprov.corpus.local import LocalBackend
 from fpprov.corpus.mini import MiniBackend
 from fpprov.errors import FpprovError
 from fpprov.provenance import (FpToken, ProvenanceOptions, ProvenanceProgress, RunSummary, no_text_reason,
-                               plan_entries, run_provenance, sample_positions, token_variants, top_rows)
+                               plan_entries, run_provenance, sample_positions, top_rows)
+from fpprov.provenance.plan import token_spellings
+from fpprov.provenance.spellings import Speller
 from fpprov.provenance.counts import count_queries
 from fpprov.provenance.documents import sample_documents
 from fpprov.db.store import open_store
@@ -49,11 +51,20 @@ def counting(**options) -> ProvenanceOptions:
     return ProvenanceOptions(**{"docs": 0, "controls": 0, "baseline_positions": 0, **options})
 
 
-def test_variants_cover_both_word_boundary_spellings():
-    assert token_variants(" Justine") == [("as_is", " Justine"), ("space_stripped", "Justine")]
-    assert token_variants("blah") == [("as_is", "blah"), ("space_added", " blah")]
-    assert token_variants("\n") == [("as_is", "\n")]
-    assert token_variants(" ") == [("as_is", " ")]
+def test_spellings_of_a_byte_level_token_and_which_count():
+    def spell(text, n=3):
+        out = token_spellings(FpToken("m", 1, text, "normal"), n, Speller.concatenating("m"))
+        return [(v, q, c["in_evidence"], c["loose"]) for v, q, c in out]
+    # the emitted run counts; the run after a space is shown; the stripped text is loose
+    assert spell(" Justine") == [("emitted", " Justine Justine Justine", True, False),
+                                 ("space_stripped", "JustineJustineJustine", False, True)]
+    assert spell("blah") == [("emitted", "blahblahblah", True, False), ("emitted_spaced", " blahblahblah", False, False)]
+    # a run of one character matches unrelated text: loose, in every spelling, out of the statistics
+    assert spell("\n") == [("emitted", "\n\n\n", False, True)]
+    assert spell("A") == [("emitted", "AAA", False, True), ("emitted_spaced", " AAA", False, True)]
+    assert spell(" ") == [("emitted", "   ", False, True)]
+    assert spell("A", 1) == [("emitted", "A", False, True), ("emitted_spaced", " A", False, True)]
+    assert spell("ab", 1) == [("emitted", "ab", True, False), ("emitted_spaced", " ab", False, False)]
 
 
 def test_tokens_without_text_are_not_queryable_with_a_reason():
@@ -79,14 +90,17 @@ def test_local_counts_equal_an_independent_count_and_nothing_is_a_false_zero(sto
     assert set(unqueryable) == {6, 7, 10}
     assert all(r["count"] is None and r["reason"] for r in unqueryable.values())
     justine = {(r["n"], r["variant"]): r["query"] for r in rows if r["token_id"] == 4 and r["model"] == "tiny-a"}
-    assert justine[(2, "as_is")] == " Justine Justine" and justine[(2, "space_stripped")] == "JustineJustine"
-    # The summary's top rows: counts at the largest n, best variant per token, highest first.
+    assert justine[(2, "emitted")] == " Justine Justine" and justine[(2, "space_stripped")] == "JustineJustine"
+    # The summary's top rows: counts at the largest n of the emitted run, highest first; a loose run ('Á' x 10,
+    # one character repeated) is not among them although it has the largest count.
     top = top_rows(store, summary)
-    assert top and all(r["n"] == 10 and r["count"] > 0 for r in top)
+    assert top and all(r["n"] == 10 and r["count"] > 0 and r["variant"] == "emitted" for r in top)
     assert [r["count"] for r in top] == sorted((r["count"] for r in top), reverse=True)
+    loose = {r["token_id"]: r["count"] for r in ok if r["loose"] and r["n"] == 10 and r["model"] == "tiny-a"}
+    assert loose.get(2, 0) > max(r["count"] for r in top)
     best = {}
     for r in ok:
-        if r["n"] == 10 and r["model"] == "tiny-a":
+        if r["n"] == 10 and r["model"] == "tiny-a" and r["in_evidence"]:
             best[r["token_id"]] = max(best.get(r["token_id"], 0), r["count"])
     assert {r["token_id"]: r["count"] for r in top if r["model"] == "tiny-a"} == {k: v for k, v in best.items() if v}
     # The counts cache is shared: tiny-b's tokens are tiny-a's, asked once.
@@ -183,8 +197,8 @@ def test_boolean_words_are_not_queryable_on_the_api(tmp_path, index):
                        options=counting(ladder=(1, 3)))
         sent = {q for _, q in srv.queries}
     rows = {(r["token_id"], r["n"], r["variant"]): r for r in s.query_dicts("SELECT * FROM provenance_counts")}
-    assert rows[(1, 3, "as_is")]["status"] == "not_queryable" and "boolean" in rows[(1, 3, "as_is")]["reason"]
-    assert rows[(1, 1, "as_is")]["status"] == "ok"  # ' AND' alone is a phrase, not a boolean query
+    assert rows[(1, 3, "emitted")]["status"] == "not_queryable" and "boolean" in rows[(1, 3, "emitted")]["reason"]
+    assert rows[(1, 1, "emitted")]["status"] == "ok"  # ' AND' alone is a phrase, not a boolean query
     assert " AND AND AND" not in sent and " OR OR OR" not in sent
     s.close()
 
@@ -320,15 +334,17 @@ def test_the_planner_takes_the_query_cap_from_the_backend(index):
     token = [FpToken("m", 1, "abc", "normal")]
     stock, capped = LocalBackend([index[0]]), _ByteCapped([index[0]])
     try:
-        assert all(r["queryable"] for r in plan_entries(token, stock, None, [2, 3]))
-        rows = {(r["n"], r["variant"]): r for r in plan_entries(token, capped, None, [2, 3])}
+        speller = Speller.concatenating("m")
+        assert all(r["queryable"] for r in plan_entries(token, stock, None, [2, 3], speller))
+        rows = {(r["n"], r["variant"]): r for r in plan_entries(token, capped, None, [2, 3], speller)}
     finally:
         stock.close()
         capped.close()
-    assert rows[(2, "as_is")]["query"] == "abcabc" and rows[(2, "space_added")]["query"] == " abc abc"  # 8 bytes
-    assert not rows[(3, "as_is")]["queryable"] and rows[(3, "as_is")]["query"] is None
-    assert rows[(3, "as_is")]["reason"] == "query is 9 bytes, over the local limit of 8"
-    assert rows[(3, "space_added")]["reason"] == "query is 12 bytes, over the local limit of 8"
+    assert rows[(2, "emitted")]["query"] == "abcabc" and rows[(2, "emitted_spaced")]["query"] == " abcabc"  # 7 bytes
+    assert not rows[(3, "emitted")]["queryable"] and rows[(3, "emitted")]["query"] is None
+    assert rows[(3, "emitted")]["reason"] == "query is 9 bytes, over the local limit of 8"
+    assert not rows[(3, "emitted")]["in_evidence"]
+    assert rows[(3, "emitted_spaced")]["reason"] == "query is 10 bytes, over the local limit of 8"
 
 
 class _OneAtATime(CorpusBackend):

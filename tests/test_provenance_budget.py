@@ -17,6 +17,7 @@ from fpprov.provenance.budget import (BUDGET_SECONDS, FpSelection, backend_rate,
                                       fp_cost, over_budget, select_fps)
 from fpprov.provenance.options import ProvenanceOptions
 from fpprov.provenance.plan import FpToken, plan_entries
+from fpprov.provenance.spellings import Speller
 
 
 class Engine(CorpusBackend):
@@ -123,7 +124,7 @@ def test_the_cost_bounds_the_queries_the_plan_builds(api):
     options = ProvenanceOptions(ladder=(2, 10), controls=1)
     texts = ["blah", " blah", "\n", "Á", " ", "x" * 300, "a AND b"]
     tokens = [FpToken("m", i, t, "normal", 0.5) for i, t in enumerate(texts)]
-    entries = plan_entries(tokens, api, None, (1, 2, 10))
+    entries = plan_entries(tokens, api, None, (1, 2, 10), Speller.concatenating("m"))
     queries = {e["query"] for e in entries if e["query"] is not None}
     assert 0 < len(queries) <= len(tokens) * fp_cost(options).fp_queries
 

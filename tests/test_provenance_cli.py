@@ -52,14 +52,16 @@ def make_db(path, tokens=((1, "blah", "normal"), (2, "Á", "normal"), (3, "<0x00
 
 
 def test_provenance_local_prints_top_rows_and_a_rerun_sends_nothing(tmp_path, index, corpus):
-    db = make_db(tmp_path / "a.duckdb")
+    db = make_db(tmp_path / "a.duckdb", ((1, " blah", "normal"), (2, "Á", "normal"), (3, "<0x00>", "byte_fragment")))
     # No controls or baseline: the entry and query counts below are the FPs' own.
     args = ["provenance", "--db", db, "--backend", "local", "--index-dir", str(index), "--ladder", "1,10",
             "--docs", "2", "--controls", "0", "--baseline-positions", "0"]
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
-    top = independent_count(corpus[1], "Á" * 10)
-    assert top > 0 and f"{top:,}" in first.output and "'Á'" in first.output and "x 10" in first.output
+    # the top rows show the emitted run (' blah' x 10); 'Á' x 10 is one character repeated: loose, not shown
+    top = independent_count(corpus[1], " blah" * 10)
+    assert top > 0 and f"{top:,}" in first.output and "' blah'" in first.output and "x 10" in first.output
+    assert "'Á'" not in first.output
     flat = " ".join(first.output.split())  # rich wraps at the terminal width
     assert "10 entries (2 not queryable)" in flat  # 2 tokens x 2 n x 2 variants + the byte fragment x 2 n
     second = runner.invoke(app, args)
@@ -196,6 +198,11 @@ def plan_output(estimate) -> str:
     return buffer.getvalue()
 
 
+def plan_lines_but_power(estimate):
+    """The plan's lines but the power line (what the controls can show: a statement of its own)."""
+    return [line for line in plan_output(estimate).splitlines() if not line.startswith("  power:")]
+
+
 def test_the_plan_says_what_will_be_sent_and_warns_past_the_hour(index):
     api = open_backend("api", "v4_dclm-baseline_llama", settings=HttpSettings(rate=2.0))
     tokens = [FpToken("m", i, f"w{i}", "normal", i / 1000) for i in range(1000)]
@@ -204,23 +211,24 @@ def test_the_plan_says_what_will_be_sent_and_warns_past_the_hour(index):
         sample = select_fps(tokens, 60, seed=0)
         fits = estimate_run(api, sample, options, cached_queries=12)
         assert fits.seconds < 3600
-        assert plan_output(fits).splitlines() == [  # one line however narrow the terminal
+        assert plan_lines_but_power(fits) == [  # one line however narrow the terminal
             f"v4_dclm-baseline_llama: 60 of 1,000 FPs ({sample.rule}), up to 60 controls; "
             f"{fits.count_queries:,} count queries (12 cached), up to {fits.doc_requests:,} document requests, "
             f"1,000 baseline lookups: about {round(fits.seconds / 60)} min at 2.0 requests/s"]
         everything = estimate_run(api, select_fps(tokens, None, seed=0), options)
-        lines = plan_output(everything).splitlines()
+        lines = plan_lines_but_power(everything)
         assert len(lines) == 2 and lines[0].startswith("v4_dclm-baseline_llama: all 1,000 FPs, up to 1,000 controls")
         assert f"about {everything.seconds / 3600:.1f} h at 2.0 requests/s" in lines[0]
         assert "more than an hour" in lines[1] and "--max-tokens N (now 1,000)" in lines[1] and "--docs 0" in lines[1]
         cached = estimate_run(api, sample, options, cached_queries=500, pending_queries=0, pool_pending=0,
                               controls_pending=0, pending_docs=0, baseline_missing=0)
-        assert plan_output(cached).strip().endswith("; nothing to send (all cached)")
+        assert plan_lines_but_power(cached)[-1].endswith("; nothing to send (all cached)")
     finally:
         api.close()
     local = open_backend("local", "here", index_dirs=[index])
     try:
-        text = plan_output(estimate_run(local, select_fps(tokens, None, seed=0), ProvenanceOptions(docs=0)))
+        text = "\n".join(plan_lines_but_power(estimate_run(local, select_fps(tokens, None, seed=0),
+                                                            ProvenanceOptions(docs=0))))
     finally:
         local.close()
     assert text.strip().endswith(": no rate limit") and "more than an hour" not in text
@@ -255,7 +263,7 @@ def test_the_plan_is_printed_before_anything_is_sent(tmp_path, index, monkeypatc
     assert [posts for _, posts in seen] == [0]   # one index, planned before the first request
     estimate = seen[0][0]
     assert (estimate.fps, estimate.fp_total, estimate.sample_rule, estimate.rate) == (3, 3, "all", 50.0)
-    assert estimate.count_queries == 4          # 'blah' and 'Á', each as is and with a space added, x 10
+    assert estimate.count_queries == 4          # 'blah' and 'Á', each emitted and after a space, x 10
     flat = " ".join(result.output.split())
     line = "test_index: all 3 FPs; 4 count queries (0 cached)"
     assert line in flat and "at 50.0 requests/s" in flat
@@ -299,3 +307,57 @@ def test_index_is_repeatable_and_every_index_is_traced(tmp_path, index):
     assert traced == {"index_a", "index_b"}
     flat = " ".join(result.output.split())
     assert "index_a:" in flat and "index_b:" in flat          # one plan line per index
+
+
+def _proxy_flags(db):
+    with open_store(db, read_only=True) as store:
+        rows = set(store.query("SELECT DISTINCT model, index_is_proxy FROM provenance"))
+        traced = set(store.query("SELECT model, index_is_proxy FROM traced_indexes"))
+    assert rows == traced, (rows, traced)
+    return dict(rows)
+
+
+def test_training_data_and_proxy_flags_decide_index_is_proxy(tmp_path, index):
+    quick = ["--ngram", "2", "--docs", "0", "--controls", "0", "--baseline-positions", "0"]
+    local = ["--backend", "local", "--index-dir", str(index), *quick]
+    # a local index with no manifest is a proxy, unless the user says it is the training data
+    db = make_db(tmp_path / "local.duckdb")
+    first = runner.invoke(app, ["provenance", "--db", db, *local])
+    assert first.exit_code == 0 and "proxy: not the training data of tiny" in " ".join(first.output.split())
+    assert _proxy_flags(db) == {"tiny": True}
+    said = runner.invoke(app, ["provenance", "--db", db, *local, "--training-data"])
+    assert said.exit_code == 0 and ": the training data of tiny" in " ".join(said.output.split())
+    assert _proxy_flags(db) == {"tiny": False}
+    # olmo2-1b's alias names its default index as its training data; --proxy overrules the alias
+    db = str(tmp_path / "olmo.duckdb")
+    with open_store(db) as store:
+        add_fp_scan(store, "olmo2-1b", [(1, "blah", "normal")])
+    with serve([index], indexes=("v4_olmo-mix-1124_llama",)) as srv:
+        api = ["provenance", "--db", db, "--api-url", srv.url, "--rate", "0", *quick]
+        assert runner.invoke(app, api).exit_code == 0
+        assert _proxy_flags(db) == {"olmo2-1b": False}
+        assert runner.invoke(app, [*api, "--proxy"]).exit_code == 0
+        assert _proxy_flags(db) == {"olmo2-1b": True}
+
+
+def test_training_data_and_proxy_together_are_refused(tmp_path, index):
+    db = make_db(tmp_path / "both.duckdb")
+    result = runner.invoke(app, ["provenance", "--db", db, "--backend", "local", "--index-dir", str(index),
+                                 "--training-data", "--proxy"])
+    assert result.exit_code == 2 and "--training-data and --proxy" in result.output
+    with open_store(db, read_only=True) as store:
+        assert store.query("SELECT count(*) FROM provenance")[0][0] == 0
+
+
+def test_the_library_says_a_complete_scan_found_no_fixed_points(tmp_path):
+    from fpprov.errors import FpprovError
+    from fpprov.provenance.plan import load_fp_tokens
+
+    with open_store(tmp_path / "none.duckdb") as store:
+        with pytest.raises(FpprovError, match="no complete scans"):
+            load_fp_tokens(store)
+        add_fp_scan(store, "tiny", [])                       # complete, nothing found
+        add_fp_scan(store, "other", [(1, "x", "normal")], complete=False)
+        with pytest.raises(FpprovError) as caught:
+            load_fp_tokens(store)
+    assert "tiny found no fixed points" in str(caught.value) and "no complete scans" not in str(caught.value)

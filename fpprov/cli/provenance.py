@@ -50,15 +50,16 @@ def duration(seconds: float) -> str:
 
 def plan_lines(estimate: "RunEstimate") -> list[str]:
     """What a run will send to one index, said before it sends anything; a second line when it is over the hour."""
-    from ..provenance.budget import over_budget
+    from ..provenance.budget import over_budget, power_line
 
     e = estimate
+    power = [f"  {power_line(e)}"] if power_line(e) else []
     taken = (f"all {e.fp_total:,} FPs" if e.fps == e.fp_total
              else f"{e.fps:,} of {e.fp_total:,} FPs ({e.sample_rule})")
     if e.controls:
         taken += f", up to {e.controls:,} controls"
     if e.requests == 0:
-        return [f"{e.index_name}: {taken}; nothing to send (all cached)"]
+        return [f"{e.index_name}: {taken}; nothing to send (all cached)", *power]
     parts = [f"{e.count_queries:,} count queries ({e.cached_queries:,} cached)"]
     if e.doc_requests:
         parts.append(f"up to {e.doc_requests:,} document requests")
@@ -70,7 +71,7 @@ def plan_lines(estimate: "RunEstimate") -> list[str]:
         lines.append(f"  that is more than an hour ({e.requests:,} requests, {duration(e.seconds)}): take fewer FPs "
                      f"with --max-tokens N (now {e.fps:,}), or skip documents with --docs 0 "
                      f"({e.doc_requests:,} of the requests)")
-    return lines
+    return lines + power
 
 
 class RichProgress:
@@ -108,7 +109,10 @@ def provenance(
     ladder: Optional[str] = typer.Option(None, metavar="N,N,...", help="Several n at once, e.g. 1,2,5,10,20 (overrides --ngram)."),
     docs: int = typer.Option(20, min=0, help="Documents to sample per largest-n query with count >= --min-count "
                                              "(0: none)."),
-    controls: int = typer.Option(1, min=0, max=20, help="Matched non-FP controls per FP (0: no comparison)."),
+    controls: Optional[int] = typer.Option(
+        None, min=0, max=20, metavar="K", show_default=False,
+        help="Matched non-FP controls per FP (0: no comparison). Default: 19 on a local index (enough for "
+             "repetition_enriched to fire in any frequency bin), 1 on api/mini (each control costs requests)."),
     max_tokens: Optional[int] = typer.Option(
         None, "--max-tokens", min=1, show_default=False,
         help="FPs per model and index: the top half by p(t | t) plus a uniform draw of the rest. Default: all on a "
@@ -127,10 +131,18 @@ def provenance(
     api_url: Optional[str] = typer.Option(None, "--api-url", metavar="URL", show_default=False,
                                           help="Base URL of the backend's server (mirrors, tests); else "
                                                "FPPROV_API_URL (api) / FPPROV_MINI_URL (mini), else the public one."),
+    training_data: bool = typer.Option(False, "--training-data", help="The index holds the traced models' own "
+                                       "training data (default: only when the model's alias or the local index's "
+                                       "fpprov-index.json names it so; else a proxy)."),
+    proxy: bool = typer.Option(False, "--proxy", help="Call the index a proxy (not the models' training data) "
+                               "even where an alias or index manifest names it as their training data."),
 ) -> None:
     """Count each FP token's text repeated n times in a training corpus; sample documents and sources."""
     if backend not in BACKENDS:
         raise FpprovError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
+    if training_data and proxy:
+        raise FpprovError("--training-data and --proxy contradict each other: pass one of them (or neither, to "
+                          "let the alias or the index manifest decide)")
     from .. import provenance as prov
     from ..corpus.http import HttpSettings
     from ..db.store import open_store
@@ -140,7 +152,8 @@ def provenance(
     options = prov.ProvenanceOptions(ladder=parse_ladder(ngram, ladder), docs=docs, controls=controls,
                                      max_tokens=max_tokens, baseline_positions=baseline_positions,
                                      min_count=min_count, seed=seed, source_field=source_field,
-                                     context_chars=context, concurrency=concurrency, give_up_after=give_up_after)
+                                     context_chars=context, concurrency=concurrency, give_up_after=give_up_after,
+                                     training_data=True if training_data else False if proxy else None)
     http = HttpSettings(rate=rate, concurrency=concurrency, read_timeout=timeout, retries=retries)
     path = db_path(db)
     if not path.exists():  # nothing to trace, and a typo in --db must not leave an empty database behind
@@ -190,13 +203,15 @@ def print_summary(store, summary: "RunSummary") -> None:
     n = max(summary.ladder) if summary.ladder else "?"
     title = f"top FP tokens by count of the text x {n} ({summary.backend}: {', '.join(summary.indexes)})"
     table = Table(title=esc(title))
-    for col in ("model", "token id", "token", "n", "variant", "count", "proxy"):
+    for col in ("model", "token id", "token", "n", "variant", "count", "index is"):
         table.add_column(col, justify="right" if col in ("token id", "n", "count") else "left")
     for row in prov.top_rows(store, summary):
-        proxy = {True: "proxy", False: "", None: "-"}[row["index_is_proxy"]]
+        proxy = "training data" if row["index_is_proxy"] is False else "proxy"   # never NULL; unknown is a proxy
         table.add_row(*(cell(v) for v in (row["model"], row["token_id"], repr(row["token_text"]), row["n"],
                                           row["variant"], f"{row['count']:,}", proxy)))
     console.print(table)
+    for line in corpus_lines(store, summary):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
     rate = summary.sent / summary.seconds if summary.seconds else 0.0
     console.print(
         f"{len(summary.models)} model(s), {summary.entries:,} entries ({summary.not_queryable:,} not queryable), "
@@ -211,6 +226,21 @@ def print_summary(store, summary: "RunSummary") -> None:
         for query, reason in summary.failures[:10]:
             failures.add_row(cell(repr(query[:60])), cell(reason))
         console.print(failures)
+
+
+def corpus_lines(store, summary: "RunSummary") -> list[str]:
+    """What each index traced is to each model: a proxy (not its training data) or its training data, and how
+    that was decided, one line per index (the table's 'index is' column says it per row)."""
+    if not summary.indexes or not summary.models:
+        return []
+    rows = store.query(
+        f"SELECT index_name, index_is_proxy, list(model ORDER BY model) FROM traced_indexes WHERE backend = ? "
+        f"AND index_name IN ({', '.join('?' for _ in summary.indexes)}) "
+        f"AND model IN ({', '.join('?' for _ in summary.models)}) GROUP BY ALL ORDER BY ALL",
+        [summary.backend, *summary.indexes, *summary.models])
+    return [f"{index}: " + (f"proxy: not the training data of {', '.join(models)} (--training-data says otherwise)"
+                            if proxy else f"the training data of {', '.join(models)} (--proxy says otherwise)")
+            for index, proxy, models in rows]
 
 
 def indexes(

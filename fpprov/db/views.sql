@@ -384,15 +384,17 @@ SELECT
          WHEN c.status IS NULL THEN 'pending'
          ELSE c.status END AS status,
     c.count, c.approx, c.token_ids, c.tokens, c.latency_ms, c.queried_at,
-    coalesce(p.reason, c.error) AS reason
+    coalesce(p.reason, c.error) AS reason,
+    coalesce(p.in_evidence, false) AS in_evidence, coalesce(p.loose, false) AS loose, p.spelling_note
 FROM provenance p
 LEFT JOIN ngram_counts c
   ON c.backend = p.backend AND c.index_name = p.index_name AND c.query = p.query;
 COMMENT ON VIEW provenance_counts IS
     'One row per provenance entry with its count and a single status: ''ok'' | ''failed'' | ''not_queryable'' '
-    '| ''pending'' (queryable but not yet asked).'
+    '| ''pending'' (queryable but not yet asked). The statistics count the rows with in_evidence (the emitted '
+    'run); loose spellings are listed again in loose_spellings.'
     ' Example: SELECT model, token_text, n, variant, count FROM provenance_counts
-WHERE status = ''ok'' AND role = ''fp'' ORDER BY count DESC LIMIT 20;';
+WHERE status = ''ok'' AND role = ''fp'' AND in_evidence ORDER BY n DESC, count DESC LIMIT 20;';
 COMMENT ON COLUMN provenance_counts.model IS 'models.name (token_fps.model) (as in `provenance`)';
 COMMENT ON COLUMN provenance_counts.token_id IS 'token_fps.token_id (as in `provenance`)';
 COMMENT ON COLUMN provenance_counts.token_text IS
@@ -408,8 +410,8 @@ COMMENT ON COLUMN provenance_counts.index_is_proxy IS
 COMMENT ON COLUMN provenance_counts.n IS
     'repetitions of the token text in the query (--ngram / --ladder) (as in `provenance`)';
 COMMENT ON COLUMN provenance_counts.variant IS
-    '''as_is'' (decoded text) | ''space_added'' ('' '' + text) | ''space_stripped'' (text without its leading '
-    'space) (as in `provenance`)';
+    'the spelling: ''emitted'' (decode([t] x n)) | ''emitted_spaced'' ('' '' + emitted) | ''space_stripped'' '
+    '(loose) | ''as_is'', ''space_added'' (planned before the emitted spelling) (as in `provenance`)';
 COMMENT ON COLUMN provenance_counts.query IS
     'ngram_counts.query measuring it; NULL when not queryable (as in `provenance`)';
 COMMENT ON COLUMN provenance_counts.role IS
@@ -434,6 +436,39 @@ COMMENT ON COLUMN provenance_counts.latency_ms IS
 COMMENT ON COLUMN provenance_counts.queried_at IS
     'when the stored answer arrived (NULL until answered) (as in `ngram_counts`)';
 COMMENT ON COLUMN provenance_counts.reason IS 'why the entry is not queryable, or why its query failed';
+COMMENT ON COLUMN provenance_counts.in_evidence IS
+    'this count is the one the statistics and flags use (the emitted run, queryable, not loose) (as in '
+    '`provenance`; false for rows planned before the column)';
+COMMENT ON COLUMN provenance_counts.loose IS
+    'the spelling can match text that is not the token repeated; never in a statistic (as in `provenance`)';
+COMMENT ON COLUMN provenance_counts.spelling_note IS
+    'how the run was spelled, or why it is out of the statistics (as in `provenance`)';
+
+CREATE OR REPLACE VIEW loose_spellings AS
+SELECT model, token_id, token_text, role, backend, index_name, index_is_proxy, n, variant, query, status, count,
+       spelling_note
+FROM provenance_counts
+WHERE loose;
+COMMENT ON VIEW loose_spellings IS
+    'Spellings counted but kept out of every statistic because they can match text that is not the token '
+    'repeated: a run of one character (AAAAAAAAAA matches base64, mmmmmmmmmm matches "Ummmmmmmmmm"), or the text '
+    'stripped of its leading space (docs/provenance.md). Their counts are upper bounds on the token''s runs.'
+    ' Example: SELECT model, token_text, n, variant, count, spelling_note FROM loose_spellings ORDER BY count DESC LIMIT 20;';
+COMMENT ON COLUMN loose_spellings.model IS 'models.name (as in `provenance`)';
+COMMENT ON COLUMN loose_spellings.token_id IS 'token id (as in `provenance`)';
+COMMENT ON COLUMN loose_spellings.token_text IS 'decoded text of the token (as in `provenance`)';
+COMMENT ON COLUMN loose_spellings.role IS '''fp'' | ''control'' (as in `provenance`)';
+COMMENT ON COLUMN loose_spellings.backend IS 'ngram_counts.backend (as in `provenance`)';
+COMMENT ON COLUMN loose_spellings.index_name IS 'ngram_counts.index_name (as in `provenance`)';
+COMMENT ON COLUMN loose_spellings.index_is_proxy IS
+    'true unless the index is known to be this model''s training data (as in `provenance_counts`)';
+COMMENT ON COLUMN loose_spellings.n IS 'repetitions (as in `provenance`)';
+COMMENT ON COLUMN loose_spellings.variant IS 'the spelling (as in `provenance`)';
+COMMENT ON COLUMN loose_spellings.query IS 'the query counted (as in `provenance`)';
+COMMENT ON COLUMN loose_spellings.status IS
+    '''ok'' | ''failed'' | ''not_queryable'' | ''pending'' (as in `provenance_counts`)';
+COMMENT ON COLUMN loose_spellings.count IS 'occurrences of the query; NULL unless status = ''ok'' (as in `ngram_counts`)';
+COMMENT ON COLUMN loose_spellings.spelling_note IS 'why the spelling is loose (as in `provenance`)';
 
 CREATE OR REPLACE VIEW source_shares AS
 WITH matches AS (

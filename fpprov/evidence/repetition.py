@@ -25,8 +25,10 @@ Per (model, index), FP vs control:
 
 Per FP token: its values against the distinct controls of its frequency bin (all categories of that bin):
 
-* ``percentile`` = 100 * (#controls with value < x) / n (strict, ``scipy.stats.percentileofscore``), with the
-  Wilson 95% CI of that share;
+* ``percentile`` = 100 * (#controls with value < x + #controls tied with x / 2) / n, the mid-rank
+  (``scipy.stats.percentileofscore(kind="mean")``): an FP tied with every control reads 50, not 0 (most
+  rates are exactly 0, so ties are the rule), with the Wilson 95% CI of that share (the half-count of ties
+  enters the interval as a fractional number of successes);
 * one-sided p-value ``p = (1 + #controls with value >= x) / (1 + n)``: the empirical (rank) p-value of x
   among the bin's controls, valid when the FP's rate is exchangeable with theirs (no enrichment); ties count
   against the FP, so it is conservative, and its smallest value is 1 / (1 + n): a token can reach
@@ -47,7 +49,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from scipy import stats
 
-from .intervals import CONFIDENCE, N_RESAMPLES, bootstrap_ci, wilson_interval
+from .intervals import CONFIDENCE, N_RESAMPLES, bootstrap_ci
 from .controls import MatchResult
 
 
@@ -86,7 +88,7 @@ class TokenPercentile:
     value: float
     bin: int
     n_controls: int                 # distinct controls in the token's bin
-    percentile: float               # 100 * share of bin controls strictly below the value
+    percentile: float               # 100 * (controls below + half the controls tied) / bin controls
     percentile_ci: tuple[float, float]
     p_value: float
     q_value: float
@@ -186,8 +188,9 @@ def token_percentiles(fps: Sequence[TokenValue], controls: Sequence[TokenValue],
             rows.append((f, 0, math.nan, _NAN_CI, math.nan, "no control with a rate in this frequency bin"))
             continue
         below = int((pool < f.value).sum())
-        low, high = wilson_interval(below, n, confidence)
-        pct = float(stats.percentileofscore(pool, f.value, kind="strict"))
+        ties = int((pool == f.value).sum())
+        low, high = wilson_share_interval(below + ties / 2, n, confidence)
+        pct = float(stats.percentileofscore(pool, f.value, kind="mean"))
         p = (1 + n - below) / (1 + n)
         rows.append((f, n, pct, (100 * low, 100 * high), p, None))
     ps = np.array([r[4] for r in rows], dtype=float)
@@ -197,6 +200,18 @@ def token_percentiles(fps: Sequence[TokenValue], controls: Sequence[TokenValue],
         qs[tested] = stats.false_discovery_control(ps[tested], method="bh")
     return [TokenPercentile(f.token_id, f.value, f.bin, n, pct, ci, p, float(q), reason)
             for (f, n, pct, ci, p, reason), q in zip(rows, qs)]
+
+
+def wilson_share_interval(successes: float, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Wilson score interval of the share successes / n, for a count that may be a half-integer (a mid-rank
+    counts ties one half); the closed form, equal to ``wilson_interval`` at whole counts."""
+    if n == 0:
+        return math.nan, math.nan
+    z = float(stats.norm.ppf(1 - (1 - confidence) / 2))
+    share = successes / n
+    centre = (share + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(share * (1 - share) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def repetition_evidence(match: MatchResult, rates: Mapping[int, float], seed: int = 0,

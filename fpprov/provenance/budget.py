@@ -3,7 +3,8 @@ plus a uniform draw of the rest), how many it takes by default (``default_max_to
 hour at the backend's rate limit), and what a run will send before it sends anything (``estimate_run``).
 
 What one FP costs at most, in requests (``fp_cost``; L = the ladder's distinct n, with n = 1 added when there
-are controls; S = 2 spellings at most; K = --controls; D = --docs):
+are controls; S = 2 spellings at most: the emitted run and the same run after a space, or stripped of its
+leading space; K = --controls, or its default for the backend; D = --docs):
 
 * count queries: L x S for the FP, the same for each of its K controls, and ``POOL_QUERIES_PER_CONTROL`` = 4
   unigram queries per control for the candidate pool the controls are matched from: (1 + K) L S + 4 K;
@@ -26,11 +27,11 @@ import numpy as np
 
 from ..corpus.api import HttpBackend
 from ..corpus.base import CorpusBackend
-from .options import ProvenanceOptions, RunEstimate
+from .options import HTTP_CONTROLS, ProvenanceOptions, RunEstimate
 from .plan import FpToken
 
 BUDGET_SECONDS = 3600.0        # what a default run against a rate-limited backend is sized to take
-SPELLINGS = 2                  # spellings queried per token at most (as decoded, and with the space added/stripped)
+SPELLINGS = 2                  # spellings queried per token at most (emitted, and emitted_spaced or space_stripped)
 POOL_QUERIES_PER_CONTROL = 4   # unigram queries of candidate controls per control drawn
 PROB_LABEL = "p(t | t)"        # what the top of the sample is ranked by
 
@@ -103,12 +104,14 @@ class FpCost:
 
 
 def fp_cost(options: ProvenanceOptions) -> FpCost:
-    """What one FP costs at most under these options (see the module docstring)."""
-    ladder = len(set(options.ladder) | ({1} if options.controls else set()))
+    """What one FP costs at most under these options (see the module docstring); K left to the backend counts
+    as an HTTP backend's (the ones a budget is for)."""
+    k = options.controls if options.controls is not None else HTTP_CONTROLS
+    ladder = len(set(options.ladder) | ({1} if k else set()))
     per_token = ladder * SPELLINGS
-    return FpCost(fp_queries=per_token, control_queries=options.controls * per_token,
-                  pool_queries=POOL_QUERIES_PER_CONTROL * options.controls,
-                  doc_requests=(1 + options.controls) * SPELLINGS * (1 + options.docs) if options.docs > 0 else 0)
+    return FpCost(fp_queries=per_token, control_queries=k * per_token,
+                  pool_queries=POOL_QUERIES_PER_CONTROL * k,
+                  doc_requests=(1 + k) * SPELLINGS * (1 + options.docs) if options.docs > 0 else 0)
 
 
 def backend_rate(corpus: CorpusBackend) -> float | None:
@@ -132,7 +135,7 @@ def default_max_tokens(corpus: CorpusBackend, options: ProvenanceOptions | None 
     rate = backend_rate(corpus)
     if rate is None:
         return None
-    options = options or ProvenanceOptions()
+    options = (options or ProvenanceOptions()).for_backend(corpus.backend)
     budget = rate * BUDGET_SECONDS - options.baseline_positions
     return max(1, int(budget / max(1, models) // fp_cost(options).requests))
 
@@ -140,7 +143,8 @@ def default_max_tokens(corpus: CorpusBackend, options: ProvenanceOptions | None 
 def estimate_run(corpus: CorpusBackend, selection: FpSelection | Sequence[FpSelection],
                  options: ProvenanceOptions, *, cached_queries: int = 0, pending_queries: int | None = None,
                  pool_pending: int | None = None, controls_pending: int | None = None,
-                 pending_docs: int | None = None, baseline_missing: int | None = None) -> RunEstimate:
+                 pending_docs: int | None = None, baseline_missing: int | None = None,
+                 pool_candidates: int | None = None) -> RunEstimate:
     """What a run will send to the corpus's index for these selections (one per model), from the options and
     the cache state the caller read; pure: nothing is read or sent (the corpus gives its index name and rate).
 
@@ -156,10 +160,13 @@ def estimate_run(corpus: CorpusBackend, selection: FpSelection | Sequence[FpSele
       x S x (1 + D);
     * ``baseline_missing``: baseline positions (None: all ``options.baseline_positions``).
 
-    So only a caller that passes every part can report 0 to send. Controls: K per FP at most; the rate:
+    So only a caller that passes every part can report 0 to send. Controls: K per FP at most, and never more
+    than the ``pool_candidates`` they are drawn from (controls are distinct until the pool is used up: with a
+    large K on a local index the pool, not K, bounds them and their queries and documents); the rate:
     ``backend_rate(corpus)``.
     """
     selections = [selection] if isinstance(selection, FpSelection) else list(selection)
+    options = options.for_backend(corpus.backend)
     fps = sum(len(s.tokens) for s in selections)
     cost = fp_cost(options)
     if len(selections) == 1:
@@ -168,13 +175,29 @@ def estimate_run(corpus: CorpusBackend, selection: FpSelection | Sequence[FpSele
         rule = "; ".join(f"{s.model}: {s.rule}" for s in selections)
     fp_part = pending_queries if pending_queries is not None else max(0, fps * cost.fp_queries - cached_queries)
     pool_part = pool_pending if pool_pending is not None else fps * cost.pool_queries
-    control_part = controls_pending if controls_pending is not None else fps * cost.control_queries
-    docs = pending_docs if pending_docs is not None else fps * cost.doc_requests
+    controls = fps * options.controls if pool_candidates is None else min(fps * options.controls, pool_candidates)
+    per_control = cost.control_queries // options.controls if options.controls else 0   # L x S
+    control_part = controls_pending if controls_pending is not None else controls * per_control
+    docs_each = cost.doc_requests // (1 + options.controls)                             # S x (1 + D)
+    docs = pending_docs if pending_docs is not None else (fps + controls) * docs_each
     baseline = options.baseline_positions if baseline_missing is None else baseline_missing
     return RunEstimate(index_name=corpus.index_name, fp_total=sum(s.total for s in selections), fps=fps,
-                       sample_rule=rule, controls=fps * options.controls,
+                       sample_rule=rule, controls=controls,
                        count_queries=fp_part + pool_part + control_part, cached_queries=cached_queries,
-                       doc_requests=docs, baseline_requests=baseline, rate=backend_rate(corpus))
+                       doc_requests=docs, baseline_requests=baseline, rate=backend_rate(corpus),
+                       controls_per_fp=options.controls or 0)
+
+
+def power_line(estimate: RunEstimate) -> str | None:
+    """What the run's K lets the per-token repetition rule do, said with the plan; None without controls."""
+    p, fire = estimate.smallest_p, estimate.bin_fps_to_fire
+    if p is None or fire is None:
+        return None
+    can = ("can fire in every bin" if fire == 1 else
+           f"can fire only in frequency bins of {fire}+ FPs (--controls "
+           f"{math.ceil(round(1 / estimate.q_threshold - 1, 9))} for every bin)")
+    return (f"power: {estimate.controls_per_fp} control(s) per FP; smallest attainable p per FP alone in its bin "
+            f"1/(1+K) = {p:.3g}; repetition_enriched (q <= {estimate.q_threshold:g}) {can}")
 
 
 def over_budget(estimate: RunEstimate) -> bool:

@@ -8,7 +8,7 @@ transaction, so a rerun gives the same rows."""
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import pyarrow as pa
 
@@ -18,7 +18,7 @@ from ..evidence.repetition import repetition_evidence, self_repetition_rate
 from ..evidence.sources import UNKNOWN_SOURCE, source_enrichment, token_source_enrichment, wilson_share
 from ..db.store import Store
 from .baselines import Baseline
-from .controls import COUNT_FAILED, ControlDraw, Exclusion, ok_counts, unit_query
+from .controls import COUNT_FAILED, NOT_QUERYABLE, ControlDraw, Exclusion, ok_counts
 from .options import EvidenceSummary, ProvenanceOptions
 from .plan import FpToken
 
@@ -29,14 +29,6 @@ _TABLES = ("evidence_runs", "control_matches", "evidence_exclusions", "fp_enrich
 
 def _nan_to_none(value: float | None) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
-
-
-def repeat_query(token: FpToken, corpus: CorpusBackend, n: int) -> str | None:
-    """The query that counts the token's text repeated n times (as the plan built it), or None."""
-    unit = unit_query(token, corpus)
-    if unit is None or corpus.repeated_reason(unit, n) or corpus.unqueryable_reason(unit * n):
-        return None
-    return unit * n
 
 
 def _documents(store: Store, corpus: CorpusBackend, queries: list[str], seed: int, docs: int) -> dict[str, list[str]]:
@@ -79,8 +71,11 @@ def _source_rows(common: dict[str, Any], scope: str, token_id: int | None, role:
 
 def compare_with_controls(store: Store, corpus: CorpusBackend, fps: list[FpToken], fp_total: int, sample_rule: str,
                           draw: ControlDraw, baseline: Baseline, options: ProvenanceOptions,
+                          evidence_queries: Mapping[int, str | None],
                           index_is_proxy: bool = True) -> EvidenceSummary | None:
-    """Compute and store the evidence for one model in one index; None when no control was asked for."""
+    """Compute and store the evidence for one model in one index; None when no control was asked for.
+    ``evidence_queries``: token id -> the query the statistics count at the largest n (the plan's emitted run
+    when it is queryable and tight, else None: the token is kept out, never counted as 0)."""
     if draw.match is None:
         return None
     model = fps[0].model
@@ -90,14 +85,14 @@ def compare_with_controls(store: Store, corpus: CorpusBackend, fps: list[FpToken
     common = {"model": model, "backend": corpus.backend, "index_name": corpus.index_name}
     tokens = {t.token_id: t for t in fps} | {t.token_id: t for t in draw.controls}
     role = {t.token_id: "fp" for t in fps} | {t.token_id: "control" for t in draw.controls}
-    queries = {i: repeat_query(t, corpus, n) for i, t in tokens.items() if i in draw.unigram_counts}
+    queries = {i: evidence_queries.get(i) for i in tokens if i in draw.unigram_counts}
     counts = ok_counts(store, corpus, [q for q in queries.values() if q is not None])
     exclusions = list(draw.exclusions)
     rates: dict[int, float] = {}
     repeats: dict[int, int] = {}
     for token_id, query in queries.items():
         if query is None or query not in counts:
-            exclusions.append(Exclusion(token_id, role[token_id], COUNT_FAILED))
+            exclusions.append(Exclusion(token_id, role[token_id], NOT_QUERYABLE if query is None else COUNT_FAILED))
             continue
         repeats[token_id] = counts[query]
         rates[token_id] = self_repetition_rate(draw.unigram_counts[token_id], counts[query], n) if n >= 2 else math.nan

@@ -2,7 +2,8 @@
 scan, from the ``vocabulary`` table), the unigram counts that match them (count queries, cached like every
 other), and the draw itself (``fpprov.evidence.controls``: same frequency bin and category, K per FP, seeded).
 
-A candidate is any scanned id that is no FP of any complete scan of the model and has a text form; on a
+A candidate is any scanned id that is no FP of any complete scan of the model, has a text form and a known,
+tight emitted run (``spellings``: a loose run is out of the statistics for FPs and controls alike); on a
 rate-limited backend the pool is a seeded uniform sample of ``POOL_PER_CONTROL`` candidates per control
 wanted, so it pays for a few unigram counts per FP instead of the whole vocabulary's.
 """
@@ -18,9 +19,11 @@ from ..evidence.controls import ControlCandidate, MatchResult, draw_matched_cont
 from ..db.store import Store
 from .options import ProvenanceOptions
 from .plan import FpToken, no_text_reason
+from .spellings import Speller
 
 POOL_PER_CONTROL = 4
 NOT_QUERYABLE = "not_queryable"
+LOOSE_SPELLING = "loose_spelling"
 COUNT_FAILED = "count_failed"
 
 
@@ -51,8 +54,10 @@ def unit_query(token: FpToken, corpus: CorpusBackend) -> str | None:
     return token.text
 
 
-def candidate_pool(store: Store, model: str, size: int | None, seed: int) -> list[FpToken]:
-    """Non-FP ids of the model's primary scan with a text form (all, or a seeded uniform sample of ``size``)."""
+def candidate_pool(store: Store, model: str, size: int | None, seed: int,
+                   speller: Speller | None = None) -> list[FpToken]:
+    """Non-FP ids of the model's primary scan with a text form and, given a speller, a known tight emitted run
+    (all, or a seeded uniform sample of ``size``)."""
     rows = store.query(
         "SELECT v.token_id, v.text, v.category FROM vocabulary v "
         "JOIN primary_scans p ON p.model = v.model JOIN scans s ON s.scan_id = p.scan_id "
@@ -62,6 +67,8 @@ def candidate_pool(store: Store, model: str, size: int | None, seed: int) -> lis
         "ORDER BY v.token_id", [model, model])
     pool = [FpToken(model, int(i), text, category) for i, text, category in rows]
     pool = [t for t in pool if no_text_reason(t) is None]
+    if speller is not None:
+        pool = [t for t in pool if speller.usable(t.token_id, t.text or "")]
     if size is not None and size < len(pool):
         rng = np.random.default_rng([seed, 0xC0, len(model)])
         keep = np.sort(rng.choice(len(pool), size=size, replace=False))
@@ -87,6 +94,7 @@ class PoolPlan:
     fp_units: dict[int, str | None]
     pool: list[FpToken]
     pool_units: dict[int, str | None]
+    kept_out: dict[int, str] = field(default_factory=dict)   # FP id -> why its emitted run is not compared
 
     @property
     def queries(self) -> list[str]:
@@ -94,15 +102,20 @@ class PoolPlan:
 
 
 def plan_pool(store: Store, corpus: CorpusBackend, fps: list[FpToken], capped: bool,
-              options: ProvenanceOptions) -> PoolPlan:
+              options: ProvenanceOptions, speller: Speller | None = None) -> PoolPlan:
     """The FPs' and the candidates' unigram queries; ``capped``: a pool of ``POOL_PER_CONTROL`` per control
     wanted (a rate-limited backend), else every candidate."""
     if not fps or options.controls == 0:
         return PoolPlan(fps, {}, [], {})
     pool_size = POOL_PER_CONTROL * options.controls * len(fps) if capped else None
-    pool = candidate_pool(store, fps[0].model, pool_size, options.seed)
+    pool = candidate_pool(store, fps[0].model, pool_size, options.seed, speller)
+    kept_out = {}
+    for t in fps if speller is not None else []:
+        if unit_query(t, corpus) is not None and not speller.usable(t.token_id, t.text or ""):
+            unknown = speller.run(t.token_id, t.text or "", 2)[0] is None
+            kept_out[t.token_id] = NOT_QUERYABLE if unknown else LOOSE_SPELLING
     return PoolPlan(fps, {t.token_id: unit_query(t, corpus) for t in fps}, pool,
-                    {t.token_id: unit_query(t, corpus) for t in pool})
+                    {t.token_id: unit_query(t, corpus) for t in pool}, kept_out)
 
 
 def draw_from_counts(plan: PoolPlan, counts: dict[str, int], options: ProvenanceOptions) -> ControlDraw:
@@ -115,6 +128,8 @@ def draw_from_counts(plan: PoolPlan, counts: dict[str, int], options: Provenance
         unit = plan.fp_units[t.token_id]
         if unit is None:
             draw.exclusions.append(Exclusion(t.token_id, "fp", NOT_QUERYABLE))
+        elif t.token_id in plan.kept_out:
+            draw.exclusions.append(Exclusion(t.token_id, "fp", plan.kept_out[t.token_id]))
         elif unit not in counts:   # a failed count is never a 0: the FP waits for the next run
             draw.exclusions.append(Exclusion(t.token_id, "fp", COUNT_FAILED))
         else:

@@ -3,17 +3,27 @@ is opened or query built), the ``ProvenanceProgress`` hooks and the ``RunSummary
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 
 from ..corpus.base import MAX_REPETITIONS
 from ..errors import FpprovError
+
+# --controls by default (None, "auto"): on a local index controls cost nothing, so enough that a bin holding a
+# single FP has 19 controls, whose smallest empirical p-value 1 / (1 + 19) = 0.05 can pass repetition_enriched's
+# q <= 0.05; on the rate-limited HTTP backends every control costs requests, so one per FP (the rule cannot
+# fire in a bin of fewer than 19 FPs: the plan line says so).
+AUTO_CONTROLS = {"local": 19}
+HTTP_CONTROLS = 1
+REPETITION_Q = 0.05               # repetition_enriched's default threshold (flag_thresholds)
 
 
 @dataclass
 class ProvenanceOptions:
     ladder: tuple[int, ...] = (10,)   # repetitions counted for every token (--ngram / --ladder); n = 1 is added
     docs: int = 20                    # documents sampled per largest-n query with count >= min_count (--docs)
-    controls: int = 1                 # matched non-FP controls per FP (--controls; 0: no comparison)
+    controls: int | None = None       # matched non-FP controls per FP (--controls; 0: no comparison; None: per
+                                      # backend, AUTO_CONTROLS)
     max_tokens: int | None = None     # FPs per model and index (--max-tokens); None: the backend's default budget
     baseline_positions: int = 1000    # random corpus positions behind each index's source baseline
     bin_width: float = 0.5            # frequency bins on log10(unigram count + 1) that controls are matched in
@@ -42,14 +52,14 @@ class ProvenanceOptions:
                               "repetitions (the api and mini take at most 1,000 characters a query)")
         for name, low in (("docs", 0), ("min_count", 1), ("context_chars", 0), ("concurrency", 1),
                           ("give_up_after", 0), ("controls", 0), ("baseline_positions", 0)):
-            if getattr(self, name) < low:
+            if getattr(self, name) is not None and getattr(self, name) < low:
                 flag = {"context_chars": "context"}.get(name, name).replace("_", "-")
                 raise FpprovError(f"--{flag} must be at least {low} (got {getattr(self, name)})")
         if not 0 <= self.seed < 2 ** 31:
             raise FpprovError(f"--seed must be in 0 .. 2**31 - 1 (got {self.seed})")
         if self.max_tokens is not None and self.max_tokens < 1:
             raise FpprovError(f"--max-tokens must be at least 1 (got {self.max_tokens})")
-        if self.controls > 20:
+        if self.controls is not None and self.controls > 20:
             raise FpprovError(f"--controls must be at most 20 (got {self.controls})")
         if not 0 < self.bin_width <= 5:
             raise FpprovError(f"bin_width must be in (0, 5] (got {self.bin_width})")
@@ -57,6 +67,16 @@ class ProvenanceOptions:
             raise FpprovError(f"--concurrency must be at most 8 (got {self.concurrency})")
         if not self.flush_seconds > 0:
             raise FpprovError(f"flush_seconds must be positive (got {self.flush_seconds})")
+
+    def controls_for(self, backend: str) -> int:
+        """K for this backend: the option when given, else ``AUTO_CONTROLS`` (local) or ``HTTP_CONTROLS``."""
+        if self.controls is not None:
+            return self.controls
+        return AUTO_CONTROLS.get(backend, HTTP_CONTROLS)
+
+    def for_backend(self, backend: str) -> ProvenanceOptions:
+        """These options with K decided for the backend."""
+        return self if self.controls is not None else replace(self, controls=self.controls_for(backend))
 
 
 @dataclass(frozen=True)
@@ -88,6 +108,8 @@ class RunEstimate:
     doc_requests: int           # document requests at most (find + one per document)
     baseline_requests: int      # baseline positions still to look up
     rate: float | None          # the backend's requests per second; None: a local engine, no limit
+    controls_per_fp: int = 0    # K
+    q_threshold: float = REPETITION_Q   # repetition_enriched's threshold the power is judged against
 
     @property
     def requests(self) -> int:
@@ -96,6 +118,21 @@ class RunEstimate:
     @property
     def seconds(self) -> float | None:
         return self.requests / self.rate if self.rate else None
+
+    @property
+    def smallest_p(self) -> float | None:
+        """The smallest empirical p-value an FP can get in a frequency bin that holds it alone: 1 / (1 + K)
+        (a bin with F FPs holds up to K F distinct controls: 1 / (1 + K F)); None without controls."""
+        return 1 / (1 + self.controls_per_fp) if self.controls_per_fp else None
+
+    @property
+    def bin_fps_to_fire(self) -> int | None:
+        """FPs a frequency bin must hold before repetition_enriched can fire there (their K F distinct controls
+        give p = 1 / (1 + K F) <= the threshold, and BH's q can equal p when every FP reaches it)."""
+        if not self.controls_per_fp:
+            return None
+        need = 1 / self.q_threshold - 1                 # controls the bin must hold (19 at q = 0.05)
+        return max(1, math.ceil(round(need / self.controls_per_fp, 9)))   # round: 1 / 0.05 - 1 is 19.000...004
 
 
 class ProvenanceProgress:

@@ -1,6 +1,6 @@
-"""From FP tokens to queries: the FP tokens of complete scans, the spellings worth searching for, one
-``provenance`` row per (token, n, variant) with its query or the reason it has none, and which queries the
-``ngram_counts`` cache has not answered yet."""
+"""From FP tokens to queries: the FP tokens of complete scans, one ``provenance`` row per (token, n, spelling)
+with its query or the reason it has none (the spellings: ``spellings``), and which queries the ``ngram_counts``
+cache has not answered yet."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pyarrow as pa
 from ..corpus.base import CorpusBackend
 from ..errors import FpprovError
 from ..db.store import Store
-
-VARIANTS = ("as_is", "space_added", "space_stripped")
+from .spellings import (EMITTED, EMITTED_SPACED, LEGACY_VARIANTS, SPACE_STRIPPED, SPACED_NOTE, STRIPPED_NOTE, Speller,
+                        loose_reason, spaced)
 _NO_TEXT = {
     "special": "special token: no text form",
     "byte_fragment": "byte fragment: no text form of its own",
@@ -47,6 +47,9 @@ def load_fp_tokens(store: Store, models: list[str] | None = None) -> dict[str, l
     if missing:
         raise FpprovError(f"no complete scan with fixed points for {', '.join(missing)}; run `fpprov scan` first")
     if not by_model:
+        scanned = [m for (m,) in store.query("SELECT DISTINCT model FROM scans WHERE complete ORDER BY model")]
+        if scanned:   # scans finished and found nothing: say so, not that nothing was scanned
+            raise FpprovError(f"the complete scans of {', '.join(scanned)} found no fixed points: nothing to trace")
         raise FpprovError("no complete scans in the database; run `fpprov scan MODEL` first")
     return by_model
 
@@ -63,8 +66,9 @@ def no_text_reason(token: FpToken) -> str | None:
 
 
 def token_variants(text: str) -> list[tuple[str, str]]:
-    """The token's text as decoded, plus the other spelling that matters at a word start: with the leading
-    space added (a token without one) or stripped (a token with one)."""
+    """The decoded text and its other word-start spelling (leading space added, or stripped), each to be
+    repeated without separator: what runs searched before issue 23. The plan no longer uses it (it is the
+    emitted run only for byte-level vocabularies; ``token_spellings``); kept for the network benches."""
     variants = [("as_is", text)]
     if text.startswith(" ") and text.strip():
         variants.append(("space_stripped", text[1:]))
@@ -73,9 +77,33 @@ def token_variants(text: str) -> list[tuple[str, str]]:
     return variants
 
 
+def token_spellings(token: FpToken, n: int, speller: Speller) -> list[tuple[str, str | None, dict[str, Any]]]:
+    """(variant, text or None, columns) per spelling of the token repeated n times: ``emitted`` (what the
+    statistics count, unless loose), ``emitted_spaced`` (the run after a space) or, for a token with a leading
+    space, ``space_stripped`` (loose); see ``spellings``."""
+    assert token.text is not None
+    run, unknown = speller.run(token.token_id, token.text, n)
+    if run is None:
+        return [(EMITTED, None, {"reason": unknown, "in_evidence": False, "loose": False, "spelling_note": unknown})]
+    # a token's run is loose or not whatever n (at n = 1 every one-character text would look loose)
+    probe = run if n >= 2 else speller.run(token.token_id, token.text, 2)[0]
+    loose = loose_reason(probe) if probe is not None else None
+    how = ("decode([t]) once" if n == 1 else
+           "decode([t] x n) by the byte-level rule" if run == token.text * n and speller.byte_level
+           else "decode([t] x n) by the model's tokenizer")
+    out = [(EMITTED, run, {"in_evidence": loose is None, "loose": loose is not None, "spelling_note": loose or how})]
+    if spaced(run) is not None:
+        out.append((EMITTED_SPACED, spaced(run), {"in_evidence": False, "loose": loose is not None,
+                                                  "spelling_note": loose or SPACED_NOTE}))
+    elif token.text.startswith(" ") and token.text.strip():
+        out.append((SPACE_STRIPPED, token.text[1:] * n, {"in_evidence": False, "loose": True,
+                                                           "spelling_note": STRIPPED_NOTE}))
+    return out
+
+
 def plan_entries(tokens: Iterable[FpToken], backend: CorpusBackend, is_proxy: bool | None,
-                 ladder: Iterable[int], role: str = "fp") -> list[dict[str, Any]]:
-    """One provenance row per (token, n, variant), with its query or the reason it has none."""
+                 ladder: Iterable[int], speller: Speller, role: str = "fp") -> list[dict[str, Any]]:
+    """One provenance row per (token, n, spelling), with its query or the reason it has none."""
     rows = []
     ladder = sorted(set(ladder))
     for token in tokens:
@@ -85,16 +113,42 @@ def plan_entries(tokens: Iterable[FpToken], backend: CorpusBackend, is_proxy: bo
         reason = no_text_reason(token)
         if reason:
             for n in ladder:
-                rows.append({**common, "n": n, "variant": "as_is", "queryable": False, "reason": reason, "query": None})
+                rows.append({**common, "n": n, "variant": EMITTED, "queryable": False, "reason": reason, "query": None,
+                             "in_evidence": False, "loose": False, "spelling_note": reason})
             continue
+        assert token.text is not None
         for n in ladder:
-            for variant, unit in token_variants(token.text):
-                why = backend.repeated_reason(unit, n)   # before building: n copies may be far too long
-                query = None if why else unit * n
-                why = why or backend.unqueryable_reason(query)
+            too_many = backend.repeated_reason("", n)   # before building: n copies may be far too many
+            if too_many:
+                rows.append({**common, "n": n, "variant": EMITTED, "queryable": False, "reason": too_many,
+                             "query": None, "in_evidence": False, "loose": False, "spelling_note": too_many})
+                continue
+            for variant, text, columns in token_spellings(token, n, speller):
+                why = columns.pop("reason", None)
+                if why is None and text is not None:
+                    why = backend.repeated_reason(text, 1) or backend.unqueryable_reason(text)
+                if why is not None:
+                    columns["in_evidence"] = False
                 rows.append({**common, "n": n, "variant": variant, "queryable": why is None, "reason": why,
-                             "query": None if why else query})
+                             "query": None if why else text, **columns})
     return rows
+
+
+def evidence_query(rows: Iterable[dict[str, Any]], n: int) -> dict[int, str | None]:
+    """Token id -> the query the statistics count at n (the emitted run, when queryable and tight), else None."""
+    out: dict[int, str | None] = {}
+    for r in rows:
+        if r["n"] == n and r["variant"] == EMITTED:
+            out[r["token_id"]] = r["query"] if r["in_evidence"] else None
+    return out
+
+
+def drop_legacy_rows(store: Store, model: str, backend: CorpusBackend) -> None:
+    """Rows of spellings planned before issue 23 (``as_is``, ``space_added``) go when the model is planned again."""
+    store.con.execute(
+        f"DELETE FROM provenance WHERE model = ? AND backend = ? AND index_name = ? "
+        f"AND variant IN ({', '.join('?' for _ in LEGACY_VARIANTS)})",
+        [model, backend.backend, backend.index_name, *LEGACY_VARIANTS])
 
 
 def store_entries(store: Store, rows: list[dict[str, Any]]) -> None:

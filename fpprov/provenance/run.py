@@ -26,7 +26,9 @@ from .controls import ControlDraw, draw_from_counts, ok_counts, plan_pool
 from .counts import count_queries
 from .documents import pending_documents, sample_documents
 from .options import ProvenanceOptions, ProvenanceProgress, RunSummary
-from .plan import load_fp_tokens, pending_queries, plan_entries, replace_controls, store_entries
+from .plan import (drop_legacy_rows, evidence_query, load_fp_tokens, pending_queries, plan_entries, replace_controls,
+                   store_entries)
+from .spellings import Speller
 
 
 def _queries(entries: list[dict[str, Any]], n: int | None = None) -> list[str]:
@@ -50,6 +52,7 @@ def _trace_index(store: Store, corpus: CorpusBackend, tokens_by_model: dict, mod
                  options: ProvenanceOptions, progress: ProvenanceProgress, summary: RunSummary,
                  manifest: dict[str, Any] | None = None) -> None:
     """Everything the run does for one index: plan, say what will be sent, send, compare."""
+    options = options.for_backend(corpus.backend)
     ladder = tuple(sorted(set(options.ladder) | ({1} if options.controls else set())))
     top_n = max(ladder)
     budget = (options.max_tokens if options.max_tokens is not None
@@ -57,13 +60,15 @@ def _trace_index(store: Store, corpus: CorpusBackend, tokens_by_model: dict, mod
     capped = budget is not None   # a rate-limited backend: a small candidate pool, not the whole vocabulary
     picked = []
     entries: list[dict[str, Any]] = []
+    spellers: dict[str, Speller] = {}
     for model in models:
         selection = select_fps(tokens_by_model[model], budget, options.seed)
         proxy = index_is_proxy(corpus.backend, corpus.index_name, aliases.get(model), model=model,
                                manifest=manifest, training_data=options.training_data)
-        pool = plan_pool(store, corpus, list(selection.tokens), capped, options)
+        spellers[model] = Speller.for_model(store, model)
+        pool = plan_pool(store, corpus, list(selection.tokens), capped, options, spellers[model])
         picked.append((model, selection, proxy, pool))
-        entries += plan_entries(selection.tokens, corpus, proxy, ladder)
+        entries += plan_entries(selection.tokens, corpus, proxy, ladder, spellers[model])
 
     # What will be sent, from the cache as it stands: the controls are drawn now when their pool is counted.
     fp_queries = _queries(entries)
@@ -74,7 +79,7 @@ def _trace_index(store: Store, corpus: CorpusBackend, tokens_by_model: dict, mod
     draws = {}
     controls_pending = None
     if pool_pending == 0 and fp_pending == 0 or not options.controls:
-        draws = _draw_all(store, corpus, picked, ladder, options)
+        draws = _draw_all(store, corpus, picked, ladder, options, spellers)
         control_queries = [q for d in draws.values() for q in _queries(d[1]) if q not in planned]
         controls_pending = len(pending_queries(store, corpus.backend, corpus.index_name, control_queries)[0])
     doc_queries = _queries(entries + [e for d in draws.values() for e in d[1]], top_n)
@@ -83,12 +88,15 @@ def _trace_index(store: Store, corpus: CorpusBackend, tokens_by_model: dict, mod
         corpus, [s for _, s, _, _ in picked], options, cached_queries=len(fp_queries) - fp_pending,
         pending_queries=fp_pending, pool_pending=pool_pending, controls_pending=controls_pending,
         pending_docs=pending_docs,
-        baseline_missing=missing_baseline_positions(store, corpus, options) if options.controls else 0))
+        baseline_missing=missing_baseline_positions(store, corpus, options) if options.controls else 0,
+        pool_candidates=sum(len(pool.pool) for *_, pool in picked)))
 
+    for model in models:
+        drop_legacy_rows(store, model, corpus)
     store_entries(store, entries)
     if options.controls:
         count_queries(store, corpus, list(dict.fromkeys(fp_queries + pool_queries)), options, progress, summary)
-        draws = draws or _draw_all(store, corpus, picked, ladder, options)
+        draws = draws or _draw_all(store, corpus, picked, ladder, options, spellers)
     for model, (draw, control_entries) in draws.items():
         replace_controls(store, model, corpus, control_entries)
         entries += control_entries
@@ -103,19 +111,20 @@ def _trace_index(store: Store, corpus: CorpusBackend, tokens_by_model: dict, mod
     baseline = look_up_baseline(store, corpus, options.baseline_positions, options.seed, options.source_field,
                                 options, progress, summary)
     for model, selection, proxy, _ in picked:
+        counted = evidence_query([e for e in entries if e["model"] == model], top_n)
         result = compare_with_controls(store, corpus, list(selection.tokens), selection.total, selection.rule,
-                                       draws[model][0], baseline, options, index_is_proxy=proxy)
+                                       draws[model][0], baseline, options, counted, index_is_proxy=proxy)
         if result is not None:
             summary.evidence.append(result)
 
 
-def _draw_all(store: Store, corpus: CorpusBackend, picked: list, ladder: tuple[int, ...],
-              options: ProvenanceOptions) -> dict[str, tuple[ControlDraw, list[dict[str, Any]]]]:
+def _draw_all(store: Store, corpus: CorpusBackend, picked: list, ladder: tuple[int, ...], options: ProvenanceOptions,
+              spellers: dict[str, Speller]) -> dict[str, tuple[ControlDraw, list[dict[str, Any]]]]:
     """Each model's controls from the stored unigram counts, with their planned provenance rows."""
     draws = {}
     for model, _, proxy, pool in picked:
         draw = draw_from_counts(pool, ok_counts(store, corpus, pool.queries), options)
-        draws[model] = draw, plan_entries(draw.controls, corpus, proxy, ladder, role="control")
+        draws[model] = draw, plan_entries(draw.controls, corpus, proxy, ladder, spellers[model], role="control")
     return draws
 
 
@@ -167,7 +176,7 @@ def run_provenance(store: Store, *, backend: str = "api", models: list[str] | No
 
 def top_rows(store: Store, summary: RunSummary, limit: int = 10) -> list[dict[str, Any]]:
     """The run's highest counts at its largest n (the repetition is what matters; at n = 1 single letters
-    win), one row per (model, token): its best variant."""
+    win), one row per (model, token): the spelling the statistics count (the emitted run), never a loose one."""
     if not summary.indexes or not summary.ladder:
         return []
     marks = ", ".join("?" for _ in summary.indexes)
@@ -176,7 +185,7 @@ def top_rows(store: Store, summary: RunSummary, limit: int = 10) -> list[dict[st
         "SELECT model, token_id, token_text, n, variant, query, count, index_name, index_is_proxy "
         "FROM provenance_counts "
         f"WHERE backend = ? AND index_name IN ({marks}) AND model IN ({model_marks}) AND status = 'ok' AND n = ? "
-        "AND role = 'fp' AND count > 0 "
+        "AND role = 'fp' AND count > 0 AND variant = 'emitted' AND NOT loose "
         "QUALIFY row_number() OVER (PARTITION BY model, token_id, index_name ORDER BY count DESC, variant) = 1 "
         "ORDER BY count DESC, model, token_id LIMIT ?",
         [summary.backend, *summary.indexes, *summary.models, max(summary.ladder), limit])
