@@ -49,12 +49,17 @@ def test_help_and_version_import_nothing_heavy():
         assert done.returncode == 0 and not loaded, (argv, loaded)
 
 
-def test_a_scan_option_typo_fails_before_the_model_is_looked_at(tmp_path):
+@pytest.mark.parametrize("option, message", [
+    (["--limit", "0"], "--limit must be a positive"), (["--start", "-1"], "--start must be at least 0"),
+    (["--dtype", "int8"], "unknown dtype 'int8'"), (["--batch-size", "0"], "--batch-size must be at least 1"),
+    (["--verify", "bogus"], "unknown --verify"), (["--check-length", "1"], "--check-length must be at least 2")])
+def test_a_scan_option_typo_fails_before_the_model_is_looked_at(tmp_path, option, message):
     db = tmp_path / "x.duckdb"
-    loaded, done = _loaded_after(f"import sys\nsys.argv = ['fpprov', 'scan', 'no-such-model', '--limit', '0', "
-                                 f"'--db', {str(db)!r}]\nfrom fpprov.entry import main\nmain()")
-    assert done.returncode == 2 and "--limit must be a positive" in done.stderr, done.stderr
-    assert "transformers" not in loaded and not db.exists()
+    argv = ["fpprov", "scan", "no-such-model", *option, "--db", str(db)]
+    loaded, done = _loaded_after(f"import sys\nsys.argv = {argv!r}\nfrom fpprov.entry import main\nmain()")
+    assert done.returncode == 2 and message in done.stderr, done.stderr
+    assert not loaded & {"torch", "transformers", "duckdb"}, loaded   # no model, no torch, no database
+    assert not db.exists()
 
 
 def test_version():
@@ -63,7 +68,7 @@ def test_version():
 
 
 @pytest.mark.parametrize("command", [["scan"], ["vectors"], ["provenance"], ["indexes"], ["report"], ["sql"],
-                                     ["export"], ["models"], ["index", "build"]])
+                                     ["export"], ["models"], ["status"], ["index", "build"]])
 def test_help_shows_placeholders_not_python_types(command):
     result = runner.invoke(app, [*command, "--help"], terminal_width=200)
     assert result.exit_code == 0, result.output
@@ -80,6 +85,10 @@ def test_help_constants_agree_with_the_library():
     from fpprov.report import DEFAULT_PAGE_SIZE
 
     assert report_cli.PAGE_SIZE == DEFAULT_PAGE_SIZE and report_cli.FORMATS == FORMATS
+    from fpprov.models.loading import DTYPES
+    from fpprov.scan.options import DTYPE_NAMES
+
+    assert DTYPE_NAMES == tuple(DTYPES)
 
 
 def _db(tmp_path, model="gemma3-270m", tokens=()):
@@ -94,8 +103,8 @@ def _db(tmp_path, model="gemma3-270m", tokens=()):
 
 
 def test_sql_canned_query_typo_suggests_the_name(tmp_path):
-    line = _one_line_error(runner.invoke(app, ["sql", "--db", _db(tmp_path), "suspicous_tokens"]))
-    assert "suspicious_tokens" in line and "did you mean" in line
+    line = _one_line_error(runner.invoke(app, ["sql", "--db", _db(tmp_path), "top_suspicous"]))
+    assert "'top_suspicious'" in line and "did you mean" in line
 
 
 def test_provenance_unknown_model_suggests_a_scanned_one(tmp_path):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -78,6 +80,12 @@ def test_scan_cli_end_to_end_with_summary(tiny_model_dir, tiny_model_sizes, tmp_
     assert model == ("directory", "qwen3", True, True, vocab_size, embedding_rows)
     assert embedding_rows > vocab_size   # the tiny model pads its embedding past len(tokenizer)
     assert f"{n_rows} token FPs among 120 ids" in result.output and "top FPs by probability" in result.output
+    # the closing hint is a command this install has (`fpprov sql`, not the duckdb CLI), and it answers
+    hint = shlex.split(result.output.split("e.g. ", 1)[1].strip())
+    assert hint[:2] == ["fpprov", "sql"]
+    answer = runner.invoke(app, [*hint[1:], "--format", "json"])
+    assert answer.exit_code == 0, answer.output
+    assert len(json.loads(answer.stdout)) == min(n_rows, 20)
 
 
 @pytest.mark.parametrize("args, expected", [

@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 from fpprov.cli import app
 from fpprov.errors import FpprovError
 from fpprov.db.store import list_migrations
-from fpprov.db.sql import canned_queries, format_table, open_read_only, resolve_query, run_query, QueryResult
+from fpprov.db.sql import (QueryResult, canned_queries, format_table, open_read_only, relation_names, resolve_query,
+                           run_query)
 from report_db import HOSTILE_TEXTS, build_report_db
 
 runner = CliRunner()
@@ -45,9 +46,9 @@ def test_resolve_query_reads_files_canned_names_and_text(tmp_path, monkeypatch):
     own.write_text("SELECT 42 AS answer")
     assert resolve_query(str(own)) == "SELECT 42 AS answer"
     canned = canned_queries()
-    assert {"shared_across_families", "suspicious_tokens", "counts_by_source", "base_vs_inst", "seed_table"} <= set(canned)
+    assert {"shared_across_families", "top_suspicious", "counts_by_source", "base_vs_inst", "seed_table"} <= set(canned)
     monkeypatch.chdir(tmp_path)              # the canned queries are found from any folder (package data)
-    assert resolve_query("queries/suspicious_tokens.sql") == canned["suspicious_tokens"]
+    assert resolve_query("queries/top_suspicious.sql") == canned["top_suspicious"]
     assert resolve_query("seed_table") == canned["seed_table"]
     assert resolve_query("SELECT 1") == "SELECT 1"
     with pytest.raises(FpprovError, match="no such query file"):
@@ -89,11 +90,50 @@ def test_sql_csv_and_json_carry_exact_values(db):
 
 
 def test_sql_runs_a_canned_query_file(db):
-    result = invoke("sql", "--db", db, "queries/suspicious_tokens.sql", "--format", "json")
+    result = invoke("sql", "--db", db, "queries/top_suspicious.sql", "--format", "json")
     assert result.exit_code == 0, result.output
     records = json.loads(result.stdout)
     assert records and records == sorted(records, key=lambda r: -r["score"])
-    assert {"model", "text", "score", "rules", "reasons"} <= set(records[0])
+    assert {"model", "text", "score", "rule", "reason", "fp_flagged", "control_flagged"} <= set(records[0])
+
+
+def test_a_name_means_one_thing_canned_query_or_view(db):
+    with open_read_only(db) as ro:
+        relations = {name for name, _ in relation_names(ro.store)}
+        for name, sql in canned_queries().items():
+            if name in relations:        # a canned query named as a view selects exactly that view's columns
+                columns = [r[0] for r in ro.store.query(f'DESCRIBE "{name}"')]
+                assert run_query(ro.store, sql).columns == columns, name
+        expected = run_query(ro.store, "SELECT * FROM suspicious_tokens")
+    assert "suspicious_tokens" not in canned_queries() and "suspicious_tokens" in relations
+    # a lone view name is the view, whole
+    result = invoke("sql", "--db", db, "suspicious_tokens", "-f", "json")
+    assert result.exit_code == 0, result.output
+    records = json.loads(result.stdout)
+    assert len(records) == len(expected.rows) > 0 and list(records[0]) == expected.columns
+
+
+@pytest.mark.parametrize("typo, meant", [("top_suspicios", "top_suspicious"), ("suspicous_tokens", "suspicious_tokens"),
+                                         ("primary_fp", "primary_fps")])
+def test_a_typo_of_a_canned_query_or_view_names_the_closest(db, typo, meant):
+    result = invoke("sql", "--db", db, typo)
+    assert result.exit_code == 2, result.output
+    assert f"did you mean {meant!r}" in result.stderr
+
+
+def test_sql_table_shows_spaces_of_token_texts_and_rounds_floats(db):
+    sql = ("SELECT id, text, x::DOUBLE AS x, xs::DOUBLE[] AS xs FROM (VALUES (1, ' ', 0.123456789012345, [0.5, 1e-9]), "
+           "(2, ' the', 12345.678901, NULL), (3, 'a b', 2.0, NULL)) t(id, text, x, xs) ORDER BY id")
+    table = invoke("sql", "--db", db, sql)
+    assert table.exit_code == 0, table.output
+    rows = [[c.strip() for c in line.split("|")] for line in table.stdout.splitlines()[2:5]]
+    # whitespace of a token text as the HTML shows it (an open box a space); spaces inside a text stay
+    assert [r[1] for r in rows] == ["\u2423", "\u2423the", "a b"]
+    assert [r[2] for r in rows] == ["0.1235", "12,345.6789", "2"]
+    assert rows[0][3] == "[0.5, 1.00e-9]"
+    as_json = json.loads(invoke("sql", "--db", db, "-f", "json", sql).stdout)
+    assert [r["x"] for r in as_json] == [0.123456789012345, 12345.678901, 2.0]   # json keeps full precision
+    assert [r["text"] for r in as_json] == [" ", " the", "a b"]
 
 
 def test_sql_without_query_lists_the_canned_queries(db):

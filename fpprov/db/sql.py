@@ -16,6 +16,7 @@ import contextlib
 import csv
 import datetime as dt
 import decimal
+import difflib
 import io
 import json
 import os
@@ -26,7 +27,7 @@ import uuid
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import duckdb
 
@@ -163,7 +164,7 @@ def canned_queries() -> dict[str, str]:
 
 
 def resolve_query(text_or_file: str) -> str:
-    """SQL from a .sql file path, a canned query name ('suspicious_tokens' or 'queries/suspicious_tokens.sql'
+    """SQL from a .sql file path, a canned query name ('top_suspicious' or 'queries/top_suspicious.sql'
     from any folder), or the SQL text itself."""
     candidate = text_or_file.strip()
     if not candidate:
@@ -206,7 +207,27 @@ def query_database(db: str | os.PathLike, text_or_file: str) -> tuple[QueryResul
     """Resolve and run a query read-only; also return how the file was opened (snapshot, old schema)."""
     sql = resolve_query(text_or_file)
     with open_read_only(db) as ro:
-        return run_query(ro.store, sql), ro
+        return run_query(ro.store, lone_name(ro.store, sql)), ro
+
+
+_LONE_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def lone_name(store: Store, sql: str) -> str:
+    """A lone word naming a table or view is that relation, whole (``FROM name``): one name, one meaning, as a
+    canned query never takes a relation's name for something else (tests/test_sql_cli.py). A lone word close to
+    a canned query's or a relation's name is a typo of it, said as such; anything else is SQL."""
+    word = sql.strip()
+    if not _LONE_WORD.fullmatch(word):
+        return sql
+    relations = [name for name, _ in relation_names(store)]
+    if word in relations:
+        return f'FROM "{word}"'
+    close = difflib.get_close_matches(word, [*canned_queries(), *relations], n=1, cutoff=0.75)
+    if close:
+        raise FpprovError(f"no canned query, table or view {word!r}; did you mean {close[0]!r}? "
+                          "(`fpprov sql` lists the canned queries, docs/schema.md the tables and views)")
+    return sql
 
 
 # -- formatting -----------------------------------------------------------------------------------------
@@ -220,17 +241,19 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def _terminal_cell(value: Any) -> str:
+def _terminal_cell(value: Any, show: Callable[[Any], str | None] | None = None) -> str:
     """One line a terminal shows safely: control characters (ANSI escapes included) and bidi overrides
-    written as escapes, long values cut."""
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return "true" if value else "false"          # as DuckDB and SQL write them
-    if isinstance(value, (list, tuple)):
-        text = "[" + ", ".join("NULL" if v is None else str(v) for v in value) + "]"
-    else:
-        text = value if isinstance(value, str) else str(value)
+    written as escapes, long values cut. ``show`` may give a value's text first (None: the plain form)."""
+    text = show(value) if show is not None else None
+    if text is None:
+        if value is None:
+            return "NULL"
+        if isinstance(value, bool):
+            return "true" if value else "false"          # as DuckDB and SQL write them
+        if isinstance(value, (list, tuple)):
+            text = "[" + ", ".join("NULL" if v is None else str(v) for v in value) + "]"
+        else:
+            text = value if isinstance(value, str) else str(value)
     text = "".join(ch if ch.isprintable() or ch == " " else ascii(ch)[1:-1] for ch in text)
     if len(text) > _TABLE_CELL_MAX:
         text = text[: _TABLE_CELL_MAX - 1] + "…"
@@ -243,10 +266,13 @@ def _cell_width(text: str) -> int:
     return cell_len(text)
 
 
-def format_table(result: QueryResult) -> str:
+def format_table(result: QueryResult, show: Callable[[Any], str | None] | None = None) -> str:
+    """An aligned text table. ``show(value)`` may write a cell's value its own way (the CLI: floats rounded,
+    spaces made visible as in the HTML reports); it returns None for the plain form."""
     if not result.columns:
         return "(no result)"
-    cells = [[_terminal_cell(c) for c in result.columns]] + [[_terminal_cell(v) for v in row] for row in result.rows]
+    cells = [[_terminal_cell(c) for c in result.columns]]
+    cells += [[_terminal_cell(v, show) for v in row] for row in result.rows]
     widths = [max(_cell_width(row[i]) for row in cells) for i in range(len(result.columns))]
 
     def line(row: list[str]) -> str:
@@ -273,10 +299,13 @@ def format_json(result: QueryResult) -> str:
     return json.dumps(records, default=_json_default, ensure_ascii=False, indent=1)
 
 
-def format_result(result: QueryResult, fmt: str) -> str:
+def format_result(result: QueryResult, fmt: str, show: Callable[[Any], str | None] | None = None) -> str:
+    """The result as text; ``show`` applies to the table format alone (csv and json carry exact values)."""
     if fmt not in FORMATS:
         raise FpprovError(f"unknown format {fmt!r}; use one of: {', '.join(FORMATS)}")
-    return {"table": format_table, "csv": format_csv, "json": format_json}[fmt](result)
+    if fmt == "table":
+        return format_table(result, show)
+    return {"csv": format_csv, "json": format_json}[fmt](result)
 
 
 # -- export ---------------------------------------------------------------------------------------------

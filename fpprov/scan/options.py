@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from ..errors import FpprovError
 
 VERIFY_MODES = ("calibrated", "all", "near")
+# fpprov.models.loading.DTYPES' names, here so that a typo fails before torch loads (tests/test_cli_startup.py)
+DTYPE_NAMES = ("float32", "float64", "bfloat16", "float16")
 # Sizes that split the work: (field, flag); a size under 1 would split nothing.
 _SIZES = (("batch_size", "--batch-size"), ("commit_every", "--commit-every"), ("head_chunk", "head_chunk"),
           ("recheck_batch", "recheck_batch"), ("calibration_sample", "calibration_sample"))
@@ -46,6 +48,10 @@ class ScanOptions:
         """Raise FpprovError, worded for the CLI, for the first option outside its range."""
         if self.limit is not None and self.limit <= 0:
             raise FpprovError("--limit must be a positive number of tokens")
+        if self.start < 0:   # the vocabulary's end is plan_scan's check, once the model is loaded
+            raise FpprovError(f"--start must be at least 0 (got {self.start})")
+        if self.dtype not in DTYPE_NAMES:
+            raise FpprovError(f"unknown dtype {self.dtype!r}: use one of {', '.join(DTYPE_NAMES)}")
         if self.verify not in VERIFY_MODES:
             raise FpprovError(f"unknown --verify {self.verify!r}: use calibrated, all or near")
         for name, flag in _SIZES:
