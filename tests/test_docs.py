@@ -239,3 +239,13 @@ def test_duckdb_keeps_comments_on_view_columns_and_a_replaced_view_loses_them():
     assert con.execute("SELECT comment FROM duckdb_views() WHERE view_name = 'v'").fetchall() == [(None,)]
     assert con.execute("SELECT comment FROM duckdb_columns() WHERE table_name = 'v' AND column_name = 'c'"
                        ).fetchall() == [(None,)]
+
+
+def test_every_package_ships_in_a_wheel():
+    # setuptools installs only the packages pyproject lists: a package left out works in the editable checkout and
+    # is missing from an installed copy.
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "fpprov").rglob("__init__.py")}
+    assert found - listed == set()

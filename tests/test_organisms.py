@@ -63,6 +63,17 @@ def test_tokenizer_loads_with_transformers_and_words_are_single_tokens(tokenizer
     assert tok.encode(pair.word * 5, add_special_tokens=False) == [pair.word_id] * 5   # a run is n tokens
 
 
+def test_excluded_words_are_never_chosen_as_words_or_twins(pool, tokenizer_dir):
+    from fpprov.organisms.corpus import candidate_words
+
+    tok = load_tokenizer(tokenizer_dir)
+    first = choose_pairs(tok, pool, 3, seed=0)
+    used = {w for p in first for w in (p.word, p.twin)}
+    again = choose_pairs(tok, pool, 3, seed=0, exclude=used)
+    assert not used & {w for p in again for w in (p.word, p.twin)}
+    assert used <= set(candidate_words(tok))
+
+
 def test_planting_is_seeded_and_recorded(pool, pair):
     spec = PlantSpec((pair.word,), 7, "mail", (10, 30), (pair.twin,))
     a, b = build_corpus(pool, [spec], seed=1), build_corpus(pool, [spec], seed=1)

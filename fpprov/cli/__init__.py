@@ -34,7 +34,7 @@ def main(version: bool = typer.Option(False, "--version", is_eager=True, callbac
 
 
 # Each module defines register(app) and owns its commands.
-COMMAND_MODULES = ("scan", "vectors", "provenance", "report")
+COMMAND_MODULES = ("scan", "vectors", "provenance", "report", "status", "validate")
 
 for _name in COMMAND_MODULES:
     importlib.import_module(f"{__name__}.{_name}").register(app)

@@ -770,3 +770,65 @@ COMMENT ON COLUMN fp_guarantees.decided_in IS 'the precision whose computation m
 COMMENT ON COLUMN fp_guarantees.guarantee IS 'float64 | calibrated | tolerance: what the verdict guarantees (see the view)';
 COMMENT ON COLUMN fp_guarantees.calibration_threshold IS
     'the scan''s calibrated threshold (as in `scans`); NULL when the scan has none';
+
+-- validation_* views (issue 24, `fpprov validate`; tables in migrations/015_validation.sql)
+CREATE OR REPLACE VIEW validation_confusion AS
+SELECT a.study_id, a.organism, o.mixture_name, a.index_organism AS top_index_organism,
+       t.mixture_name AS top_index_mixture, a.relation AS top_relation, a.is_own AS correct,
+       o.mixture_name = t.mixture_name AS mixture_correct, a.tied_with_next, a.auc, a.auc_low, a.auc_high
+FROM validation_attribution a
+JOIN validation_organisms o ON o.study_id = a.study_id AND o.organism = a.organism
+JOIN validation_organisms t ON t.study_id = a.study_id AND t.organism = a.index_organism
+WHERE a.rank = 1;
+COMMENT ON VIEW validation_confusion IS
+    'The attribution confusion matrix of a validation study in long form: for each organism (the truth), the '
+    'organism whose index ranked first (the call), right or wrong, and whether the call was tied with the runner-up.'
+    ' Example: SELECT organism, top_index_organism, correct, mixture_correct, tied_with_next FROM validation_confusion ORDER BY organism;';
+COMMENT ON COLUMN validation_confusion.study_id IS 'validation_runs.study_id';
+COMMENT ON COLUMN validation_confusion.organism IS 'the traced organism (the truth: its own corpus)';
+COMMENT ON COLUMN validation_confusion.mixture_name IS 'its training mixture';
+COMMENT ON COLUMN validation_confusion.top_index_organism IS 'the organism whose corpus ranked first';
+COMMENT ON COLUMN validation_confusion.top_index_mixture IS 'that corpus''s mixture';
+COMMENT ON COLUMN validation_confusion.top_relation IS 'own | same_mixture | shares_sources | unseen (validation_attribution.relation)';
+COMMENT ON COLUMN validation_confusion.correct IS 'the organism''s own corpus ranked first';
+COMMENT ON COLUMN validation_confusion.mixture_correct IS 'a corpus of its own mixture ranked first (the sources right, the plants aside)';
+COMMENT ON COLUMN validation_confusion.tied_with_next IS 'the first and second AUC CIs overlap (validation_attribution.tied_with_next)';
+COMMENT ON COLUMN validation_confusion.auc IS 'the first index''s AUC';
+COMMENT ON COLUMN validation_confusion.auc_low IS '95% CI, lower end';
+COMMENT ON COLUMN validation_confusion.auc_high IS 'upper end';
+
+CREATE OR REPLACE VIEW validation_shared_fps AS
+WITH org AS (
+    SELECT study_id, organism, model FROM validation_organisms
+), fps AS (
+    SELECT o.study_id, o.organism, f.norm_text
+    FROM org o JOIN primary_fps f ON f.model = o.model
+    WHERE f.norm_text IS NOT NULL AND f.norm_text <> '' AND NOT contains(f.norm_text, chr(65533))
+    GROUP BY ALL
+), planted AS (
+    SELECT study_id, word, list(DISTINCT organism ORDER BY organism) FILTER (WHERE role = 'planted' AND dose > 0) AS planted_in,
+           bool_or(role = 'twin') AS is_twin
+    FROM validation_tokens GROUP BY ALL
+)
+SELECT f.study_id, f.norm_text, count(*) AS n_organisms, list(f.organism ORDER BY f.organism) AS organisms,
+       coalesce(len(any_value(p.planted_in)), 0) AS n_planted_in, any_value(p.planted_in) AS planted_in,
+       CASE WHEN coalesce(len(any_value(p.planted_in)), 0) >= 2 THEN 'planted in several'
+            WHEN coalesce(len(any_value(p.planted_in)), 0) = 1 THEN 'planted in one'
+            WHEN coalesce(any_value(p.is_twin), false) THEN 'twin'
+            ELSE 'natural' END AS explanation
+FROM fps f
+LEFT JOIN planted p ON p.study_id = f.study_id AND p.word = f.norm_text
+GROUP BY f.study_id, f.norm_text
+HAVING count(*) >= 2;
+COMMENT ON VIEW validation_shared_fps IS
+    'FP texts two or more organisms of a study share, each explained: planted into several of them, planted into '
+    'one (the others learnt it from shared text), a twin, or natural (repetition in shared sources).'
+    ' Example: SELECT norm_text, n_organisms, organisms, explanation FROM validation_shared_fps ORDER BY n_organisms DESC;';
+COMMENT ON COLUMN validation_shared_fps.study_id IS 'validation_runs.study_id';
+COMMENT ON COLUMN validation_shared_fps.norm_text IS 'the shared FP text (primary_fps.norm_text)';
+COMMENT ON COLUMN validation_shared_fps.n_organisms IS 'organisms of the study with it as an FP';
+COMMENT ON COLUMN validation_shared_fps.organisms IS 'which (sorted)';
+COMMENT ON COLUMN validation_shared_fps.n_planted_in IS 'organisms it was planted into (dose > 0)';
+COMMENT ON COLUMN validation_shared_fps.planted_in IS 'which; NULL when none';
+COMMENT ON COLUMN validation_shared_fps.explanation IS
+    '''planted in several'' | ''planted in one'' | ''twin'' | ''natural'' (neither planted nor a twin)';

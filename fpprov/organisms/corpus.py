@@ -19,7 +19,7 @@ import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Collection, Iterable, Mapping, Sequence
 
 from .tokenizer import single_token_id
 
@@ -124,22 +124,27 @@ def token_counts(tokenizer, texts: Iterable[str]) -> tuple[Counter, Counter]:
     return unigrams, doubles
 
 
+def candidate_words(tokenizer) -> list[str]:
+    """Every vocabulary entry that decodes to a space and three or more lowercase ASCII letters (sorted)."""
+    vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    return sorted(c for c in {tokenizer.convert_tokens_to_string([v]) for v in vocab} - {None} if _WORD.match(c))
+
+
 def choose_pairs(tokenizer, sources: Mapping[str, Sequence[str]], n_pairs: int, *, seed: int = 0,
-                 candidates: Sequence[str] | None = None, min_count: int = 5) -> list[Pair]:
+                 candidates: Sequence[str] | None = None, min_count: int = 5,
+                 exclude: Collection[str] = ()) -> list[Pair]:
     """``n_pairs`` (word, twin) pairs, deterministic given the tokenizer, texts and seed.
 
     Candidates (``candidates``, else every vocabulary entry that is a space and 3+ lowercase ASCII letters)
     must be one token of ``tokenizer``, occur at least ``min_count`` times in the unplanted text and never
     follow themselves there (a word already repeated would be a natural FP, not a planted one). Words are
     drawn at random (seeded) from the candidates; each one's twin is the unused candidate closest to it in
-    log count (ties: the earlier text)."""
+    log count (ties: the earlier text). Words in ``exclude`` (e.g. another organism's) are never chosen."""
     counts, doubles = token_counts(tokenizer, (t for docs in sources.values() for t in docs))
     if candidates is None:
-        vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
-        candidates = sorted({tokenizer.convert_tokens_to_string([v]) for v in vocab} - {None})
-        candidates = [c for c in candidates if _WORD.match(c)]
+        candidates = candidate_words(tokenizer)
     usable: dict[str, int] = {}
-    for text in sorted(set(candidates)):
+    for text in sorted(set(candidates) - set(exclude)):
         tid = single_token_id(tokenizer, text)
         if tid is not None and counts[tid] >= min_count and doubles[tid] == 0:
             usable[text] = tid
