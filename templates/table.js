@@ -35,7 +35,11 @@
     if (c == null) return;
     if (type === "num") { td.className = "num" + (Array.isArray(c) && c.length > 2 && c[2] ? " " + c[2] : ""); td.textContent = Array.isArray(c) ? c[1] : fmt(c, d); return; }
     if (type === "id") { td.className = "num"; td.textContent = String(c); return; }
-    if (type === "link") { var a = document.createElement("a"); a.setAttribute("href", c[0]); segs(a, c[1]); td.appendChild(a); return; }
+    if (type === "link") {
+      var a = document.createElement("a"); a.setAttribute("href", c[0]);
+      if (c.length > 2) a.setAttribute("data-filter", c[2]);
+      segs(a, c[1]); td.appendChild(a); return;
+    }
     td.className = type;
     segs(td, c);
   }
@@ -75,13 +79,18 @@
         return x < y ? -dir : x > y ? dir : a - b;
       });
     }
+    var idCol = types.indexOf("id");
     filter.addEventListener("input", function () {
       var q = filter.value.toLowerCase();
       if (haystack === null) {
         haystack = rows.map(function (r) { return r.map(function (c, i) { return shown(types[i], c); }).join("\u0001").toLowerCase(); });
       }
       view = [];
-      haystack.forEach(function (h, i) { if (h.indexOf(q) >= 0) view.push(i); });
+      // "id=123": the rows of that id only (a link from another table), not every row that contains 123
+      var exact = /^id=(\d+)$/.exec(q.trim());
+      haystack.forEach(function (h, i) {
+        if (exact ? idCol >= 0 && String(rows[i][idCol]) === exact[1] : h.indexOf(q) >= 0) view.push(i);
+      });
       sort(); page = 0; render();
     });
     prev.addEventListener("click", function () { page -= 1; render(); });
@@ -96,6 +105,16 @@
       });
     });
     render();
+  });
+  // A link with data-filter (e.g. an FP's snippets) filters the table it points at before the page scrolls there.
+  document.addEventListener("click", function (e) {
+    var a = e.target.closest ? e.target.closest("a[data-filter]") : null;
+    if (!a) return;
+    var box = document.getElementById((a.getAttribute("href") || "").slice(1));
+    var input = box ? box.querySelector(".dt-controls input") : null;
+    if (!input) return;
+    input.value = a.getAttribute("data-filter");
+    input.dispatchEvent(new Event("input"));
   });
   document.documentElement.setAttribute("data-tables-ready", "1");
 })();

@@ -45,6 +45,8 @@ ENRICHMENT = {
                                              ratio_low=None, ratio_high=None),
 }
 GEMMA_FPS = [10 + i for i in range(len(HOSTILE_TEXTS))] + [100, 101, 102, 103, 104]
+# each gemma FP's matched control in the evidence database: the control of the FP of rank i is 2000 + 2 * i
+CONTROL_OF = {token_id: 2000 + 2 * rank for rank, token_id in enumerate(GEMMA_FPS)}
 
 SCAN = dict(dtype="float32", device="cpu", batch_size=256, tolerance=1e-4, method="length1-pruned", complete=True)
 
@@ -75,7 +77,7 @@ def _add_evidence(store) -> None:
     for index, scale in ((DCLM, 1.0), (HOSTILE_INDEX, 0.4)):
         for rank, token_id in enumerate(GEMMA_FPS):
             rate = 0.0 if rank == 0 else 0.002 * (rank + 1) * scale     # one FP never repeats
-            q = 0.001 * (rank + 1) / scale                                # the DCLM q is always the lower
+            q = 1.0 if rank == 0 else 0.001 * (rank + 1) / scale          # the DCLM q is always the lower
             rows.append({"model": "gemma3-270m", "backend": "api", "index_name": index, "token_id": token_id,
                          "role": "fp", "unigram_count": 1000, "repeat_count": round(1000 * rate), "rate": rate,
                          "bin": 6, "n_bin_controls": 28, "percentile": min(99.0, 50 + 3 * rank * scale),
@@ -103,6 +105,43 @@ def _add_evidence(store) -> None:
                         "role": "fp", "source": "(unknown)", "docs": 0, "sampled": 40, "share": 0.0,
                         "reason": "source not seen among baseline positions"})
     store.insert_rows("source_enrichment", sources)
+    # Each gemma FP's matched control (one draw) and the controls' texts; DCLM's shares with any run in fp_effects
+    # (the hostile index has none: the report computes them from token_evidence).
+    store.insert_rows("vocabulary", [{"model": "gemma3-270m", "token_id": 2000 + j, "raw_token": f"ctl{j}",
+                                      "text": f" ctl{j}", "norm_text": f" ctl{j}", "category": "normal"}
+                                     for j in range(28)])
+    store.insert_rows("control_matches", [
+        {"model": "gemma3-270m", "backend": "api", "index_name": index, "fp_token_id": token_id, "draw": 0,
+         "control_token_id": CONTROL_OF[token_id], "bin": 6, "category": "normal", "fp_count": 1000,
+         "control_count": 1000} for index in (DCLM, HOSTILE_INDEX) for token_id in GEMMA_FPS])
+    fp_any = sum(1 for rank in range(len(GEMMA_FPS)) if rank > 0)
+    control_any = sum(1 for j in range(28) if j >= 6)
+    store.insert_rows("fp_effects", [{
+        "model": "gemma3-270m", "backend": "api", "index_name": DCLM, "n_fp": len(GEMMA_FPS), "fp_any": fp_any,
+        "n_control": 28, "control_any": control_any, "any_diff": fp_any / len(GEMMA_FPS) - control_any / 28,
+        "any_diff_low": 0.01, "any_diff_high": 0.3, "effect": "more"}])
+    # FP 100's documents mostly from pes2o, against the controls' documents (FP-vs-control contrast of the source)
+    store.insert_rows("source_enrichment", [{
+        "model": "gemma3-270m", "backend": "api", "index_name": DCLM, "scope": "token", "token_id": 100,
+        "role": "fp", "source": "<b>pes2o</b>", "docs": 5, "sampled": 6, "share": 5 / 6, "share_low": 0.44,
+        "share_high": 0.97, "baseline_share": 0.1, "enrichment": 8.3, "enrichment_low": 4.2,
+        "enrichment_high": 16.0}])
+    store.insert_rows("source_contrast", [{
+        "model": "gemma3-270m", "backend": "api", "index_name": DCLM, "source": "<b>pes2o</b>", "fp_docs": 12,
+        "fp_sampled": 40, "control_docs": 2, "control_sampled": 40, "odds_ratio": 6.9, "or_low": 1.4,
+        "or_high": 66.0, "p_value": 0.003, "q_value": 0.009, "baseline_share": 0.25}])
+    # a control traced like the FPs: its counts and a sampled document
+    for n, count in ((1, 700), (10, 2)):
+        store.insert_rows("provenance", [{
+            "model": "gemma3-270m", "token_id": 2010, "backend": "api", "index_name": DCLM, "n": n,
+            "variant": "emitted", "in_evidence": True, "loose": False, "token_text": " ctl10", "category": "normal",
+            "queryable": True,
+            "query": " ctl10" * n, "index_is_proxy": True, "role": "control"}])
+        store.insert_rows("ngram_counts", [{"backend": "api", "index_name": DCLM, "query": " ctl10" * n,
+                                            "status": "ok", "count": count}])
+    store.insert_rows("documents", [{
+        "backend": "api", "index_name": DCLM, "query": " ctl10" * 10, "seed": 0, "sample_no": 0, "shard": 0,
+        "rank": 0, "status": "ok", "snippet": "a" + " ctl10" * 10 + " b", "source": "web & co", "metadata": "{}"}])
 
 
 # Per-token q-values of the plain report database (gemma3-270m in DCLM): six FPs are repetition-enriched at
@@ -207,12 +246,14 @@ def build_report_db(path: Path, *, evidence: bool = False, flags: bool = True) -
             for n, count in by_n.items():
                 query = text * n
                 prov.append({"model": "gemma3-270m", "token_id": token_id, "backend": "api",
-                             "index_name": "v4_dclm-baseline_llama", "n": n, "variant": "as_is", "token_text": text,
+                             "index_name": "v4_dclm-baseline_llama", "n": n, "variant": "emitted",
+                             "in_evidence": True, "loose": False, "token_text": text,
                              "category": "normal", "queryable": True, "query": query, "index_is_proxy": True})
                 counts.append({"backend": "api", "index_name": "v4_dclm-baseline_llama", "query": query,
                                "status": "ok", "count": count})
         prov.append({"model": "gemma3-270m", "token_id": 102, "backend": "api", "index_name": "v4_dclm-baseline_llama",
-                     "n": 10, "variant": "as_is", "token_text": "\ufffd", "category": "byte_fragment",
+                     "n": 10, "variant": "emitted", "in_evidence": False, "loose": False, "token_text": "\ufffd",
+                     "category": "byte_fragment",
                      "queryable": False, "reason": "byte_fragment: no text form", "index_is_proxy": True})
         for i, source in enumerate(["<b>pes2o</b>"] * 5 + ["web & co"]):
             docs.append({"backend": "api", "index_name": "v4_dclm-baseline_llama", "query": "BLAH" * 10, "seed": 0,
@@ -222,3 +263,15 @@ def build_report_db(path: Path, *, evidence: bool = False, flags: bool = True) -
         store.insert_rows("ngram_counts", counts)
         store.insert_rows("documents", docs)
     return path
+
+
+def table_rows(html: str, table_id: str) -> list[list]:
+    """Every row of one data table of a page (its JSON block, all pages of it), found by the table's id."""
+    import json
+    import re
+
+    start = html.find(f'<div class="dt" id="table-{table_id}">')
+    assert start >= 0, f"no table {table_id}"
+    end = html.find('<div class="dt" ', start + 1)
+    found = re.search(r'<script type="application/json">(.*?)</script>', html[start:end if end > 0 else None], re.S)
+    return json.loads(found.group(1))["rows"] if found else []

@@ -185,6 +185,19 @@ def test_no_script_from_the_data_runs_and_the_text_is_visible(browser, report_di
         assert tab.eval("document.querySelectorAll('td.best').length") == 1
     if page == "index.html":
         assert 'evil/<b>model</b>"\'&' in text
+        # the findings block comes first, names every corpus a proxy and greys what rests on too few tokens
+        assert tab.eval("document.getElementById('findings').getBoundingClientRect().top < "
+                        "document.getElementById('table-seed').getBoundingClientRect().top")
+        assert tab.eval("document.querySelectorAll('#findings li.finding').length") >= 6
+        assert tab.eval("document.querySelectorAll('#findings li[data-kind=effect] .proxy-label').length") == \
+            tab.eval("document.querySelectorAll('#findings li[data-kind=effect]').length") >= 3
+        assert tab.eval("document.querySelectorAll('#findings .training-label').length") == 0
+        assert tab.eval("getComputedStyle(document.querySelector('#findings .proxy-label')).color") == "rgb(146, 64, 14)"
+        few = "[...document.querySelectorAll('#findings li.few')]"
+        assert tab.eval(f"{few}.length") >= 1
+        assert tab.eval(f"{few}.every(li => getComputedStyle(li).color === 'rgb(156, 163, 175)')")
+        assert tab.eval(f"{few}.some(li => li.dataset.model === 'olmo2-1b' && li.dataset.effect === 'too few to say')")
+        assert tab.eval("document.querySelectorAll('#findings svg rect').length") >= 2     # the shares chart
         tab.screenshot(SCREENSHOT_DIR / "index.png")
 
 
@@ -208,6 +221,16 @@ def test_tables_filter_sort_and_page(browser, report_dir):
     assert tab.eval("document.documentElement.getAttribute('data-pwned')") is None
 
 
+def test_an_fps_snippets_link_filters_the_snippets_table_to_that_fp(browser, report_dir):
+    tab = Tab(browser, (report_dir / "gemma3-270m.html").as_uri())
+    snippets = "document.getElementById('table-snippets')"
+    ids = f"[...{snippets}.querySelectorAll('tbody tr')].map(r => r.cells[0].textContent)"
+    assert len(set(tab.eval(ids))) > 1                                   # the FP's and a control's snippets
+    tab.eval("document.querySelector('#table-topevidence a[data-filter=\"id=100\"]').click()")
+    assert set(tab.eval(ids)) == {"100"}
+    assert tab.eval(f"{snippets}.querySelector('input').value") == "id=100"
+
+
 def test_script_renders_cells_exactly_like_the_server(browser, report_dir):
     """The first page is HTML from Python, later pages come from table.js: both must show the same text."""
     import html as html_module
@@ -216,6 +239,7 @@ def test_script_renders_cells_exactly_like_the_server(browser, report_dir):
     for page, table_id in (("gemma3-270m.html", "fps"), ("gemma3-270m.html", "vectors"),
                            ("gemma3-270m.html", "provenance"), ("gemma3-270m.html", "snippets"),
                            ("gemma3-270m.html", "flags"), ("gemma3-270m.html", "evidence"),
+                           ("gemma3-270m.html", "topevidence"), ("gemma3-270m.html", "sources"),
                            ("gemma3-270m.html", "evidence-1-sources"), ("index.html", "seed"), ("index.html", "models"),
                            ("index.html", "suspicious"), ("shared.html", "shared"), ("shared.html", "bvi")):
         source = (report_dir / page).read_text("utf-8")
@@ -243,3 +267,35 @@ def test_number_format_matches_between_python_and_table_js(browser, report_dir):
     for digits in (0, 1, 3, 4, 6):
         in_js = tab.eval(f"(function () {{ {fmt}; return {json.dumps(values)}.map(v => fmt(v, {digits})); }})()")
         assert in_js == [number(v, digits) for v in values], digits
+
+
+def test_validation_page_renders_its_chart_without_console_errors(browser, tmp_path):
+    from validation_db import DOSES, add_study
+
+    db = add_study(build_report_db(tmp_path / "results.duckdb", evidence=True))
+    out = build_reports(db, tmp_path / "reports", page_size=10).index.parent
+    tab = Tab(browser, (out / "validation.html").as_uri())
+    assert tab.eval("document.documentElement.getAttribute('data-tables-ready')") == "1"
+    assert tab.eval("document.querySelectorAll('svg .dose-point[data-role=planted]').length") == len(DOSES)
+    assert tab.eval("document.querySelector('svg .dose-point').getBoundingClientRect().width") > 0
+    assert tab.eval("document.querySelectorAll('td[data-top=\"1\"]').length") == 2
+    assert tab.console_messages() == []
+    index = Tab(browser, (out / "index.html").as_uri())
+    assert index.eval("document.querySelector('#validation-link a').getAttribute('href')") == "validation.html"
+    tab.screenshot(SCREENSHOT_DIR / "validation.png")
+    # the study's tables and the flag reasons' links: table.js shows what the server wrote
+    import html as html_module
+    import re
+
+    for page, table_id in (("validation.html", "vdose"), ("validation.html", "vsensitivity"),
+                           ("validation.html", "vfalse"), ("validation.html", "vnatural"),
+                           ("gemma3-270m.html", "flags")):
+        source = (out / page).read_text("utf-8")
+        block = source[source.index(f'<div class="dt" id="table-{table_id}">'):]
+        body = block[block.index("<tbody>"):block.index("</tbody>")]
+        server = [[html_module.unescape(re.sub(r"<[^>]+>", "", cell)) for cell in re.findall(r"<td[^>]*>(.*?)</td>", row)]
+                  for row in re.findall(r"<tr>(.*?)</tr>", body, re.S)]
+        dom = Tab(browser, (out / page).as_uri()).eval(
+            f"[...document.getElementById('table-{table_id}').querySelectorAll('tbody tr')]"
+            ".map(r => [...r.cells].map(c => c.textContent))")
+        assert server and dom == server, (page, table_id)

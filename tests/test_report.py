@@ -15,7 +15,7 @@ from fpprov.report import build_reports
 from fpprov.report.text import csp_hash, flat, page_names, script_json, segments, snippet_cell
 from fpprov.db.store import open_store
 from helpers import Page, read
-from report_db import HOSTILE_MODEL, HOSTILE_TEXTS, build_report_db
+from report_db import HOSTILE_MODEL, HOSTILE_TEXTS, build_report_db, table_rows
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +36,13 @@ def test_report_writes_index_shared_and_one_page_per_model(reports):
         assert (outcome.index.parent / file_name).exists(), model
     # every link between pages leads to a page that exists, and nothing points outside
     for page in [outcome.index, *outcome.pages]:
-        for tag, attrs in Page(read(page)).tags:
+        parsed = Page(read(page))
+        for tag, attrs in parsed.tags:
             for key in ("href", "src"):
                 target = attrs.get(key)
-                if target:
+                if target and target.startswith("#"):          # a link within the page: its anchor exists
+                    assert target[1:] in parsed.ids, f"{page.name} links to missing anchor {target}"
+                elif target:
                     assert not re.match(r"^[a-z]+:", target), f"{page.name}: {target}"
                     assert (page.parent / target).exists(), f"{page.name} links to missing {target}"
 
@@ -93,7 +96,7 @@ def test_hostile_model_name_and_family_are_escaped(reports):
     assert 'evil/<b>model</b>"\'&' in index.visible and "hostile<i>" in index.visible
     hostile_page = outcome.index.parent / page_names(["gemma3-270m", "gemma3-270m-inst", "olmo2-1b", HOSTILE_MODEL])[HOSTILE_MODEL]
     assert re.fullmatch(r"[A-Za-z0-9._-]+\.html", hostile_page.name)
-    assert "This scan covers ids 0 to 300" in Page(read(hostile_page)).visible   # interrupted slice said so
+    assert "This scan covers ids 0–299" in Page(read(hostile_page)).visible   # interrupted slice [0, 300) said so
 
 
 def test_index_shows_seed_table_models_and_scan_settings(reports):
@@ -120,9 +123,10 @@ def test_model_page_sections(reports):
     assert tags.count("svg") >= 5          # histogram, categories, rollout plot, two mixtures
     assert "FP probability p(t | t)" in visible and "Categories" in visible
     assert any(t == "polyline" for t in tags)                               # rollout distance lines
-    assert "Top 14 by probability" in visible and "Bottom 14 by probability" in visible
-    blocks = parsed.json_blocks()
-    top = blocks[0]["rows"]
+    # 14 FPs: no top-20 and bottom-20 tables that would repeat the table of all FPs row for row
+    assert "table-top" not in parsed.ids and "table-bottom" not in parsed.ids
+    top = table_rows(read(outcome.index.parent / "gemma3-270m.html"), "fps")
+    assert len(top) == 14
     assert [r[4] for r in top] == sorted((r[4] for r in top), reverse=True)
     assert top[0][1] == [["s", "\u2423"], ["t", "Justine"]]                 # leading space visible
     # provenance: counts per n pivoted, the proxy label, source shares and highlighted snippets
@@ -154,10 +158,9 @@ def test_threshold_override_changes_flags_without_writing(reports, tmp_path):
     before = db.read_bytes()
     build_reports(db, tmp_path / "strict", threshold_overrides={"repetition_enriched": 0.6})
     build_reports(db, tmp_path / "default")
-    strict = Page(read(tmp_path / "strict" / "gemma3-270m.html")).json_blocks()
-    default = Page(read(tmp_path / "default" / "gemma3-270m.html")).json_blocks()
-    flags = lambda blocks: next(b for b in blocks if b["types"][:4] == ["id", "tok", "num", "num"])["rows"]  # noqa: E731
-    assert len(flags(strict)) > len(flags(default))
+    strict = table_rows(read(tmp_path / "strict" / "gemma3-270m.html"), "flags")
+    default = table_rows(read(tmp_path / "default" / "gemma3-270m.html"), "flags")
+    assert len(strict) > len(default)
     assert db.read_bytes() == before
     with pytest.raises(FpprovError, match="unknown suspicion rule nope"):
         build_reports(db, tmp_path / "x", threshold_overrides={"nope": 1})
@@ -251,11 +254,11 @@ def test_big_provenance_and_flag_sections_are_capped_with_a_note(tmp_path, monke
     monkeypatch.setattr(report_data, "FLAG_DETAIL_TOKENS", 2)
     build_reports(db, tmp_path / "capped")
     page = Page(read(tmp_path / "capped" / "gemma3-270m.html"))
-    blocks = {tuple(b["types"]): b["rows"] for b in page.json_blocks()}
-    flags = blocks[("id", "tok", "num", "num", "text", "text")]
+    html = read(tmp_path / "capped" / "gemma3-270m.html")
+    flags = table_rows(html, "flags")
     assert [r[1] for r in flags] == ["BLAH", [["s", "\u2423"], ["t", "Justine"]]]        # the two highest scores
     assert "Reasons for the 2 highest scores of 6 flagged tokens" in page.visible
-    snippets = blocks[("id", "tok", "num", "text", "text", "snip")]
+    snippets = table_rows(html, "snippets")
     assert {r[0] for r in snippets} == {100}                               # BLAH only: the most suspicious
     assert "Sources and snippets of the 1 most suspicious, then most frequent, of the 2 tokens" in page.visible
 
@@ -299,7 +302,7 @@ def test_model_page_lists_every_scan_when_there_are_several(tmp_path):
     assert [(r[0], r[2], r[4]) for r in scans] == [(1, "yes", "no"), (9, "", "yes")]     # primary: no BOS
     assert "table-scans" in gemma.ids                                # the scans listed side by side
     compared = next(b for b in gemma.json_blocks() if b["types"][:3] == ["id", "text", "text"])["rows"]
-    assert compared == [[9, "yes", "float32", "0–4,096", 14, 2, 1]]
+    assert compared == [[9, "yes", "float32", "0–4,095", 14, 2, 1]]     # ids [0, 4,096) shown inclusive
     assert "table-scans" not in Page(read(tmp_path / "out" / "olmo2-1b.html")).ids
 
 

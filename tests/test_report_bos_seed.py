@@ -94,7 +94,7 @@ def test_model_page_compares_bos_over_the_common_ids(bos_reports):
     both, lost, gained = plain.keys() & bos.keys(), plain.keys() - bos.keys(), bos.keys() - plain.keys()
     assert lost and len(gained) > report_data.TOP_N   # the fixture exercises both changes and the cap
     summary = _table(page, ["text", "num", "num"])
-    assert summary == [[f"{lo:,}–{hi:,}", len(plain), len(bos), len(both), len(lost), len(gained),
+    assert summary == [[f"{lo:,}–{hi - 1:,}", len(plain), len(bos), len(both), len(lost), len(gained),
                         f"{plain_scan}, {bos_scan}"]]
     note = Page(html[html.index('id="bos"'):html.index('id="table-bos"')]).visible
     assert _in_order(note, len(plain), len(bos), len(both)), note
@@ -140,7 +140,7 @@ def test_index_seed_table_shows_bos_and_the_seed_counts_beside_ours(bos_reports)
     (quantization, vocab), = _query(db, "SELECT quantization, vocab_size FROM models WHERE name = 'gemma3-270m'")
     base = by_model["gemma3-270m"]
     assert base[1] == published["token_fps_base"] and base[2] == fp_count
-    assert _in_order(base[3], start, stop, vocab)
+    assert _in_order(base[3], start, stop - 1, vocab)          # [start, stop) shown as the ids it holds
     assert base[5] == quantization and base[6] == "no"
     assert base[7] == f"{published['vector_fps_iterate_base']}, {published['vector_fps_gradient_base']}"
     assert base[8] == _our_vector_counts(db, "gemma3-270m")

@@ -3,6 +3,7 @@ columns of the FP table, and the ECDF / forest charts, all from evidence rows th
 
 from __future__ import annotations
 
+import html as html_module
 import json
 import re
 from html.parser import HTMLParser
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from fpprov.report import build_reports
-from fpprov.report import charts, data
+from fpprov.report import charts, data, fps
 from fpprov.report.evidence import (ECDF_POINTS, NO_EVIDENCE, attribution_context, evidence_section,
                                     rate_quantiles)
 from fpprov.report.text import flat
@@ -27,18 +28,22 @@ class Svg(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.tags: list[tuple[str, dict]] = []
         self.texts: list[str] = []
-        self._open: str | None = None
+        self._open: list[str] = []          # the elements the parser is inside (a label's span keeps its <p>)
         self.feed(html)
 
     def handle_starttag(self, tag, attrs):
         self.tags.append((tag, dict(attrs)))
-        self._open = tag
+        self._open.append(tag)
+
+    def handle_startendtag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
 
     def handle_endtag(self, tag):
-        self._open = None
+        if tag in self._open:
+            del self._open[len(self._open) - 1 - self._open[::-1].index(tag):]
 
     def handle_data(self, data):
-        if self._open in ("title", "text", "th", "td", "p", "h3"):
+        if set(self._open) & {"title", "text", "tspan", "th", "td", "p", "h3"}:
             self.texts.append(data)
 
     def polylines(self) -> list[list[tuple[float, float]]]:
@@ -110,8 +115,14 @@ def test_ecdf_and_forest_charts_exist_and_keep_hostile_names_inert(built):
     assert [tag for tag, _ in parsed.tags if tag in ("img", "iframe", "foreignobject")] == []
     titles = " ".join(parsed.texts)
     assert flat(HOSTILE_SOURCE) + " · FPs: " in titles     # the tooltip has the whole name ...
-    shortened = [t for t in parsed.texts if t.startswith(flat(HOSTILE_SOURCE)[:15]) and "\u2026" in t]
-    assert {t.rsplit(" · ", 1)[1] for t in shortened} == {"FPs", "controls"}   # ... the label keeps the role
+    # ... and so does the label, never cut: wrapped in lines of at most FOREST_LABEL_CHARS (tspans)
+    forest = next(svg for svg in re.findall(r"<svg.*?</svg>", section, re.S) if "source enrichment" in svg)
+    labels = ["".join(Svg(t).texts) for t in re.findall(r'<text font-size="11" text-anchor="end">.*?</text>', forest)]
+    assert not any("\u2026" in t for t in Svg(forest).texts)
+    for role in ("FPs", "controls"):
+        assert (flat(HOSTILE_SOURCE) + " · " + role).replace(" ", "") in {lab.replace(" ", "") for lab in labels}
+    parts = [html_module.unescape(p) for p in re.findall(r"<tspan[^>]*>(.*?)</tspan>", forest)]
+    assert parts and all(len(part) <= charts.FOREST_LABEL_CHARS for part in parts)
     assert any(t.strip() == "In corpus " + flat(HOSTILE_INDEX) for t in parsed.texts)   # block heading, as text
     assert any(HOSTILE_INDEX in t and "share of tokens with any" in t for tag, attrs in parsed.tags
                for t in [attrs.get("aria-label", "")])
@@ -124,8 +135,10 @@ def test_fp_table_gains_percentile_and_q_of_the_best_index(built):
     block = html[html.index('<div class="dt" id="table-fps">'):]
     spec = json.loads(re.search(r'<script type="application/json">(.*?)</script>', block, re.S).group(1))
     header = re.findall(r"<th>(.*?)</th>", block[:block.index("</thead>")])
-    assert header[:9] == ["id", "text", "vocabulary entry", "category", "p(t | t)", "margin", "float64",
+    assert header[:9] == ["id", "text", "vocabulary entry", "category", "p(t | t)", "margin", "verdict",
                           "suspicion", "flags"]
+    # the verdict column says what a verdict guarantees ("float64: no" read as a failed check)
+    assert {row[6] for row in spec["rows"]} == {"verified in float64"}
     assert header[9].startswith("percentile") and header[10] == "q"
     with open_read_only(db) as ro:
         best = dict(ro.store.query("SELECT token_id, min(q_value) FROM token_evidence WHERE role = 'fp' "
@@ -241,11 +254,11 @@ def test_fp_rows_show_a_percentile_without_ci_and_no_evidence_as_empty(tmp_path:
         store.con.execute("UPDATE token_evidence SET percentile_low = NULL WHERE token_id = 100")
         store.con.execute("DELETE FROM token_evidence WHERE token_id = 101")
         data.prepare_flags(store)
-        rows = {r[0]: r for r in data.all_fps(store, "gemma3-270m")}
-        top = data.extreme_fps(store, "gemma3-270m", top=True)
+        rows = {r[0]: r for r in fps.all_fps(store, "gemma3-270m")}
+        top = fps.extreme_fps(store, "gemma3-270m", top=True)
         (pct,) = store.query("SELECT percentile FROM token_evidence WHERE token_id = 100 AND role = 'fp' "
                              "ORDER BY q_value LIMIT 1")[0]
-    assert rows[100][9] == pct and rows[100][10] == f"{pct:.0f}"
-    assert rows[101][9:] == (None, None, None)
+    assert rows[100][10] == pct and rows[100][11] == f"{pct:.0f}"
+    assert rows[101][10:] == (None, None, None)
     assert [r[0] for r in top] == sorted(rows, key=lambda i: (-rows[i][4], i))[:len(top)]
     assert all(r == rows[r[0]] for r in top)

@@ -3,11 +3,9 @@ imported inside the commands: duckdb loads with a command's work, not at CLI sta
 
 from __future__ import annotations
 
-import difflib
-import re
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import typer
 
@@ -52,28 +50,37 @@ def report(
                             models=model or None, page_size=page_size or PAGE_SIZE)
     if outcome.snapshot:
         err_console.print(SNAPSHOT_NOTE)
-    err_console.print(f"{len(outcome.pages) + 1} pages for {outcome.models} models in {outcome.seconds:.1f} s")
+    err_console.print(outcome.summary, markup=False, highlight=False)
     console.print(str(outcome.index), soft_wrap=True, markup=False)
 
 
-def check_canned_name(query: str, canned: dict[str, str]) -> None:
-    """A lone word close to a canned query's name is a typo of it, not SQL: say which one was meant."""
-    word = query.strip()
-    if not re.fullmatch(r"[A-Za-z0-9_]+", word) or word in canned or Path(word).exists():
-        return
-    close = difflib.get_close_matches(word, canned, n=1, cutoff=0.75)
-    if close:
-        raise FpprovError(f"no canned query {word!r}; did you mean {close[0]!r}? (`fpprov sql` lists them)")
+def sql_cell(value: Any) -> Optional[str]:
+    """A cell of `fpprov sql`'s table as the HTML reports write it (fpprov.report.text): a float in the reports'
+    compact form, a text whose spaces would not show (all spaces, or leading or trailing ones: a token's text)
+    with each space as an open box; None: the plain form."""
+    from ..report.text import flat, number  # imported with the command's work, not at CLI start
+
+    if isinstance(value, float):
+        return number(value)
+    if isinstance(value, list) and any(isinstance(v, float) for v in value):
+        return "[" + ", ".join("NULL" if v is None else number(v) for v in value) + "]"
+    if isinstance(value, str) and value != value.strip(" "):
+        return flat(value, show_spaces=True)
+    return None
 
 
 @user_errors
 def sql(
     query: Optional[str] = typer.Argument(
-        None, help="SQL text, a .sql file, or a canned query name (see `fpprov sql` with no argument)."),
+        None, metavar="QUERY", help="SQL text, a .sql file, a canned query name (see `fpprov sql` with no "
+                                    "argument), or a table or view name (all of it)."),
     db: Optional[Path] = DbOption,
     fmt: str = typer.Option("table", "--format", "-f", metavar="FORMAT", help=f"Output: {' | '.join(FORMATS)}."),
 ) -> None:
     """Run read-only SQL on the results (works while a scan writes). Lists canned queries without QUERY.
+
+    The table format rounds floats and shows the spaces of a token's text as the reports do (an open box);
+    --format csv and json carry every value exactly.
 
     Allowed: SELECT and other queries over this database (temporary tables included). Refused: writes to
     it, ATTACH, COPY ... TO, EXPORT, INSTALL/LOAD, SET of locked settings, and reading or writing any other
@@ -86,7 +93,6 @@ def sql(
         for name, text in canned_queries().items():
             console.print(f"{name:24} {query_summary(text)}", markup=False, highlight=False, soft_wrap=True)
         return
-    check_canned_name(query, canned_queries())
     if fmt not in library.FORMATS:
         raise FpprovError(f"unknown format {fmt!r}; use one of: {', '.join(library.FORMATS)}")
     result, opened = query_database(db_path(db), query)
@@ -97,8 +103,8 @@ def sql(
                           f"(up to {opened.schema[1]}): their views are missing until a writing command "
                           "(e.g. `fpprov report`) upgrades it")
     # plain write, not rich or click.echo (which strips ANSI escapes off a pipe): csv and json must carry
-    # the data exactly; the table format escapes control characters itself
-    sys.stdout.write(format_result(result, fmt) + "\n")
+    # the data exactly; the table format escapes control characters itself and rounds floats
+    sys.stdout.write(format_result(result, fmt, sql_cell) + "\n")
     sys.stdout.flush()
 
 

@@ -24,7 +24,9 @@ from ..errors import FpprovError
 from ..db.sql import open_read_only
 from . import data
 from .pages import index_context, model_context, shared_context
-from .text import csp_hash, number, page_names
+from .text import csp_hash, number, page_names, plural
+from .validation import validation_context
+from .validation_rates import PAGE as VALIDATION_PAGE, latest_study
 
 DEFAULT_PAGE_SIZE = 100
 
@@ -36,6 +38,11 @@ class ReportOutcome:
     models: int = 0
     seconds: float = 0.0
     snapshot: bool = False
+
+    @property
+    def summary(self) -> str:
+        """'3 pages for 1 model in 1.2 s': the one-line summary the CLI prints."""
+        return f"{plural(len(self.pages) + 1, 'page')} for {plural(self.models, 'model')} in {self.seconds:.1f} s"
 
 
 def _environment() -> jinja2.Environment:
@@ -104,6 +111,9 @@ def _build_reports(db: str | os.PathLike, out: Path, threshold_overrides: dict[s
         common = {"script_hash": csp_hash(table_js), "table_js": Markup(table_js), "version": __version__,
                   "db_name": Path(db).name, "snapshot": ro.snapshot,
                   "generated_at": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+        study = latest_study(store)     # the index links validation.html only when a complete study exists
+        common["validation"] = None if study is None else {"href": VALIDATION_PAGE, "id": study["study_id"],
+                                                           "design": study["design"]}
         outcome = ReportOutcome(index=out / "index.html", snapshot=ro.snapshot, models=len(all_models))
         _write(outcome.index, env.get_template("index.html").render(
             **common, **index_context(store, all_models, pages, page_size)))
@@ -117,5 +127,12 @@ def _build_reports(db: str | os.PathLike, out: Path, threshold_overrides: dict[s
         _write(shared_path, env.get_template("shared.html").render(
             **common, **shared_context(store, all_models, pages, page_size)))
         outcome.pages.append(shared_path)
+        validation_path = out / VALIDATION_PAGE
+        if study is not None:
+            _write(validation_path, env.get_template(VALIDATION_PAGE).render(
+                **common, **validation_context(store, pages, page_size)))
+            outcome.pages.append(validation_path)
+        elif validation_path.is_file():
+            validation_path.unlink()    # an earlier report's page would describe a study this database lacks
     outcome.seconds = time.perf_counter() - started
     return outcome

@@ -8,7 +8,7 @@ from typing import Any, Iterable
 
 from markupsafe import Markup
 
-from .text import script_json, text_cell, token_cell
+from .text import percent_text, script_json, text_cell, token_cell
 
 
 def num(value: Any) -> Any:
@@ -53,5 +53,5 @@ def table(table_id: str, columns: list[tuple[str, str]], rows: list[list], *, pa
 
 
 def percent(weight: float) -> str:
-    """A mixture weight as a percentage that does not round small weights to 0.0%."""
-    return f"{100 * weight:.1f}%" if weight >= 0.001 else f"{100 * weight:.1e}%"
+    """A mixture weight as a percentage that does not round small weights to 0.0% ('0.09%', not '9.0e-02%')."""
+    return percent_text(weight)

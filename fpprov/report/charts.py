@@ -52,32 +52,63 @@ def histogram(bins: Sequence[tuple[float, float, int]], *, label: str, x_label: 
     return _svg(width, height, body, label)
 
 
+def _wrap(text: str, width: int) -> list[str]:
+    """A label in lines of at most ``width`` characters, broken at spaces where it can be (never mid-name
+    unless one word is longer than a line)."""
+    lines: list[str] = []
+    for word in text.split(" "):
+        if lines and len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] += " " + word
+        else:
+            while len(word) > width:
+                lines.append(word[:width])
+                word = word[width:]
+            lines.append(word)
+    return lines or [""]
+
+
+# Characters per line of a forest-plot label: the label column grows with the longest line, up to this.
+FOREST_LABEL_CHARS = 48
+
+
+_SHARE_AXES = (0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
+
+
 def share_intervals(items: Sequence[tuple[str, float | None, float | None, float | None]], *, label: str,
-                    x_label: str, muted: Sequence[bool] = ()) -> Markup:
+                    x_label: str, muted: Sequence[bool] = (), zoom: bool = False) -> Markup:
     """Shares in [0, 1] on a linear percent axis, each with its interval (e.g. Wilson): one row per item, full
-    labels (the label column is as wide as the longest)."""
-    names = [flat(name) for name, *_ in items]
-    row_h, top, bottom, right = 22, 8, 34, 150
-    left = min(320, 12 + 7 * max((len(n) for n in names), default=4))
-    width = left + 300 + right
-    plot_w = width - left - right
-    height = top + row_h * len(items) + bottom
-    axis_y = top + row_h * len(items)
+    labels (the label column as wide as the longest line; a long label wraps at its spaces, as in forest).
+    zoom: the axis ends at the smallest of 1%, 2%, 5%, 10%, 25%, 50%, 100% that holds every interval, so shares
+    of a few percent do not sit on top of each other at the left edge."""
+    ends = [v for _, est, low, high in items for v in (est, high) if v is not None and math.isfinite(v)]
+    x_max = next((a for a in _SHARE_AXES if a >= max(ends, default=1.0)), 1.0) if zoom else 1.0
+    labels = [_wrap(flat(name), FOREST_LABEL_CHARS) for name, *_ in items]
+    line_h, top, bottom, right, plot_w = 14, 8, 34, 150, 300
+    left = 12 + 7 * max((len(line) for lines in labels for line in lines), default=4)
+    width = left + plot_w + right
+    heights = [max(22, 8 + line_h * len(lines)) for lines in labels]
+    height = top + sum(heights) + bottom
+    axis_y = top + sum(heights)
 
     def x_of(v: float) -> float:
-        return left + plot_w * min(max(v, 0.0), 1.0)
+        return left + plot_w * min(max(v / x_max, 0.0), 1.0)
 
     body = [f'<line x1="{left}" y1="{axis_y}" x2="{left + plot_w}" y2="{axis_y}" stroke="#888"/>']
     for tick in (0, 0.25, 0.5, 0.75, 1.0):
-        body.append(f'<text x="{x_of(tick):.1f}" y="{axis_y + 14}" font-size="10" text-anchor="middle">'
-                    f'{100 * tick:.0f}%</text>')
-    for i, ((_, est, low, high), name) in enumerate(zip(items, names)):
-        y = top + i * row_h + row_h / 2
+        body.append(f'<text x="{x_of(tick * x_max):.1f}" y="{axis_y + 14}" font-size="10" text-anchor="middle">'
+                    f'{100 * tick * x_max:g}%</text>')
+    row_top = top
+    for i, ((name, est, low, high), lines) in enumerate(zip(items, labels)):
+        y = row_top + heights[i] / 2
+        row_top += heights[i]
         line, point = ("#9ca3af", "#6b7280") if i < len(muted) and muted[i] else ("#2563eb", "#dc2626")
-        body.append(f'<text x="{left - 6}" y="{y + 4:.1f}" font-size="11" text-anchor="end">{escape(name)}</text>')
+        first = y + 4 - line_h * (len(lines) - 1) / 2
+        spans = "".join(f'<tspan x="{left - 6}" y="{first + j * line_h:.1f}">{escape(part)}</tspan>'
+                        for j, part in enumerate(lines))
+        body.append(f'<text font-size="11" text-anchor="end">{spans}</text>')
         ci = "no CI" if low is None or high is None else f"95% CI {100 * low:.1f}–{100 * high:.1f}%"
         shown = "n/a" if est is None else f"{100 * est:.1f}%"
-        tip = escape(f"{name}: {shown} ({ci})")
+        tip = escape(f"{flat(name)}: {shown} ({ci})")
         if low is not None and high is not None and math.isfinite(low) and math.isfinite(high):
             body.append(f'<line x1="{x_of(low):.1f}" y1="{y:.1f}" x2="{x_of(high):.1f}" y2="{y:.1f}" '
                         f'stroke="{line}" stroke-width="2"><title>{tip}</title></line>')
@@ -219,17 +250,21 @@ def forest(items: Sequence[tuple[str, float | None, float | None, float | None]]
            x_label: str = "enrichment (log scale)", muted: Sequence[bool] = ()) -> Markup:
     """A forest plot: per row an estimate and its CI on a log10 axis with a line at 1 (no effect). Lower ends
     at or below 0 (nothing seen in a resample) are clipped to the left edge and drawn as an arrow. Rows
-    marked in `muted` (e.g. a comparison group) are drawn in grey."""
-    row_h, left, right, top, bottom, width = 20, 190, 150, 8, 34, 640
-    plot_w = width - left - right
-    height = top + row_h * len(items) + bottom
+    marked in `muted` (e.g. a comparison group) are drawn in grey. Labels are shown whole: the label column is
+    as wide as the longest line, and a long label wraps onto more lines at its spaces."""
+    labels = [_wrap(flat(name), FOREST_LABEL_CHARS) for name, *_ in items]
+    line_h, right, top, bottom, plot_w = 14, 150, 8, 34, 300
+    left = 12 + 7 * max((len(line) for lines in labels for line in lines), default=4)
+    width = left + plot_w + right
+    heights = [max(20, 6 + line_h * len(lines)) for lines in labels]
+    height = top + sum(heights) + bottom
     finite = [v for _, est, low, high in items for v in (est, low, high, 1.0)]
     lo, hi = _log_span(finite, default=(-1, 1))
 
     def x_of(v: float) -> float:
         return left + plot_w * (min(max(math.log10(v), lo), hi) - lo) / (hi - lo)
 
-    axis_y = top + row_h * len(items)
+    axis_y = top + sum(heights)
     body = [f'<line x1="{left}" y1="{axis_y}" x2="{left + plot_w}" y2="{axis_y}" stroke="#888"/>',
             f'<line x1="{x_of(1):.1f}" y1="{top}" x2="{x_of(1):.1f}" y2="{axis_y}" stroke="#6b7280" '
             'stroke-dasharray="4,3"/>']
@@ -237,12 +272,15 @@ def forest(items: Sequence[tuple[str, float | None, float | None, float | None]]
         x = left + plot_w * (exp - lo) / (hi - lo)
         body.append(f'<text x="{x:.1f}" y="{axis_y + 14}" font-size="10" text-anchor="middle">'
                     f'{escape(_decade_label(exp))}</text>')
-    for i, (name, est, low, high) in enumerate(items):
-        y = top + i * row_h + row_h / 2
+    row_top = top
+    for i, ((name, est, low, high), lines) in enumerate(zip(items, labels)):
+        y = row_top + heights[i] / 2
+        row_top += heights[i]
         line, point = ("#9ca3af", "#6b7280") if i < len(muted) and muted[i] else ("#2563eb", "#dc2626")
-        shown = flat(name)       # cut in the middle: a label's end (e.g. its group) stays; the tooltip has it all
-        shown = shown if len(shown) <= 28 else shown[:15] + "\u2026" + shown[-12:]
-        body.append(f'<text x="{left - 6}" y="{y + 4:.1f}" font-size="11" text-anchor="end">{escape(shown)}</text>')
+        first = y + 4 - line_h * (len(lines) - 1) / 2
+        spans = "".join(f'<tspan x="{left - 6}" y="{first + j * line_h:.1f}">{escape(part)}</tspan>'
+                        for j, part in enumerate(lines))
+        body.append(f'<text font-size="11" text-anchor="end">{spans}</text>')
         ci = f"95% CI {number(low, 2)}–{number(high, 2)}" if low is not None and high is not None else "no CI"
         tip = escape(f"{flat(name)}: {number(est, 2) if est is not None else 'n/a'} ({ci})")
         if low is not None and high is not None and high > 0 and math.isfinite(low):

@@ -37,6 +37,13 @@ def apply_threshold_overrides(store: Store, overrides: dict[str, float]) -> None
 
 def prepare_flags(store: Store) -> None:
     store.con.execute("CREATE OR REPLACE TEMP TABLE report_flags AS FROM token_suspicion")
+    # per (model, index, rule): FPs and controls with a run and how many the rule flags (every page shows them)
+    store.con.execute("""
+        CREATE OR REPLACE TEMP TABLE report_flag_rates AS
+        SELECT model, backend, index_name, rule, any_value(fp_with_runs) AS fp_with_runs,
+               any_value(fp_flagged) AS fp_flagged, any_value(control_with_runs) AS control_with_runs,
+               any_value(control_flagged) AS control_flagged
+        FROM suspicious_tokens GROUP BY ALL""")
 
 
 def thresholds(store: Store) -> list[dict[str, Any]]:
@@ -153,9 +160,17 @@ _BOS_PAIR = """
 
 
 def top_flags(store: Store, limit: int = 200) -> list[tuple]:
-    """The most suspicious tokens over all models."""
-    return store.query(f"SELECT model, token_id, text, score, rules, reasons FROM report_flags "
-                       f"ORDER BY score DESC, model, token_id LIMIT {int(limit)}")
+    """The most suspicious tokens over all models, each with its strongest rule's flag rate among FPs and among
+    the matched controls in the same corpus (suspicious_tokens): model, id, text, score, rules, reasons, rule,
+    FPs flagged, FPs with a run, controls flagged (NULL for a rule defined for FPs only), controls with a run."""
+    return store.query(f"""
+        WITH f AS (SELECT model, token_id, text, score, rules, reasons FROM report_flags
+                   ORDER BY score DESC, model, token_id LIMIT {int(limit)}),
+        s AS (SELECT model, token_id, rule, fp_flagged, fp_with_runs, control_flagged, control_with_runs
+              FROM suspicious_tokens WHERE (model, token_id) IN (SELECT (model, token_id) FROM f)
+              QUALIFY row_number() OVER (PARTITION BY model, token_id ORDER BY contribution DESC, rule) = 1)
+        SELECT f.*, s.rule, s.fp_flagged, s.fp_with_runs, s.control_flagged, s.control_with_runs
+        FROM f LEFT JOIN s USING (model, token_id) ORDER BY f.score DESC, f.model, f.token_id""")
 
 
 def scan_rows(store: Store, model: str | None = None) -> list[dict[str, Any]]:
@@ -255,39 +270,6 @@ def category_counts(store: Store, model: str) -> list[tuple[str, int]]:
                        "ORDER BY n DESC, category", [model])
 
 
-def _fp_query(order: str, limit: str = "") -> str:
-    """The FP table's rows: FPs of the primary scan (the model is both parameters) with their flags and their
-    strongest repetition evidence, the index where q is lowest. Evidence is looked up only for the FPs
-    selected (the window over token_evidence is the costly part)."""
-    return f"""
-        WITH f AS (SELECT * FROM primary_fps WHERE model = ? ORDER BY {order} {limit}),
-        ev AS (
-            SELECT token_id, percentile, percentile_low, percentile_high, q_value FROM token_evidence
-            WHERE model = ? AND role = 'fp' AND token_id IN (SELECT token_id FROM f)
-            QUALIFY row_number() OVER (PARTITION BY token_id ORDER BY q_value NULLS LAST, index_name, backend) = 1
-        )
-        SELECT f.token_id, f.text, f.raw_token, f.category, f.prob, f.margin, f.verified_float64, fl.score, fl.rules,
-               ev.percentile,
-               CASE WHEN ev.percentile_low IS NULL OR ev.percentile_high IS NULL THEN format('{{:.0f}}', ev.percentile)
-                    ELSE format('{{:.0f}} [{{:.0f}}, {{:.0f}}]', ev.percentile, ev.percentile_low, ev.percentile_high)
-               END AS percentile_text, ev.q_value
-        FROM f LEFT JOIN report_flags fl ON fl.model = f.model AND fl.token_id = f.token_id
-        LEFT JOIN ev ON ev.token_id = f.token_id
-        ORDER BY {order}"""
-
-
-def extreme_fps(store: Store, model: str, *, top: bool) -> list[tuple]:
-    """The TOP_N most (top=True) or least probable FPs, columns as all_fps."""
-    order = f"prob {'DESC' if top else 'ASC'}, token_id"
-    return store.query(_fp_query(order, f"LIMIT {TOP_N}"), [model, model])
-
-
-def all_fps(store: Store, model: str) -> list[tuple]:
-    """Every FP of the primary scan, most probable first, as tuples (the big table; no dict per row): id, text,
-    vocabulary entry, category, p, margin, float64-verified, score, rules, percentile (number, text), q."""
-    return store.query(_fp_query("prob DESC, token_id"), [model, model])
-
-
 # Flags with their full reasons for at most this many tokens per page (the FP table names every token's
 # rules and score); a model with tens of thousands of flags would otherwise carry megabytes of reasons.
 FLAG_DETAIL_TOKENS = 5000
@@ -359,7 +341,7 @@ def source_share_rows(store: Store, model: str) -> list[dict[str, Any]]:
     return store.query_dicts(f"""
         WITH {_detail_cte()}
         SELECT token_id, any_value(token_text) AS token_text, index_name, any_value(index_is_proxy) AS index_is_proxy,
-               n, variant, any_value(sampled) AS sampled,
+               n, variant, any_value(sampled) AS sampled, any_value(role) AS role,
                list({{'source': source, 'share': share, 'docs': docs}} ORDER BY share DESC, source) AS shares
         FROM source_shares WHERE model = ? AND token_id IN (SELECT token_id FROM detail)
         GROUP BY token_id, index_name, n, variant
@@ -371,7 +353,7 @@ def snippet_rows(store: Store, model: str) -> list[dict[str, Any]]:
     """Up to SNIPPETS_PER_TOKEN sampled documents per token (largest n first), with the query to highlight."""
     return store.query_dicts(f"""
         WITH {_detail_cte()}
-        SELECT p.token_id, p.token_text, p.n, p.variant, p.index_name, d.query, d.snippet, d.needle_offset,
+        SELECT p.token_id, p.token_text, p.role, p.n, p.variant, p.index_name, d.query, d.snippet, d.needle_offset,
                d.source, d.doc_ix
         FROM provenance p
         JOIN documents d ON d.backend = p.backend AND d.index_name = p.index_name AND d.query = p.query

@@ -16,10 +16,11 @@ from markupsafe import Markup
 
 from . import charts
 from ..db.store import Store
-from ..evidence.effect import LESS, MEANINGFUL_AUC, MIN_TOKENS, MORE, TOO_FEW, effect_verdict, share_difference, too_few
+from ..evidence.effect import MORE, effect_verdict, too_few
 from ..evidence.intervals import wilson_interval
 from .cells import num, table
-from .text import flat, number, text_cell, token_cell
+from .sentences import PROXY_NOTE, TRAINING_NOTE, AnyRun, Parts, any_runs, corpus_parts, corpus_phrase, effect_sentence
+from .text import number, text_cell, token_cell
 
 # Quantiles per ECDF series: a larger sample is drawn from these (the curve cannot show more steps anyway).
 ECDF_POINTS = 200
@@ -36,7 +37,7 @@ class IndexEvidence:
     """One index's block of the model page's evidence section."""
     index_name: Any           # text cell (segments) of the index name
     anchor: str               # id of the block
-    summary: str              # the comparison in words, with effect size, CI and n
+    summary: Parts            # the comparison in words, with effect size, CI and n (sentences.effect_sentence)
     corpus: str               # 'corpus X (proxy: not this model's training data)'
     proxy: bool               # the index is a proxy for this model's training data
     few: bool                 # too few tokens (or no CI) to say anything: shown greyed
@@ -107,28 +108,11 @@ def _index_label(backend: str, index_name: str, ambiguous: set[str]) -> str:
     return f"{index_name} ({backend})" if index_name in ambiguous else index_name
 
 
-PROXY_NOTE = "proxy: not this model's training data"
-TRAINING_NOTE = "this model's training data"
-
-
-def corpus_phrase(index_name: str, proxy: bool | None) -> str:
-    """'corpus X (proxy: not this model's training data)': how every page names a traced index."""
-    return f"corpus {flat(index_name)} ({PROXY_NOTE if proxy is None or proxy else TRAINING_NOTE})"
-
-
 def proxy_flags(store: Store, model: str | None = None) -> dict[tuple[str, str, str], bool]:
     """(model, backend, index) -> the index is a proxy (True unless known to be the model's training data)."""
     rows = store.query("SELECT model, backend, index_name, index_is_proxy FROM traced_indexes"
                        + (" WHERE model = ?" if model is not None else ""), [model] if model is not None else [])
     return {(m, b, i): bool(p) for m, b, i, p in rows}
-
-
-def any_run_counts(store: Store, model: str) -> dict[tuple[str, str, str], tuple[int, int]]:
-    """(backend, index, role) -> (tokens with count(t x n) > 0, tokens compared)."""
-    rows = store.query("""
-        SELECT backend, index_name, role, count(*) FILTER (WHERE repeat_count > 0), count(*)
-        FROM token_evidence WHERE model = ? AND rate IS NOT NULL AND NOT isnan(rate) GROUP BY ALL""", [model])
-    return {(b, i, r): (int(k), int(n)) for b, i, r, k, n in rows}
 
 
 def log_rate_bins(store: Store, model: str, bins: int = 20) -> dict[tuple[str, str, str], list[tuple[float, float, int]]]:
@@ -153,12 +137,13 @@ def evidence_rows(store: Store, model: str) -> list[dict[str, Any]]:
     return store.query_dicts("""
         SELECT backend, index_name, r.n AS run_n, r.controls_k, r.fp_total, r.fp_sampled, r.sample_rule,
                r.baseline_positions, e.n, e.n_fp, e.n_control, e.auc, e.auc_low, e.auc_high, e.p_value,
-               e.median_fp, e.median_control, e.median_ratio, e.ratio_low, e.ratio_high, e.reason, a.rank
+               e.median_fp, e.median_control, e.median_ratio, e.ratio_low, e.ratio_high, e.reason, a.rank, x.effect
         FROM (SELECT * FROM fp_enrichment WHERE model = ?) e
         FULL JOIN (SELECT * FROM evidence_runs WHERE model = ?) r USING (backend, index_name)
         LEFT JOIN (SELECT * FROM corpus_attribution WHERE model = ?) a USING (backend, index_name)
+        LEFT JOIN (SELECT * FROM fp_effects WHERE model = ?) x USING (backend, index_name)
         ORDER BY a.rank NULLS LAST, index_name, backend
-    """, [model, model, model])
+    """, [model, model, model, model])
 
 
 def exclusion_counts(store: Store, model: str) -> dict[tuple[str, str], list[tuple[str, int, int]]]:
@@ -199,42 +184,19 @@ def attribution_rows(store: Store) -> list[dict[str, Any]]:
 
 
 # -- model page -----------------------------------------------------------------------------------------
-def _summary(r: dict[str, Any], corpus: str, any_counts: dict | None = None) -> str:
-    """The comparison in one or two sentences. A difference is claimed only when it is meaningful
-    (|AUC - 0.5| >= MEANINGFUL_AUC) and its CI excludes 0.5, over at least MIN_TOKENS tokens a side."""
-    if r["auc"] is None or (isinstance(r["auc"], float) and math.isnan(r["auc"])):
-        why = r["reason"] or "no comparison stored"
-        return f"No FP vs control comparison in {corpus}: {flat(why)}."
-    verdict = effect_verdict(r["auc"], r["auc_low"], r["auc_high"], r["n_fp"], r["n_control"])
-    head = {MORE: "FPs repeat more often than their matched controls",
-            LESS: "FPs repeat less often than their matched controls",
-            TOO_FEW: (f"Too few to say whether FPs and their matched controls differ (under {MIN_TOKENS} tokens a "
-                      "side, or no CI)")}.get(
-        verdict, f"No meaningful difference between FPs and their matched controls (|AUC - 0.5| < {MEANINGFUL_AUC}"
-                 " or the CI includes 0.5)")
-    text = (f"{head} in {corpus}: AUC {_auc(r['auc'])} ({_ci(r['auc_low'], r['auc_high'], _auc)}; 0.5 = no "
-            f"difference) over {number(r['n_fp'])} FPs and {number(r['n_control'])} controls.")
-    k_fp, n_fp = (any_counts or {}).get("fp", (None, None))
-    k_c, n_c = (any_counts or {}).get("control", (None, None))
-    if n_fp and n_c:
-        d = share_difference(k_fp, n_fp, k_c, n_c)
-        text += (f" Tokens whose text repeated {r['n'] or r['run_n']} times occurs at all: {k_fp:,} of {n_fp:,} FPs "
-                 f"({100 * k_fp / n_fp:.1f}%) vs {k_c:,} of {n_c:,} controls ({100 * k_c / n_c:.1f}%), a difference of "
-                 f"{100 * d.difference:+.1f} points (95% CI {100 * d.low:+.1f} to {100 * d.high:+.1f}).")
-    return text
-
-
 def _exclusions_text(excluded: list[tuple[str, int, int]]) -> str:
     return "; ".join(f"{reason.replace('_', ' ')}: " + ", ".join(
         f"{count:,} {kind}" for count, kind in ((fps, "FPs"), (controls, "controls")) if count)
         for reason, fps, controls in excluded)
 
 
-def _any_chart(r: dict[str, Any], counts: dict, label: str) -> Markup | None:
+def _any_chart(r: dict[str, Any], runs: AnyRun | None, label: str) -> Markup | None:
     """Share of FPs and of controls with count(t x n) > 0, with Wilson 95% CIs."""
     items, muted = [], []
-    for role, name in (("fp", "FPs"), ("control", "controls")):
-        k, n = counts.get((r["backend"], r["index_name"], role), (0, 0))
+    if runs is None:
+        return None
+    for role, name, k, n in (("fp", "FPs", runs.k_fp, runs.n_fp), ("control", "controls", runs.k_control,
+                                                                     runs.n_control)):
         if n:
             low, high = wilson_interval(k, n)
             items.append((f"{name}: {k:,} of {n:,}", k / n, low, high))
@@ -291,7 +253,7 @@ def evidence_section(store: Store, model: str, page_size: int) -> dict[str, Any]
     names = [r["index_name"] for r in runs]
     ambiguous = {n for n in names if names.count(n) > 1}
     summary_rows, blocks = [], []
-    counts = any_run_counts(store, model) if runs else {}
+    shares = any_runs(store, model) if runs else {}
     bins = log_rate_bins(store, model) if runs else {}
     proxies = proxy_flags(store, model) if runs else {}
     sources = pooled_sources(store, model) if runs else []
@@ -307,7 +269,7 @@ def evidence_section(store: Store, model: str, page_size: int) -> dict[str, Any]
             auc_cell = [auc_cell[0], f"too few to say ({auc_cell[1]})", "few"]
         summary_rows.append([
             text_cell(corpus_phrase(label, proxy)), num(r["rank"]), auc_cell,
-            text_cell(effect_verdict(r["auc"], r["auc_low"], r["auc_high"], r["n_fp"], r["n_control"])),
+            text_cell(r["effect"] or effect_verdict(r["auc"], r["auc_low"], r["auc_high"], r["n_fp"], r["n_control"])),
             num(r["p_value"]),
             _with_ci(r["median_ratio"], r["ratio_low"], r["ratio_high"]), num(r["n_fp"]), num(r["n_control"]),
             num(r["controls_k"]), text_cell(sampled), text_cell(_exclusions_text(excluded.get(key, []))),
@@ -316,11 +278,11 @@ def evidence_section(store: Store, model: str, page_size: int) -> dict[str, Any]
         mine = [s for s in sources if (s["backend"], s["index_name"]) == key]
         sources_table, forest = _sources_block(mine, anchor, label, page_size)
         corpus = corpus_phrase(label, proxy)
-        mine_counts = {role: counts[(r["backend"], r["index_name"], role)] for role in ("fp", "control")
-                       if (r["backend"], r["index_name"], role) in counts}
         blocks.append(IndexEvidence(index_name=text_cell(label), anchor=anchor,
-                                    summary=_summary(r, corpus, mine_counts), corpus=corpus, proxy=proxy, few=few,
-                                    any_chart=_any_chart(r, counts, label), rate_hist=_rate_hists(r, bins, label),
+                                    summary=effect_sentence(r, corpus_parts(label, proxy), shares.get(key),
+                                                            r["n"] or r["run_n"])[0],
+                                    corpus=corpus, proxy=proxy, few=few,
+                                    any_chart=_any_chart(r, shares.get(key), label), rate_hist=_rate_hists(r, bins, label),
                                     sources_table=sources_table, forest=forest))
     evidence_table = table("evidence", [
         ("corpus", "text"), ("rank", "num"), ("AUC [95% CI]", "num"), ("what may be said", "text"), ("p", "num:3"),

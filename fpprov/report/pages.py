@@ -11,8 +11,11 @@ from . import data
 from ..db.store import Store
 from .cells import link, listing, num, table
 from .evidence import attribution_context, evidence_section
+from .findings import findings_context, flag_rates_text, model_flag_findings
+from .fps import all_fps, fp_tables, top_evidence_table
 from .sections import provenance_section, undertrained_section, vector_section
-from .text import flat, number, text_cell, token_cell
+from .text import flat, id_range, number, text_cell, token_cell
+from .validation_rates import rule_rates
 
 
 def index_context(store: Store, models: list[dict], pages: dict[str, str], page_size: int) -> dict[str, Any]:
@@ -39,7 +42,7 @@ def index_context(store: Store, models: list[dict], pages: dict[str, str], page_
          text_cell(m["quantization"] or "none"), text_cell(m["dtype"]),
          text_cell(None if m["bos"] is None else ("yes" if m["bos"] else "no")),
          text_cell(None if m["scan_id"] is None else
-                   f"{m['id_start']:,}–{m['id_stop']:,}{'' if m['complete'] else ' (interrupted)'}"),
+                   f"{id_range(m['id_start'], m['id_stop'])}{'' if m['complete'] else ' (interrupted)'}"),
          num(m["token_fps"]), num(m["verified"]), num(m["vector_fps"]), num(m["flagged"]), num(m["traced"])]
         for m in models], page_size=page_size, empty="no results yet: run `fpprov scan MODEL`")
     scans = _scans_table(store, pages, page_size)
@@ -48,10 +51,11 @@ def index_context(store: Store, models: list[dict], pages: dict[str, str], page_
                   [[r["rule"], num(r["threshold"]), num(r["min_support"]), num(r["weight"]),
                     text_cell(r["description"])] for r in data.thresholds(store)], page_size=page_size)
     suspicious = table("suspicious", [("model", "link"), ("id", "id"), ("text", "tok"), ("score", "num:3"),
-                                      ("flags", "text"), ("reasons", "text")], [
+                                      ("flags", "text"), ("FPs vs controls flagged (rule, corpus)", "text"),
+                                      ("reasons", "text")], [
         [link(pages[model], model) if model in pages else token_cell(model), num(token_id), token_cell(text),
-         num(score), listing(rules), listing(reasons, " | ")]
-        for model, token_id, text, score, rules, reasons in data.top_flags(store)],
+         num(score), listing(rules), text_cell(flag_rates_text(*rates)), listing(reasons, " | ")]
+        for model, token_id, text, score, rules, reasons, *rates in data.top_flags(store)],
         page_size=page_size, empty="no token breaks a suspicion rule")
     compared = data.seed_comparison(store)
     conventions, _ = data.published_seed()
@@ -67,7 +71,7 @@ def index_context(store: Store, models: list[dict], pages: dict[str, str], page_
          listing(r["embeddings"]), text_cell(seed_difference(r, conventions))]
         for r in compared if r["in_seed"]], page_size=page_size, empty="no scanned model is in the seed's tables")
     not_in_seed = [r["model"] for r in compared if not r["in_seed"]]
-    return {"seed_table": seed_table, "seed_vs_ours_table": seed_vs_ours,
+    return {**findings_context(store, models, pages), "seed_table": seed_table, "seed_vs_ours_table": seed_vs_ours,
             "not_in_seed": ", ".join(not_in_seed) if not_in_seed else None, "models_table": model_table, "scans_table": scans, "thresholds_table": rules,
             "suspicious_table": suspicious}
 
@@ -90,7 +94,7 @@ def _ids_text(r: dict[str, Any]) -> str | None:
         return None
     full = bool(r["vocab_size"]) and r["id_start"] == 0 and r["id_stop"] >= r["vocab_size"] and r["complete"]
     return (f"all {r['vocab_size']:,}" if full else
-            f"{r['id_start']:,}–{r['id_stop']:,} of {number(r['vocab_size'])} (slice"
+            f"ids {id_range(r['id_start'], r['id_stop'])} of {number(r['vocab_size'])} (slice"
             + ("" if r["complete"] else ", interrupted") + ")")
 
 
@@ -128,22 +132,10 @@ def _scans_table(store: Store, pages: dict[str, str], page_size: int, model: str
         ("re-checked", "num"), ("flipped", "num"), ("complete", "text"), ("seconds", "num:1")], [
         [num(s["scan_id"]), link(pages[s["model"]], s["model"]) if s["model"] in pages else token_cell(s["model"]),
          "yes" if s["is_primary"] else "", s["dtype"], "yes" if s["bos"] else "no", text_cell(s["device"]),
-         text_cell(s["method"]), f"{s['id_start']:,}–{s['id_stop']:,}", num(s["tokens_scanned"]),
+         text_cell(s["method"]), id_range(s["id_start"], s["id_stop"]), num(s["tokens_scanned"]),
          num(s["fp_count"]), num(s["rechecked"]), num(s["flipped"]), "yes" if s["complete"] else "no",
          num(s["seconds"])]
         for s in data.scan_rows(store, model)], page_size=page_size, empty="no scans yet")
-
-
-def _fp_row(row: tuple) -> list:
-    token_id, text, raw, category, prob, margin, verified, score, rules, pct, pct_text, q = row
-    return [num(token_id), token_cell(text), token_cell(raw), category, num(prob), num(margin),
-            "yes" if verified else "no", num(score), listing(rules), None if pct is None else [num(pct), pct_text],
-            num(q)]
-
-
-_FP_COLUMNS = [("id", "id"), ("text", "tok"), ("vocabulary entry", "tok"), ("category", "text"),
-               ("p(t | t)", "num:6"), ("margin", "num"), ("float64", "text"), ("suspicion", "num:3"), ("flags", "text"),
-               ("percentile among controls [95% CI]", "num"), ("q", "num:3")]
 
 
 def _partial_note(m: dict[str, Any]) -> str | None:
@@ -154,7 +146,7 @@ def _partial_note(m: dict[str, Any]) -> str | None:
     sliced = bool(vocab) and m["id_stop"] - m["id_start"] < vocab
     if m["complete"] and not sliced:
         return None
-    return (f"This scan covers ids {m['id_start']:,} to {m['id_stop']:,}"
+    return (f"This scan covers ids {id_range(m['id_start'], m['id_stop'])}"
             + (f" of a {vocab:,}-token vocabulary" if vocab else "")
             + ("" if m["complete"] else " and was interrupted")
             + ": counts are for that slice, not the whole vocabulary.")
@@ -162,7 +154,7 @@ def _partial_note(m: dict[str, Any]) -> str | None:
 
 def model_context(store: Store, m: dict[str, Any], pages: dict[str, str], page_size: int) -> dict[str, Any]:
     name = m["model"]
-    fps = data.all_fps(store, name)
+    fps = all_fps(store, name)
     ctx: dict[str, Any] = {"model": {"name": token_cell(name), "name_flat": flat(name)}, "token_fp_count": len(fps),
                            "scanned": m["scan_id"] is not None}
     ctx["cards"] = [{"value": number(m["token_fps"]), "label": "token FPs"},
@@ -181,7 +173,7 @@ def model_context(store: Store, m: dict[str, Any], pages: dict[str, str], page_s
     ctx["scan_comparison_table"] = table("scancmp", [
         ("scan", "id"), ("BOS", "text"), ("dtype", "text"), ("ids both cover", "text"), ("FPs (primary)", "num"),
         ("FPs (this scan)", "num"), ("FPs of both", "num")], [
-        [num(c["scan_id"]), "yes" if c["bos"] else "no", c["dtype"], f"{c['lo']:,}–{c['hi']:,}",
+        [num(c["scan_id"]), "yes" if c["bos"] else "no", c["dtype"], id_range(c["lo"], c["hi"]),
          num(c["primary_fps"]), num(c["other_fps"]), num(c["both_fps"])] for c in data.scan_comparison(store, name)],
         page_size=page_size, empty="no other scan overlaps the primary one")
     ctx.update(_bos_block(store, name, page_size))
@@ -190,26 +182,27 @@ def model_context(store: Store, m: dict[str, Any], pages: dict[str, str], page_s
                                                   ("p base", "num:6"), ("p inst", "num:6")], [
         [change, num(i), token_cell(t), num(pb), num(pi)] for change, i, t, pb, pi in data.pair_changes(store, name)],
         page_size=page_size)
-    ctx["histogram"] = charts.histogram(data.probability_histogram(store, name), label="FP probabilities",
-                                        x_label="p(t | t)")
+    bins = data.probability_histogram(store, name)
+    n_fps = sum(c for _, _, c in bins)
+    ctx["histogram"] = charts.histogram(bins, label=f"FP probabilities (n = {n_fps:,} FPs)",
+                                        x_label=f"p(t | t) of the FPs (n = {n_fps:,})", y_label="FPs")
     ctx["categories_chart"] = charts.bars([(c or "?", n) for c, n in data.category_counts(store, name)],
                                           label="FP categories")
-    ctx["top_table"] = table("top", _FP_COLUMNS, [_fp_row(r) for r in data.extreme_fps(store, name, top=True)],
-                             page_size=page_size)
-    ctx["bottom_table"] = table("bottom", _FP_COLUMNS, [_fp_row(r) for r in data.extreme_fps(store, name, top=False)],
-                                page_size=page_size)
-    ctx["fps_table"] = table("fps", _FP_COLUMNS, [_fp_row(r) for r in fps], page_size=page_size)
+    ctx.update(fp_tables(store, name, fps, page_size))
+    rates = rule_rates(store)       # each reason beside its rule's rate measured by the validation study
     ctx["flags_table"] = table("flags", [("id", "id"), ("text", "tok"), ("score", "num:3"), ("rules", "num"),
-                                         ("flags", "text"), ("reasons", "text")], [
-        [num(i), token_cell(t), num(s), num(n), listing(rules), listing(reasons, " | ")]
+                                         ("flags", "text"), ("reasons", "text"), rates.column], [
+        [num(i), token_cell(t), num(s), num(n), listing(rules), listing(reasons, " | "), rates.cell(rules)]
         for i, t, s, n, rules, reasons in data.flagged_tokens(store, name)],
         page_size=page_size, empty="no token breaks a suspicion rule (see the rules on the index page)")
+    ctx["flag_findings"] = model_flag_findings(store, name)
     sql_literal = name.replace("'", "''")          # the model name inside the SQL the notes suggest
     ctx["flags_note"] = (f"Reasons for the {data.FLAG_DETAIL_TOKENS:,} highest scores of {m['flagged']:,} flagged "
                          f"tokens (the FP table lists every token's flags); all: fpprov sql \"FROM suspicious_tokens "
                          f"WHERE model = '{sql_literal}'\"") if m["flagged"] > data.FLAG_DETAIL_TOKENS else None
     ctx.update(vector_section(store, name, page_size))
     ctx.update(provenance_section(store, name, page_size))
+    ctx["top_evidence_table"] = top_evidence_table(store, name, page_size, ctx["snippet_ids"])
     ctx.update(evidence_section(store, name, page_size))
     ctx.update(undertrained_section(store, name, page_size))
     return ctx
@@ -224,7 +217,7 @@ def _bos_block(store: Store, name: str, page_size: int) -> dict[str, Any]:
     summary = table("bos", [("ids both cover", "text"), ("FPs without BOS", "num"), ("FPs with BOS", "num"),
                             ("FPs both ways", "num"), ("lost with BOS", "num"), ("gained with BOS", "num"),
                             ("scans (no BOS, BOS)", "text")], [
-        [f"{c['lo']:,}–{c['hi']:,}", num(c["plain_fps"]), num(c["bos_fps"]), num(c["both_fps"]), num(c["lost"]),
+        [id_range(c["lo"], c["hi"]), num(c["plain_fps"]), num(c["bos_fps"]), num(c["both_fps"]), num(c["lost"]),
          num(c["gained"]), f"{c['plain_scan']}, {c['bos_scan']}{'' if c['bos_complete'] else ' (interrupted)'}"]],
         page_size=page_size)
     changes = table("boschanges", [("change", "text"), ("id", "id"), ("text", "tok"), ("vocabulary entry", "tok"),
@@ -232,7 +225,7 @@ def _bos_block(store: Store, name: str, page_size: int) -> dict[str, Any]:
         [change, num(i), token_cell(t), token_cell(raw), num(p0), num(p1)]
         for change, i, t, raw, p0, p1 in data.bos_changes(store, name)],
         page_size=page_size, empty="a BOS prefix changes no FP here")
-    note = (f"Over ids {c['lo']:,} to {c['hi']:,} ({c['dtype']}), {c['plain_fps']:,} tokens are FPs without BOS "
+    note = (f"Over ids {id_range(c['lo'], c['hi'])} ({c['dtype']}), {c['plain_fps']:,} tokens are FPs without BOS "
             f"and {c['bos_fps']:,} with it; {c['both_fps']:,} are FPs both ways.")
     return {"bos": {"note": note, "summary": summary, "changes": changes, "top": data.TOP_N}}
 
@@ -242,7 +235,7 @@ def _base_vs_inst_table(store: Store, pages: dict[str, str], page_size: int, mod
                          ("base FPs", "num"), ("inst FPs", "num"), ("kept", "num"), ("lost", "num"),
                          ("gained", "num"), ("kept share", "num:3")], [
         [text_cell(r["family"]), link(pages[r["base_model"]], r["base_model"]),
-         link(pages[r["inst_model"]], r["inst_model"]), f"{r['id_start']:,}–{r['id_stop']:,}", num(r["base_fps"]),
+         link(pages[r["inst_model"]], r["inst_model"]), id_range(r["id_start"], r["id_stop"]), num(r["base_fps"]),
          num(r["inst_fps"]), num(r["kept"]), num(r["lost"]), num(r["gained"]), num(r["kept_share"])]
         for r in data.base_vs_inst_rows(store, model)], page_size=page_size, empty="no base/instruct pair scanned yet")
 

@@ -9,8 +9,9 @@ from . import charts
 from . import data
 from ..db.store import Store
 from .cells import listing, num, percent, table
-from .evidence import corpus_phrase, proxy_flags
-from .text import flat, number, snippet_cell, text_cell, token_cell
+from .evidence import proxy_flags
+from .sentences import corpus_phrase
+from .text import flat, number, ordinal, snippet_cell, text_cell, token_cell
 
 
 def vector_section(store: Store, name: str, page_size: int) -> dict[str, Any]:
@@ -78,6 +79,10 @@ def _mixture_text(v: dict[str, Any]) -> str:
     return f"vector {v['vector_id']} ({'stable' if v['stable'] else 'unstable'}): {tokens}"
 
 
+def _role(role: str | None) -> str:
+    return "FP" if role in (None, "fp") else "control"
+
+
 def provenance_section(store: Store, name: str, page_size: int) -> dict[str, Any]:
     ns, rows = data.provenance_rows(store, name)
 
@@ -91,22 +96,25 @@ def provenance_section(store: Store, name: str, page_size: int) -> dict[str, Any
     prov = table("provenance", [("id", "id"), ("text", "tok"), ("role", "text"), ("corpus", "text"),
                                 ("spelling", "text")]
                  + [(f"n={n}", "num") for n in sorted(ns, reverse=True)], [
-        [num(r["token_id"]), token_cell(r["token_text"]), "FP" if r["role"] == "fp" else "control",
+        [num(r["token_id"]), token_cell(r["token_text"]), _role(r["role"]),
          text_cell(corpus_phrase(r["index_name"], r["index_is_proxy"])), r["variant"]]
         + [count_cell(r["by_n"].get(n)) for n in sorted(ns, reverse=True)] for r in rows],
         page_size=page_size, empty="not traced yet: run `fpprov provenance`")
     shares = data.source_share_rows(store, name)
-    sources = table("sources", [("id", "id"), ("text", "tok"), ("index", "text"), ("n", "num"),
+    sources = table("sources", [("id", "id"), ("text", "tok"), ("role", "text"), ("index", "text"), ("n", "num"),
                                 ("spelling", "text"), ("sampled", "num"), ("top source share", "num"),
                                 ("sources", "text")], [
-        [num(r["token_id"]), token_cell(r["token_text"]), text_cell(r["index_name"]), num(r["n"]), r["variant"],
+        [num(r["token_id"]), token_cell(r["token_text"]), _role(r["role"]), text_cell(r["index_name"]), num(r["n"]),
+         r["variant"],
          num(r["sampled"]), [r["shares"][0]["share"], f"{100 * r['shares'][0]['share']:.0f}%"],
          text_cell(", ".join(f"{s['source']} {100 * s['share']:.0f}% ({s['docs']})" for s in r["shares"]))]
         for r in shares], page_size=page_size, empty="no documents sampled yet")
-    snippets = table("snippets", [("id", "id"), ("text", "tok"), ("n", "num"), ("spelling", "text"),
+    snippet_rows = data.snippet_rows(store, name)
+    snippets = table("snippets", [("id", "id"), ("text", "tok"), ("role", "text"), ("n", "num"), ("spelling", "text"),
                                   ("source", "text"), ("snippet", "snip")], [
-        [num(r["token_id"]), token_cell(r["token_text"]), num(r["n"]), r["variant"], text_cell(r["source"]),
-         snippet_cell(r["snippet"], r["query"], r["needle_offset"])] for r in data.snippet_rows(store, name)],
+        [num(r["token_id"]), token_cell(r["token_text"]), _role(r["role"]), num(r["n"]), r["variant"],
+         text_cell(r["source"]),
+         snippet_cell(r["snippet"], r["query"], r["needle_offset"])] for r in snippet_rows],
         page_size=page_size, empty="no documents sampled yet")
     corpora = [{"name": text_cell(index_name), "proxy": proxy}
                for (m, _, index_name), proxy in sorted(proxy_flags(store, name).items(), key=lambda kv: kv[0][2])]
@@ -119,7 +127,7 @@ def provenance_section(store: Store, name: str, page_size: int) -> dict[str, Any
                    f"{sampled:,} tokens with sampled documents; the rest: fpprov sql \"FROM source_shares WHERE "
                    f"model = '{sql_literal}'\"") if sampled > data.DETAIL_TOKENS else None
     return {"provenance_table": prov, "sources_table": sources, "snippets_table": snippets, "proxy_note": note,
-            "corpora": corpora,
+            "corpora": corpora, "snippet_ids": {r["token_id"] for r in snippet_rows},
             "detail_note": detail_note}
 
 
@@ -161,7 +169,7 @@ def undertrained_section(store: Store, name: str, page_size: int) -> dict[str, A
                 "indicator undefined (magikarp refuses the case), so no id is a candidate.")
         return {"undertrained": {"note": note, "counts": counts}, "undertrained_table": fps}
     note = (f"Indicator {s['indicator']} (reference set: {s['reference_count']:,} ids by rule "
-            f"{s['reference_rule']}); candidates are the ids at or below the {number(s['percentile'])}th percentile "
+            f"{s['reference_rule']}); candidates are the ids at or below the {ordinal(s['percentile'])} percentile "
             f"of ordinary ids ({number(s['n_undertrained'])} of {number(s['n_tokens'])}). Weights only: "
             "magikarp's verification prompts were not run.")
     return {"undertrained": {"note": note, "counts": counts}, "undertrained_table": fps}

@@ -144,7 +144,7 @@ def csp_hash(script: str) -> str:
 
 
 _SLUG_BAD = re.compile(r"[^A-Za-z0-9._-]+")
-_RESERVED_PAGES = {"index", "shared"}
+_RESERVED_PAGES = {"index", "shared", "validation"}
 
 
 def page_names(models: list[str]) -> dict[str, str]:
@@ -192,3 +192,41 @@ def number(value: Any, digits: int = 4) -> str:
         text = f"{rounded:,f}"
         return (text.rstrip("0").rstrip(".") if "." in text else text) if rounded != 0 else "0"
     return str(value)
+
+
+def ordinal(value: Any) -> str:
+    """'1st', '2nd', '3rd', '11th', '2.5th': a percentile or rank read as English."""
+    shown = number(value, 2)
+    try:
+        whole = int(float(str(value)))
+    except (TypeError, ValueError):
+        return shown
+    if float(str(value)) != whole:
+        return f"{shown}th"
+    suffix = "th" if whole % 100 in (11, 12, 13) else {1: "st", 2: "nd", 3: "rd"}.get(whole % 10, "th")
+    return f"{shown}{suffix}"
+
+
+def plural(count: int, word: str, words: str | None = None) -> str:
+    """'1 model', '3 models', '1,024 FPs': the count with its noun in the right number."""
+    return f"{count:,} {word if count == 1 else (words or word + 's')}"
+
+
+def percent_text(share: float | None) -> str:
+    """A share as a percentage a reader takes in at once: '49.1%', '0.09%', '0.0050%', never '9.0e-02%'
+    (small shares keep two significant digits; exactly 0 and 1 stay '0%' and '100%')."""
+    if share is None or (isinstance(share, float) and not math.isfinite(share)):
+        return "n/a"
+    pct = 100 * share
+    if pct == 0 or pct == 100:
+        return f"{pct:.0f}%"
+    if abs(pct) >= 1 or abs(pct) < 1e-6:
+        shown = f"{pct:.1f}"
+        return ">99.9%" if shown == "100.0" else f"{shown}%"
+    places = 1 - math.floor(math.log10(abs(pct)))
+    return f"{pct:.{places}f}".rstrip("0").rstrip(".") + "%"
+
+
+def id_range(start: int, stop: int) -> str:
+    """A scan range stored half-open [start, stop) shown as the ids it covers: '0–8,191'."""
+    return f"{start:,}–{stop - 1:,}" if stop > start else f"none (from {start:,})"
