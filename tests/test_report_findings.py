@@ -293,5 +293,21 @@ def test_index_suspicious_table_and_model_page_give_the_controls_flag_rate(built
     model_page = read(folder / "gemma3-270m.html")
     flags = model_page[model_page.index('<h2 id="flags">'):model_page.index('id="table-flags"')]
     found = Findings('<section id="findings">' + flags + "</section>")
-    source = next(i for i in found.items if i.get("data-rule") == "source_enriched")
+    source = next(i for i in found.items if i.get("data-rule") == "source_enriched" and i.get("data-index") == DCLM)
     assert (source["data-k-control"], source["data-n-control"]) == (str(c_k), str(c_n))
+
+
+def test_a_rule_that_flags_nothing_still_gives_both_rates(built):
+    # the pile index: no FP flagged by source_enriched there, and the page still says of how many, against how
+    # many controls (flag_rates), instead of dropping the comparison
+    db, folder = built
+    with open_read_only(db) as ro:
+        (index, fp_n, c_k, c_n), = ro.store.query(
+            "SELECT index_name, fp_with_runs, control_flagged, control_with_runs FROM flag_rates "
+            "WHERE model = 'gemma3-270m' AND rule = 'source_enriched' AND fp_flagged = 0")
+    model_page = read(folder / "gemma3-270m.html")
+    flags = model_page[model_page.index('<h2 id="flags">'):model_page.index('id="table-flags"')]
+    item = next(i for i in Findings('<section id="findings">' + flags + "</section>").items
+                if i.get("data-rule") == "source_enriched" and i.get("data-index") == index)
+    assert (item["data-k-fp"], item["data-n-fp"]) == ("0", str(fp_n))
+    assert (item["data-k-control"], item["data-n-control"]) == (str(c_k), str(c_n)) and c_n > 0

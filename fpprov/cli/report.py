@@ -99,9 +99,11 @@ def sql(
     if opened.snapshot:
         err_console.print(SNAPSHOT_NOTE)
     if opened.schema:
-        err_console.print(f"note: the database's schema (version {opened.schema[0]}) lacks migrations of this fpprov "
-                          f"(up to {opened.schema[1]}): their views are missing until a writing command "
-                          "(e.g. `fpprov report`) upgrades it")
+        current, latest = opened.schema
+        what = (f"lacks migrations of this fpprov (it is at version {current}, this fpprov at {latest})"
+                if current < latest else "has views that differ from this fpprov's")
+        err_console.print(f"note: the database {what}: read as it is until a writing command (e.g. `fpprov "
+                          "report`) upgrades it", markup=False, highlight=False)
     # plain write, not rich or click.echo (which strips ANSI escapes off a pipe): csv and json must carry
     # the data exactly; the table format escapes control characters itself and rounds floats
     sys.stdout.write(format_result(result, fmt, sql_cell) + "\n")

@@ -41,8 +41,12 @@ def validate(
         ci = f" [{row['low']:.2f}, {row['high']:.2f}]" if row["low"] is not None else ""
         count = f" ({row['k']}/{row['n']})" if row["k"] is not None else ""
         est = "-" if row["estimate"] is None else f"{row['estimate']:.3g}"
-        ref = f"; against {row['reference_label']}" if row["reference_label"] else ""
-        console.print(esc(f"{measure}: {est}{ci}{count}{ref}. {row['note'] or ''}"), highlight=False)
+        ref = ""
+        if row["reference_label"]:
+            value = "" if row["reference"] is None else f" = {row['reference']:.3g}"
+            ref = f"; reference: {row['reference_label']}{value}"
+        note = f" ({row['note']})" if row["note"] else ""
+        console.print(esc(f"{measure}: {est}{ci}{count}{ref}{note}"), highlight=False)
     console.print(esc(f"{result.db}: fpprov sql \"FROM validation_summary WHERE study_id = '{result.study_id}'\""),
                   highlight=False)
 

@@ -578,6 +578,81 @@ COMMENT ON COLUMN corpus_attribution.auc_low IS
 COMMENT ON COLUMN corpus_attribution.auc_high IS 'upper end (as in `fp_enrichment`)';
 COMMENT ON COLUMN corpus_attribution.rank IS '1 for the index with the highest AUC';
 
+CREATE OR REPLACE VIEW source_rule_hits AS
+    -- The token rule, applied to FPs and controls alike (so the controls' flag rate can be shown): one source's
+    -- share among the token's documents over its corpus share (CI lower end >= threshold), above the controls'
+    -- pooled share of that source, and the source specific to FPs (source_contrast: Fisher, BH q <= 0.05, odds
+    -- ratio CI above 1), or no control's run sampled at all (nothing the controls show to exceed).
+    SELECT s.model, s.backend, s.index_name, s.token_id, s.role, s.source, s.enrichment, s.enrichment_low,
+           s.enrichment_high, s.share, s.share_low, s.sampled, s.baseline_share, c.odds_ratio, c.or_low, c.or_high,
+           c.q_value AS contrast_q, c.control_docs, c.control_sampled
+    FROM source_enrichment s
+    JOIN source_contrast c USING (model, backend, index_name, source)
+    JOIN suspicion_thresholds th ON th.rule = 'source_enriched'
+    WHERE s.scope = 'token' AND s.source <> '(unknown)'
+      AND s.enrichment_low >= th.threshold AND s.sampled >= coalesce(th.min_support, 0)
+      AND (c.control_sampled = 0 OR (c.q_value <= 0.05 AND c.or_low > 1))
+      AND s.share_low > coalesce(c.control_docs / nullif(c.control_sampled, 0), 0);
+COMMENT ON VIEW source_rule_hits IS
+    'The source_enriched condition per token and source, applied to FPs and matched controls alike: the one '
+    'definition that suspicious_tokens (FPs), its controls'' flag rate and the validation study read.'
+    ' Example: SELECT model, index_name, role, count(DISTINCT token_id) AS tokens FROM source_rule_hits GROUP BY ALL;';
+COMMENT ON COLUMN source_rule_hits.model IS 'models.name';
+COMMENT ON COLUMN source_rule_hits.backend IS 'ngram_counts.backend';
+COMMENT ON COLUMN source_rule_hits.index_name IS 'ngram_counts.index_name';
+COMMENT ON COLUMN source_rule_hits.token_id IS 'the token';
+COMMENT ON COLUMN source_rule_hits.role IS '''fp'' | ''control''';
+COMMENT ON COLUMN source_rule_hits.source IS 'the source the condition holds for';
+COMMENT ON COLUMN source_rule_hits.enrichment IS 'the source''s share among the token''s documents over its corpus share (source_enrichment)';
+COMMENT ON COLUMN source_rule_hits.enrichment_low IS '95% CI of enrichment, lower end (>= the rule''s threshold here)';
+COMMENT ON COLUMN source_rule_hits.enrichment_high IS 'upper end';
+COMMENT ON COLUMN source_rule_hits.share IS 'the source''s share among the token''s sampled documents';
+COMMENT ON COLUMN source_rule_hits.share_low IS '95% Wilson CI of share, lower end (above the controls'' pooled share)';
+COMMENT ON COLUMN source_rule_hits.sampled IS 'documents sampled for the token (>= the rule''s min_support)';
+COMMENT ON COLUMN source_rule_hits.baseline_share IS 'the source''s share of the corpus (source_enrichment)';
+COMMENT ON COLUMN source_rule_hits.odds_ratio IS 'FP documents vs matched controls'' documents from this source (source_contrast)';
+COMMENT ON COLUMN source_rule_hits.or_low IS '95% CI of odds_ratio, lower end (source_contrast)';
+COMMENT ON COLUMN source_rule_hits.or_high IS 'upper end';
+COMMENT ON COLUMN source_rule_hits.contrast_q IS 'BH q of the source''s FP-vs-control contrast (source_contrast.q_value)';
+COMMENT ON COLUMN source_rule_hits.control_docs IS 'controls'' sampled documents from this source';
+COMMENT ON COLUMN source_rule_hits.control_sampled IS 'controls'' sampled documents in all (0: no control''s run was sampled)';
+
+CREATE OR REPLACE VIEW flag_rates AS
+-- Per (model, index, rule): tokens with any n-fold run and how many of them the rule flags, FPs and controls side
+-- by side (repetition_enriched is defined for FPs only), whether or not the rule fired at all.
+WITH hits AS (
+    SELECT DISTINCT model, backend, index_name, token_id, role FROM source_rule_hits
+), marked AS (
+    SELECT e.model, e.backend, e.index_name, e.role, e.repeat_count, e.q_value, h.token_id IS NOT NULL AS source_hit
+    FROM token_evidence e
+    LEFT JOIN hits h USING (model, backend, index_name, token_id, role)
+)
+SELECT m.model, m.backend, m.index_name, th.rule,
+       count(*) FILTER (WHERE m.role = 'fp' AND m.repeat_count > 0) AS fp_with_runs,
+       count(*) FILTER (WHERE m.role = 'fp' AND CASE th.rule WHEN 'source_enriched' THEN m.source_hit
+                                                             ELSE m.q_value <= th.threshold END) AS fp_flagged,
+       count(*) FILTER (WHERE m.role = 'control' AND m.repeat_count > 0) AS control_with_runs,
+       CASE th.rule WHEN 'source_enriched' THEN count(*) FILTER (WHERE m.role = 'control' AND m.source_hit) END
+           AS control_flagged
+FROM marked m
+CROSS JOIN suspicion_thresholds th
+WHERE th.rule IN ('repetition_enriched', 'source_enriched')
+GROUP BY m.model, m.backend, m.index_name, th.rule, th.threshold;
+COMMENT ON VIEW flag_rates IS
+    'Per (model, index, rule): the tokens with any n-fold run and how many of them the rule flags, FPs beside their '
+    'matched controls, also where the rule flags nothing (a rule that flags controls as often as FPs singles out '
+    'nothing).'
+    ' Example: SELECT model, index_name, rule, fp_flagged, fp_with_runs, control_flagged, control_with_runs FROM flag_rates;';
+COMMENT ON COLUMN flag_rates.model IS 'models.name';
+COMMENT ON COLUMN flag_rates.backend IS 'ngram_counts.backend';
+COMMENT ON COLUMN flag_rates.index_name IS 'ngram_counts.index_name';
+COMMENT ON COLUMN flag_rates.rule IS 'suspicion_thresholds.rule';
+COMMENT ON COLUMN flag_rates.fp_with_runs IS 'FPs compared in that index whose emitted run occurs at all (token_evidence.repeat_count > 0)';
+COMMENT ON COLUMN flag_rates.fp_flagged IS 'FPs the rule flags there';
+COMMENT ON COLUMN flag_rates.control_with_runs IS 'matched controls there with repeat_count > 0';
+COMMENT ON COLUMN flag_rates.control_flagged IS
+    'controls the rule would flag (source_enriched: source_rule_hits; NULL for repetition_enriched, defined for FPs only)';
+
 CREATE OR REPLACE VIEW suspicious_tokens AS
 WITH th AS (
     SELECT * FROM suspicion_thresholds
@@ -592,20 +667,7 @@ WITH th AS (
     JOIN th ON th.rule = 'repetition_enriched'
     WHERE e.role = 'fp' AND e.q_value <= th.threshold
 ), source_hits AS (
-    -- The token rule, applied to FPs and controls alike (so the controls' flag rate can be shown): one source's
-    -- share among the token's documents over its corpus share (CI lower end >= threshold), above the controls'
-    -- pooled share of that source, and the source specific to FPs (source_contrast: Fisher, BH q <= 0.05, odds
-    -- ratio CI above 1), or no control's run sampled at all (nothing the controls show to exceed).
-    SELECT s.model, s.backend, s.index_name, s.token_id, s.role, s.source, s.enrichment, s.enrichment_low,
-           s.enrichment_high, s.share, s.share_low, s.sampled, s.baseline_share, c.odds_ratio, c.or_low, c.or_high,
-           c.q_value AS contrast_q, c.control_docs, c.control_sampled
-    FROM source_enrichment s
-    JOIN source_contrast c USING (model, backend, index_name, source)
-    JOIN th ON th.rule = 'source_enriched'
-    WHERE s.scope = 'token' AND s.source <> '(unknown)'
-      AND s.enrichment_low >= th.threshold AND s.sampled >= coalesce(th.min_support, 0)
-      AND (c.control_sampled = 0 OR (c.q_value <= 0.05 AND c.or_low > 1))
-      AND s.share_low > coalesce(c.control_docs / nullif(c.control_sampled, 0), 0)
+    SELECT * FROM source_rule_hits
 ), source AS (
     SELECT s.model, s.backend, s.index_name, s.token_id, 'source_enriched' AS rule, s.enrichment_low AS value,
            format('{} is {:.1f}x its corpus share ({:.1f}% of {} sampled documents vs {:.2f}%; 95% CI {:.1f}-{:.1f}x) {}, in {}',
@@ -620,22 +682,12 @@ WITH th AS (
     JOIN th ON th.rule = 'source_enriched'
     WHERE s.role = 'fp'
 ), rates AS (
-    -- Per (model, index): tokens with any n-fold run, and how many of them the source rule flags, FPs and
-    -- controls side by side (repetition_enriched is defined for FPs only).
-    SELECT e.model, e.backend, e.index_name,
-           count(*) FILTER (WHERE e.role = 'fp' AND e.repeat_count > 0) AS fp_with_runs,
-           count(*) FILTER (WHERE e.role = 'control' AND e.repeat_count > 0) AS control_with_runs,
-           count(*) FILTER (WHERE e.role = 'fp' AND e.token_id IN (
-               SELECT h.token_id FROM source_hits h WHERE h.model = e.model AND h.backend = e.backend
-                 AND h.index_name = e.index_name AND h.role = 'fp')) AS fp_source_flagged,
-           count(*) FILTER (WHERE e.role = 'control' AND e.token_id IN (
-               SELECT h.token_id FROM source_hits h WHERE h.model = e.model AND h.backend = e.backend
-                 AND h.index_name = e.index_name AND h.role = 'control')) AS control_source_flagged,
-           count(*) FILTER (WHERE e.role = 'fp' AND e.q_value <= (SELECT threshold FROM th
-                                                                  WHERE rule = 'repetition_enriched'))
-               AS fp_repetition_flagged
-    FROM token_evidence e
-    GROUP BY ALL
+    SELECT model, backend, index_name,
+           any_value(fp_with_runs) AS fp_with_runs, any_value(control_with_runs) AS control_with_runs,
+           any_value(fp_flagged) FILTER (WHERE rule = 'source_enriched') AS fp_source_flagged,
+           any_value(control_flagged) FILTER (WHERE rule = 'source_enriched') AS control_source_flagged,
+           any_value(fp_flagged) FILTER (WHERE rule = 'repetition_enriched') AS fp_repetition_flagged
+    FROM flag_rates GROUP BY ALL
 ), fired AS (
     SELECT fl.*, th.threshold, th.weight FROM (
         SELECT * FROM repetition

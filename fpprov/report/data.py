@@ -37,13 +37,9 @@ def apply_threshold_overrides(store: Store, overrides: dict[str, float]) -> None
 
 def prepare_flags(store: Store) -> None:
     store.con.execute("CREATE OR REPLACE TEMP TABLE report_flags AS FROM token_suspicion")
-    # per (model, index, rule): FPs and controls with a run and how many the rule flags (every page shows them)
-    store.con.execute("""
-        CREATE OR REPLACE TEMP TABLE report_flag_rates AS
-        SELECT model, backend, index_name, rule, any_value(fp_with_runs) AS fp_with_runs,
-               any_value(fp_flagged) AS fp_flagged, any_value(control_with_runs) AS control_with_runs,
-               any_value(control_flagged) AS control_flagged
-        FROM suspicious_tokens GROUP BY ALL""")
+    # per (model, index, rule): FPs and controls with a run and how many the rule flags (every page shows them),
+    # also where a rule flags nothing: the controls' rate is the comparison a flag needs
+    store.con.execute("CREATE OR REPLACE TEMP TABLE report_flag_rates AS FROM flag_rates")
 
 
 def thresholds(store: Store) -> list[dict[str, Any]]:

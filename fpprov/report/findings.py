@@ -87,7 +87,7 @@ def corpus_rows(store: Store) -> list[dict[str, Any]]:
 
 def flag_rows(store: Store) -> dict[tuple[str, str, str], list[dict[str, Any]]]:
     """(model, backend, index) -> per rule: FPs and controls with an n-fold run and how many the rule flags
-    (suspicious_tokens, kept by data.prepare_flags for the whole report)."""
+    (the flag_rates view, kept by data.prepare_flags for the whole report: every rule, also one that flags nothing)."""
     out: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for r in store.query_dicts("FROM report_flag_rates ORDER BY model, backend, index_name, rule"):
         out.setdefault((r["model"], r["backend"], r["index_name"]), []).append(r)
@@ -139,7 +139,7 @@ def flags(r: dict[str, Any], rules: list[dict[str, Any]], fp_any: int | None = N
     out = []
     for f in rules:
         fp_text, data = _share(f["fp_flagged"] or 0, f["fp_with_runs"] or 0, f"FPs with a {run}")
-        data = {f"{k}-fp": v for k, v in data.items()} | {"rule": f["rule"]}
+        data = {f"{k}-fp": v for k, v in data.items()} | {"rule": f["rule"], "index": r["index_name"]}
         text = f": {fp_text}"
         few = (f["fp_with_runs"] or 0) < MIN_TOKENS
         if f["control_flagged"] is not None and f["control_with_runs"]:

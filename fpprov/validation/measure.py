@@ -4,7 +4,7 @@ the dose-response (validation_dose_response) and each flag rule's sensitivity be
 
 Flags are judged in each organism's own index (the question is whether fpprov traces a planted word to the
 data it was planted in): repetition_enriched is ``token_evidence.q_value <= threshold``; source_enriched is the
-token condition of the ``suspicious_tokens`` view (its ``source_hits``), applied to FPs and controls alike.
+token condition of the ``suspicious_tokens`` view (the ``source_rule_hits`` view), applied to FPs and controls alike.
 """
 
 from __future__ import annotations
@@ -38,18 +38,12 @@ def threshold(store: Store, rule: str) -> tuple[float, float]:
 
 
 def source_hits(store: Store, model: str, index_name: str) -> dict[tuple[int, str], str]:
-    """(token_id, role) -> the source the source_enriched condition names (the strongest), in one index."""
-    th, support = threshold(store, "source_enriched")
+    """(token_id, role) -> the source the source_enriched condition names (the strongest), in one index: the
+    ``source_rule_hits`` view, the condition ``suspicious_tokens`` applies, for FPs and controls alike."""
     rows = store.query(
-        """SELECT s.token_id, s.role, s.source
-           FROM source_enrichment s
-           JOIN source_contrast c USING (model, backend, index_name, source)
-           WHERE s.model = ? AND s.index_name = ? AND s.scope = 'token' AND s.source <> '(unknown)'
-             AND s.enrichment_low >= ? AND s.sampled >= ?
-             AND (c.control_sampled = 0 OR (c.q_value <= 0.05 AND c.or_low > 1))
-             AND s.share_low > coalesce(c.control_docs / nullif(c.control_sampled, 0), 0)
-           QUALIFY row_number() OVER (PARTITION BY s.token_id, s.role ORDER BY s.enrichment_low DESC, s.source) = 1""",
-        [model, index_name, th, support])
+        """SELECT token_id, role, source FROM source_rule_hits WHERE model = ? AND index_name = ?
+           QUALIFY row_number() OVER (PARTITION BY token_id, role ORDER BY enrichment_low DESC, source) = 1""",
+        [model, index_name])
     return {(int(t), role): source for t, role, source in rows}
 
 
