@@ -50,6 +50,8 @@ class IndexStatus:
     evidence_fp_sampled: int | None
     evidence_fp_total: int | None
     evidence_at: dt.datetime | None
+    evidence_fp_compared: int | None = None   # FPs in the comparison (fp_enrichment.n_fp): loose runs etc. left out
+    evidence_control_compared: int | None = None
 
 
 @dataclass(frozen=True)
@@ -94,8 +96,10 @@ def database_status(db: str | os.PathLike, reports_dir: str | os.PathLike = "rep
         indexes = _by_model(store.query(
             # a full join: an evidence run whose provenance rows are gone still shows
             "SELECT model, backend, index_name, coalesce(t.index_is_proxy, e.index_is_proxy, true), "
-            "coalesce(t.fps, 0), coalesce(t.controls, 0), e.n, e.fp_sampled, e.fp_total, e.computed_at "
-            "FROM traced_indexes t FULL JOIN evidence_runs e USING (model, backend, index_name) ORDER BY 1, 2, 3"),
+            "coalesce(t.fps, 0), coalesce(t.controls, 0), e.n, e.fp_sampled, e.fp_total, e.computed_at, "
+            "c.n_fp, c.n_control "
+            "FROM traced_indexes t FULL JOIN evidence_runs e USING (model, backend, index_name) "
+            "LEFT JOIN fp_enrichment c USING (model, backend, index_name) ORDER BY 1, 2, 3"),
             IndexStatus)
         latest = dict(store.query(
             "SELECT model, max(ts) FROM (SELECT model, coalesce(finished_at, started_at) AS ts FROM scans "

@@ -30,6 +30,7 @@ def test_status_gives_each_models_scans_vectors_and_traced_indexes(db, tmp_path)
                              "count(DISTINCT token_id) FILTER (WHERE role = 'fp'), "
                              "count(DISTINCT token_id) FILTER (WHERE role = 'control') FROM provenance GROUP BY ALL")
         compared = store.query("SELECT model, index_name, n FROM evidence_runs")
+        enrichment = store.query("SELECT model, index_name, n_fp, n_control FROM fp_enrichment")
         vector_runs = store.query("SELECT model, embedding, method, count(*) FROM vector_runs GROUP BY ALL")
     by_name = {m.model: m for m in held.models}
     assert set(by_name) == {m for m, *_ in scans} | {m for m, *_ in traced} | {m for m, *_ in vector_runs}
@@ -40,6 +41,9 @@ def test_status_gives_each_models_scans_vectors_and_traced_indexes(db, tmp_path)
     assert traced and all(shown[m, i] == (p, f, c) for m, i, p, f, c in traced)
     assert {(m.model, i.index_name, i.evidence_n) for m in held.models for i in m.indexes
             if i.evidence_n is not None} == set(compared) and compared
+    # the FPs actually compared (loose runs and FPs without a control left out), not only those taken
+    assert {(m.model, i.index_name, i.evidence_fp_compared, i.evidence_control_compared) for m in held.models
+            for i in m.indexes if i.evidence_fp_compared is not None} == set(enrichment) and enrichment
     vectors = sorted((m.model, v.embedding, v.method, v.runs) for m in held.models for v in m.vectors)
     assert vectors == sorted(vector_runs) and vectors
     assert held.report_index is None and all(m.report is None and m.report_stale is None for m in held.models)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Optional
 import typer
 from rich.table import Table
 
+from ..report.text import plural
 from .common import DbOption, cell, console, db_path, err_console, user_errors
 
 if TYPE_CHECKING:
@@ -19,8 +20,8 @@ SNAPSHOT_NOTE = "note: another process is writing the database; read a snapshot 
 
 def scan_line(s: "ScanStatus") -> str:
     ids = f"ids [{s.id_start:,}, {s.id_stop:,})"       # half-open, as the scan stores it
-    done = (f"{s.fp_count:,} FPs" if s.complete
-            else f"incomplete: {s.tokens_scanned:,} of {s.id_stop - s.id_start:,} ids, {s.fp_count:,} FPs so far")
+    done = (plural(s.fp_count, "FP") if s.complete
+            else f"incomplete: {s.tokens_scanned:,} of {s.id_stop - s.id_start:,} ids, {plural(s.fp_count, 'FP')} so far")
     checks = ", ".join(x for x in (s.dtype, f"verify {s.verify}" if s.verify else "", "BOS" if s.bos else "") if x)
     return f"#{s.scan_id} {ids} {checks}: {done}"
 
@@ -32,16 +33,20 @@ def vector_lines(vectors: "list[VectorStatus]") -> list[str]:
     lines = []
     for space, runs in spaces.items():
         methods = ", ".join(f"{v.method} {v.converged}/{v.runs} converged" for v in runs)
-        lines.append(f"{space}: {runs[0].fps} FPs ({runs[0].stable} stable); {methods}")
+        lines.append(f"{space}: {plural(runs[0].fps, 'FP')} ({runs[0].stable} stable); {methods}")
     return lines
 
 
 def index_line(i: "IndexStatus") -> str:
     kind = "proxy: not this model's training data" if i.index_is_proxy else "this model's training data"
-    line = f"{i.backend} {i.index_name} ({kind}): {i.fps:,} FPs, {i.controls:,} controls"
+    line = f"{i.backend} {i.index_name} ({kind}): {plural(i.fps, 'FP')}, {plural(i.controls, 'control')}"
     if i.evidence_n is None:
         return line + "; no FP-vs-control comparison"
-    return line + f"; compared at n = {i.evidence_n} ({i.evidence_fp_sampled:,} of {i.evidence_fp_total:,} FPs)"
+    compared = ("" if i.evidence_fp_compared is None else
+                f", {plural(i.evidence_fp_compared, 'FP')} against "
+                f"{plural(i.evidence_control_compared or 0, 'control')} compared")
+    return line + (f"; FP-vs-control comparison at n = {i.evidence_n} ({i.evidence_fp_sampled:,} of "
+                   f"{plural(i.evidence_fp_total, 'FP')} taken{compared})")
 
 
 def report_line(m: "ModelStatus") -> str:
