@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .. import __version__
 from ..db.store import open_store
+from ..versions import library_versions
 from .design import DESIGNS, StudyDesign
 from .measure import OrganismRow, dose_50, dose_rows, flag_rows, token_rows
 from .measure_corpus import attribution_rows, natural_rows, shared_rows, summary_rows
@@ -86,12 +86,12 @@ def run_study(options: StudyOptions) -> StudyResult:
         f"{step:.3f} s per step measured now), {n_org} indexes, {n_org * n_org} traces; expected about "
         f"{_minutes(expected)} on this machine")
     models = {name: model_name(design, name, key) for name, (key, _) in keys.items()}
+    versions = library_versions()
     with open_store(options.db) as store:
         store.con.execute("DELETE FROM validation_runs WHERE study_id = ?", [study_id])
         store.insert_rows("validation_runs", [{
             "study_id": study_id, "design": design.name if design.name in DESIGNS else "custom",
-            "settings": design.settings_json(), "fpprov_version": __version__,
-            "torch_version": _version("torch"), "transformers_version": _version("transformers"),
+            "settings": design.settings_json(), **{k: v for k, v in versions.items() if k != "tokenizers_version"},
             "tokenizer_sha256": prepared.tokenizer.sha256, "n_organisms": n_org, "n_indexes": n_org,
             "expected_seconds": float(expected), "complete": False}])
         db_path = str(store.path)
@@ -158,15 +158,6 @@ def _train_seconds(model) -> float:
         return float(model.seconds)
     meta = json.loads((Path(model.path) / "organism.json").read_text("utf-8"))
     return float(meta.get("result", {}).get("seconds") or 0.0)
-
-
-def _version(package: str) -> str | None:
-    from importlib import metadata
-
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def _minutes(seconds: float) -> str:
