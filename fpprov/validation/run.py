@@ -82,8 +82,9 @@ def run_study(options: StudyOptions) -> StudyResult:
     n_org = len(design.organisms)
     expected = (training_seconds(step * CONTENTION, todo, options.jobs) + n_org * INDEX_SECONDS
                 + n_org * SCAN_SECONDS_PER_1K_IDS * design.vocab_size / 1000 + n_org * n_org * TRACE_SECONDS)
-    say(f"study {study_id}: {n_org} organisms, {len(todo)} to train ({len(todo) and todo[0]} steps each at "
-        f"{step:.3f} s per step measured now), {n_org} indexes, {n_org * n_org} traces; expected about "
+    training = (f"{len(todo)} to train ({todo[0]} steps each at {step:.3f} s per step measured now)" if todo
+                else "all trained already (cached)")
+    say(f"study {study_id}: {n_org} organisms, {training}, {n_org} indexes, {n_org * n_org} traces; expected about "
         f"{_minutes(expected)} on this machine")
     models = {name: model_name(design, name, key) for name, (key, _) in keys.items()}
     versions = library_versions()
