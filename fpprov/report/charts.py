@@ -102,10 +102,7 @@ def share_intervals(items: Sequence[tuple[str, float | None, float | None, float
         y = row_top + heights[i] / 2
         row_top += heights[i]
         line, point = ("#9ca3af", "#6b7280") if i < len(muted) and muted[i] else ("#2563eb", "#dc2626")
-        first = y + 4 - line_h * (len(lines) - 1) / 2
-        spans = "".join(f'<tspan x="{left - 6}" y="{first + j * line_h:.1f}">{escape(part)}</tspan>'
-                        for j, part in enumerate(lines))
-        body.append(f'<text font-size="11" text-anchor="end">{spans}</text>')
+        body.append(_row_label(lines, y, left, line_h))
         ci = "no CI" if low is None or high is None else f"95% CI {100 * low:.1f}–{100 * high:.1f}%"
         shown = "n/a" if est is None else f"{100 * est:.1f}%"
         tip = escape(f"{flat(name)}: {shown} ({ci})")
@@ -277,10 +274,7 @@ def forest(items: Sequence[tuple[str, float | None, float | None, float | None]]
         y = row_top + heights[i] / 2
         row_top += heights[i]
         line, point = ("#9ca3af", "#6b7280") if i < len(muted) and muted[i] else ("#2563eb", "#dc2626")
-        first = y + 4 - line_h * (len(lines) - 1) / 2
-        spans = "".join(f'<tspan x="{left - 6}" y="{first + j * line_h:.1f}">{escape(part)}</tspan>'
-                        for j, part in enumerate(lines))
-        body.append(f'<text font-size="11" text-anchor="end">{spans}</text>')
+        body.append(_row_label(lines, y, left, line_h))
         ci = f"95% CI {number(low, 2)}–{number(high, 2)}" if low is not None and high is not None else "no CI"
         tip = escape(f"{flat(name)}: {number(est, 2) if est is not None else 'n/a'} ({ci})")
         if low is not None and high is not None and high > 0 and math.isfinite(low):
@@ -301,3 +295,11 @@ def forest(items: Sequence[tuple[str, float | None, float | None, float | None]]
     body.append(f'<text x="{left + plot_w / 2:.1f}" y="{height - 6}" font-size="11" text-anchor="middle">'
                 f'{escape(flat(x_label))}</text>')
     return _svg(width, height, body, label)
+
+
+def _row_label(lines: list[str], y: float, left: float, line_h: float) -> str:
+    """A row's label, right-aligned before the plot and wrapped over ``lines``, centred on ``y``."""
+    first = y + 4 - line_h * (len(lines) - 1) / 2
+    spans = "".join(f'<tspan x="{left - 6}" y="{first + j * line_h:.1f}">{escape(part)}</tspan>'
+                    for j, part in enumerate(lines))
+    return f'<text font-size="11" text-anchor="end">{spans}</text>'
