@@ -87,23 +87,31 @@ class HeadExtras:
         return apply_softcap(logits, self.softcap)
 
     @torch.no_grad()
-    def check(self, model: Any, ids: torch.Tensor, hidden: torch.Tensor) -> None:
+    def check(self, model: Any, token_id: int) -> None:
         """Refuse a model whose own forward disagrees with its head plus these extras.
 
-        ``hidden`` (B, D) are the final hidden states of the single-token inputs ``ids`` (B,). A scale or cap
-        that fpprov missed changes logits by far more than rounding; the allowance is rounding in the
-        model's dtype (float32 and wider: 1e-3 of the largest logit; lower precisions: 5%).
+        One forward of the single-token input ``[token_id]``; the head's input is taken on its way in (a
+        forward pre-hook), so the comparison needs no second forward. A scale or cap that fpprov missed
+        changes logits by far more than rounding; the allowance is rounding in the model's dtype (float32 and
+        wider: 1e-3 of the largest logit; lower precisions: 5%).
         """
         head = model.get_output_embeddings()
-        out = model(input_ids=ids[:, None].to(head.weight.device), use_cache=False)
-        theirs = out.logits[:, -1, :].double()                                            # (B, V)
+        taken: list[torch.Tensor] = []
+        hook = head.register_forward_pre_hook(lambda module, args: taken.append(args[0]))
+        try:
+            # One row: a product with one row takes a matrix-vector kernel, several times faster here than two.
+            out = model(input_ids=torch.tensor([[token_id]], device=head.weight.device), use_cache=False)
+        finally:
+            hook.remove()
+        hidden = taken[-1][:, -1, :]                                                      # (1, D)
+        theirs = out.logits[:, -1, :].double()                                            # (1, V)
         if theirs.shape[-1] != head.weight.shape[0]:
             raise FpprovError(f"the model's logits have {theirs.shape[-1]} columns but its head "
                               f"{head.weight.shape[0]} rows: fpprov cannot reproduce its output layer")
         # A few thousand columns show any scale, cap or offset; all of them would cost a pass over the head.
         cols = slice(0, min(CHECKED_COLUMNS, head.weight.shape[0]))
-        ours = self.apply(hidden.to(head.weight.dtype) @ head.weight[cols].T, cols).double()   # (B, C)
-        theirs = theirs[:, cols]                                                          # (B, C)
+        ours = self.apply(hidden.to(head.weight) @ head.weight[cols].T, cols).double()    # (1, C)
+        theirs = theirs[:, cols]                                                          # (1, C)
         wide = head.weight.dtype in (torch.float32, torch.float64)
         allowed = (1e-3 if wide else 5e-2) * (1.0 + float(theirs.abs().max()))
         worst = float((ours.to(theirs.device) - theirs).abs().max())

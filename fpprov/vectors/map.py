@@ -69,16 +69,13 @@ def decoder_of(model: torch.nn.Module) -> torch.nn.Module | None:
     return decoder if isinstance(decoder, torch.nn.Module) and decoder is not model else None
 
 
-def _extras_reproducing(model: Any, decoder: Any) -> HeadExtras | None:
+def _extras_reproducing(model: Any) -> HeadExtras | None:
     """The head's extras when the decoder's output through the head and them gives the model's own logits;
     None when fpprov cannot read them or they do not (the map then runs the model's own forward, which is
     right by definition, only slower)."""
     try:
         extras = HeadExtras.of(model)
-        ids = torch.arange(2, device=model.get_output_embeddings().weight.device)             # (2,)
-        with torch.no_grad():
-            hidden = decoder(input_ids=ids[:, None], use_cache=False).last_hidden_state[:, -1, :]  # (2, D)
-        extras.check(model, ids, hidden)
+        extras.check(model, model.get_input_embeddings().weight.shape[0] // 2)   # mid-vocabulary: rarely special
     except FpprovError:
         return None
     return extras
@@ -105,7 +102,7 @@ class EmbeddingMap:
         n_rows = int(self.matrix.shape[0])
         self._head_blocks, self._mixture_blocks = row_blocks(n_rows), row_blocks(n_rows, most=256)
         decoder = decoder_of(self.model) if type(head) is torch.nn.Linear else None
-        self._extras = _extras_reproducing(self.model, decoder) if decoder is not None else None
+        self._extras = _extras_reproducing(self.model) if decoder is not None else None
         self._plain_head = head if self._extras is not None else None
         self._decoder = decoder if self._extras is not None else None
         self._coordinate_scale: float | None = None
