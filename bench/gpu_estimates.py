@@ -8,7 +8,7 @@ so each part takes the larger of its compute time and its weight-read time (the 
 NVIDIA's dense figures (no sparsity); H100 and H200 share them, the H200 reads memory faster.
 Architectures are the models' published configs (hidden size, layers, MLP width, heads, vocabulary rows).
 
-    python bench/gpu_estimates.py [--fp-share 0.1] [--batch 256]      # prints the markdown table of docs/gpu.md
+    python bench/gpu_estimates.py [--fp-share 0.1] [--batch 1024]      # prints the markdown table of docs/gpu.md
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def table(fp_share: float, batch: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fp-share", type=float, default=0.1, help="share of ids that are FPs (re-checked)")
-    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--batch", type=int, default=1024, help="ids per forward batch (the scan's --batch-size)")
     args = parser.parse_args()
     print(table(args.fp_share, args.batch))
 

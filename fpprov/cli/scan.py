@@ -54,14 +54,14 @@ def scan(
     start: int = typer.Option(0, metavar="ID", help="First token id to scan."),
     limit: Optional[int] = typer.Option(None, metavar="N", help="Scan at most this many ids from --start "
                                         "(default: all)."),
-    batch_size: int = typer.Option(256, metavar="N", help="Token ids per forward batch."),
+    batch_size: int = typer.Option(1024, metavar="N", help="Token ids per forward batch."),
     tolerance: float = typer.Option(1e-4, metavar="X", help="Relative margin under which a verdict is re-checked "
                                     "in float64."),
     check_length: Optional[int] = typer.Option(None, metavar="L", help="Also check [t]*L -> t for every FP "
                                                "(L >= 2)."),
     verify: str = typer.Option("calibrated", metavar="MODE", help="float64 re-checks: calibrated (every verdict "
-                               "closer than 10x the float32 error measured on 256 ids) | all (also every FP) | "
-                               "near (near ties only)."),
+                               "closer than 10x the float32 error measured on a sample of the ids) | all (also "
+                               "every FP) | near (near ties only)."),
     commit_every: int = typer.Option(4096, metavar="N", help="Ids per committed chunk (the resume granularity)."),
     force: bool = typer.Option(False, "--force", help="Redo a finished scan with the same settings."),
     all_models: bool = AllOption,

@@ -44,7 +44,7 @@ def pick_dtype(dtype: str) -> torch.dtype:
 
 def load_model(spec: str | ModelSpec, dtype: str = "float32", device: str = "auto",
                on_estimate: Callable[[MemoryEstimate], None] | None = None,
-               device_map: str | dict[str, Any] | None = None, batch_size: int = 256,
+               device_map: str | dict[str, Any] | None = None, batch_size: int = 1024,
                head_chunk: int = 8192) -> LoadedModel:
     """Resolve and load a model in eval mode with an explicit dtype on the chosen device.
 

@@ -160,7 +160,7 @@ def _where(devices: list[torch.device]) -> str:
     return f"{len(names)} {kind} ({', '.join(names)})"
 
 
-def estimate_memory(config: Any, dtype: torch.dtype, device: torch.device, batch: int = 256, head_chunk: int = 8192,
+def estimate_memory(config: Any, dtype: torch.dtype, device: torch.device, batch: int = 1024, head_chunk: int = 8192,
                     device_map: str | Mapping[str, Any] | None = None, model: str = "model") -> MemoryEstimate:
     """The scan's memory need for ``config`` at ``dtype`` against the free memory of ``device`` (or the map's).
 

@@ -22,7 +22,7 @@ _SIZES = (("batch_size", "--batch-size"), ("commit_every", "--commit-every"), ("
 @dataclass
 class ScanOptions:
     bos: bool = False
-    batch_size: int = 256
+    batch_size: int = 1024         # ids per body batch: the GEMMs of 1,024 rows ran 10-20% faster than 256 here
     tolerance: float = 1e-4        # relative: a margin under tolerance * max(1, |logit|) is re-checked
     check_length: int | None = None
     start: int = 0

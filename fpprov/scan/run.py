@@ -26,6 +26,8 @@ from ..db.store import Store, upsert_model
 from ..tokens import TokenDescriber, TokenInfo
 from ..versions import library_versions
 
+# Tokens per forward of the repeated inputs [t] * L: at most 256 sequences of 256 tokens' working set.
+CHECK_LENGTH_TOKENS = 65536
 BatchCallback = Callable[[int, int], None]  # (tokens just finished, FPs among them)
 
 
@@ -259,7 +261,8 @@ def judge_chunk(scan: OpenScan, chunk_start: int, chunk_stop: int, describer: To
     length_ok: dict[int, bool] = {}
     if opts.check_length:
         fp_ids = verdicts.ids[verdicts.is_fp]
-        for b in fp_ids.split(opts.batch_size) if fp_ids.numel() else ():
+        per_batch = max(1, min(opts.batch_size, CHECK_LENGTH_TOKENS // opts.check_length))
+        for b in fp_ids.split(per_batch) if fp_ids.numel() else ():
             length_ok.update(zip(b.tolist(), plan.judge.repeats_to_self(b, opts.check_length).tolist()))
     fp_ids = {int(verdicts.ids[i]) for i in verdicts.fp_positions()}
     infos = {i: describer.describe(i) for i in range(chunk_start, chunk_stop) if i not in stored or i in fp_ids}
