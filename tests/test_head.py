@@ -128,3 +128,36 @@ def test_no_softcap_leaves_logits_alone(value):
     assert softcap_of(config) is None and softcap_of(SimpleNamespace()) is None
     logits = torch.randn(3, 7)                                                        # (B, V)
     assert apply_softcap(logits, softcap_of(config)) is logits
+
+
+def test_screen_sweeps_every_row_within_its_reach_whatever_order_the_head_is_read_in():
+    head, h, dense = _head_and_dense(None)
+    ids = torch.arange(h.shape[0])
+    others = dense.clone()
+    others[ids, ids] = float("-inf")
+    runner_up, runner_up_id = others.max(-1)                                          # (B,)
+    gap = (runner_up - dense[ids, ids]).sort().values                                 # (B,)
+    misses = gap[gap > 0]
+    # A threshold half-way across the widest step between the smallest misses: no row sits near it.
+    steps = misses[1:8] - misses[:7]
+    cut = int(steps.argmax())
+    threshold = float(misses[cut] + misses[cut + 1]) / 2
+    want_swept = (runner_up - dense[ids, ids]) < threshold                           # FPs and near misses
+    cold = head.screen(h, ids, threshold)
+    assert torch.equal(cold.swept, want_swept) and bool((cold.swept & ~cold.is_fp).any())
+    swept = cold.swept
+    assert torch.allclose(cold.best_other[swept], runner_up[swept], rtol=0, atol=1e-4)
+    assert torch.allclose(cold.lse[swept], dense.logsumexp(-1)[swept], rtol=0, atol=1e-4)
+    assert bool(torch.isnan(cold.lse[~swept]).all())
+
+    # Seeded with each row's winner, the head reads those first and drops most rows after one chunk: the
+    # verdicts are the same, and everything a swept row carries up to the rounding of a GEMM of other rows.
+    head.wins.zero_()
+    head.wins.index_add_(0, runner_up_id, torch.ones_like(runner_up_id))
+    assert head.n_rows > 2 * head.chunk                    # the likely-winners step runs
+    seeded = head.screen(h, ids, threshold)
+    assert torch.equal(seeded.swept, cold.swept) and torch.equal(seeded.is_fp, cold.is_fp)
+    for name in ("best_other_id", "top_ids"):
+        assert torch.equal(getattr(seeded, name)[swept], getattr(cold, name)[swept]), name
+    for name in ("own_logit", "best_other", "lse", "top_vals"):
+        assert torch.allclose(getattr(seeded, name)[swept], getattr(cold, name)[swept], rtol=1e-6, atol=0), name

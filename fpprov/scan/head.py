@@ -71,6 +71,7 @@ class _ScreenState:
     lse: torch.Tensor
     top_vals: torch.Tensor
     top_ids: torch.Tensor
+    reach: torch.Tensor            # (N,) a row drops once a competitor passes this: own + the re-check margin
 
 
 @dataclass
@@ -79,11 +80,13 @@ class HeadRows:
 
     is_fp: torch.Tensor           # bool
     own_logit: torch.Tensor       # float64 copy of the scan-dtype value
-    best_other: torch.Tensor      # best competitor logit seen (the exact runner-up for FPs)
+    best_other: torch.Tensor      # best competitor logit seen (the whole row's runner-up for swept rows)
     best_other_id: torch.Tensor   # int64
-    lse: torch.Tensor             # log-sum-exp of the whole row for FPs (float64: own + log1p(rest)), NaN otherwise
-    top_vals: torch.Tensor        # (B, K) best competitor logits of FP rows, descending (-inf for dropped rows)
+    lse: torch.Tensor             # log-sum-exp of the whole row for swept rows (float64: own + log1p(rest)), else NaN
+    top_vals: torch.Tensor        # (B, K) best competitor logits of swept rows, descending (-inf for dropped rows)
     top_ids: torch.Tensor         # (B, K)
+    swept: torch.Tensor           # bool: the whole row was computed (FPs and near misses): best_other is its
+                                  # runner-up and lse, top_vals its own; dropped rows have neither
 
 
 class LMHead:
@@ -129,8 +132,14 @@ class LMHead:
         return self.extras.apply((h * w).sum(-1), ids)             # (B,)
 
     @torch.no_grad()
-    def screen(self, h: torch.Tensor, ids: torch.Tensor) -> HeadRows:
+    def screen(self, h: torch.Tensor, ids: torch.Tensor, threshold: float | None = None,
+               tolerance: float = 0.0) -> HeadRows:
         """Exact FP verdicts for hidden states ``h`` (N, D) of single tokens ``ids`` (N,).
+
+        A row is dropped once a competitor passes its own logit by more than max(``threshold``, ``tolerance``
+        * max(1, |own|)): the margin within which the judge re-checks a verdict. Every row it may re-check is
+        therefore swept to the end (``HeadRows.swept``), with the whole row's runner-up, log-sum-exp and top
+        competitors, and whether a row is dropped does not depend on the order the head is read in (below).
 
         Pass as many rows as are at hand (a commit chunk): rows are pooled into GEMMs of up to
         ``row_block`` rows, since rows beaten early leave few survivors per batch and small GEMMs run
@@ -139,24 +148,28 @@ class LMHead:
         h, ids = self._here(h, ids)
         n = h.shape[0]
         k = self.keep_top
+        own = self.own_logits(h, ids)                                                           # (N,)
         st = _ScreenState(
-            own=self.own_logits(h, ids),                                                       # (N,)
+            own=own.clone(),
             best=torch.full((n,), NEG_INF, dtype=h.dtype, device=h.device),
             best_id=torch.full((n,), -1, dtype=torch.int64, device=h.device),
             lse=torch.full((n,), float("nan"), dtype=torch.float64, device=h.device),
             top_vals=torch.full((n, k), NEG_INF, dtype=h.dtype, device=h.device),
             top_ids=torch.full((n, k), -1, dtype=torch.int64, device=h.device),
+            reach=own + (tolerance * own.abs().clamp(min=1.0)).clamp(min=threshold or 0.0),   # (N,)
         )
         alive = torch.arange(n, device=h.device)
-        # 1. likely winners: drop most rows after a small slice of the head.
+        # 1. likely winners (ids that won rows before): drop most rows after a small slice of the head. Only a
+        # competitor past a row's reach by more than the two GEMMs' rounding can differ (slack) drops it here,
+        # so a row dropped here would have been dropped by the sweep too.
         if self.wins.any() and self.n_rows > 2 * self.chunk:
-            hot = torch.topk(self.wins, self.chunk).indices.to(h.device)                        # (C,)
+            hot = torch.topk(self.wins, min(self.chunk, int(self.wins.count_nonzero()))).indices.to(h.device)  # (C,)
             beaten_parts = []
             for rows in alive.split(self.row_block):
                 logits = self._logits(h[rows], hot)                                              # (R, C)
                 logits[hot[None, :] == ids[rows, None]] = NEG_INF
-                cmax, carg = logits.max(-1)
-                beaten = cmax >= st.own[rows]
+                cmax, carg = logits.max(-1)                                                      # (R,)
+                beaten = cmax - self._gemm_slack(h[rows], cmax) > st.reach[rows]
                 st.best[rows[beaten]], st.best_id[rows[beaten]] = cmax[beaten], hot[carg[beaten]]
                 beaten_parts.append(beaten)
             alive = alive[~torch.cat(beaten_parts)]
@@ -164,28 +177,42 @@ class LMHead:
         survivors = [self._sweep(h, ids, rows, st) for rows in alive.split(self.row_block)]
         alive = torch.cat(survivors) if survivors else alive
 
-        is_fp = torch.zeros(n, dtype=torch.bool, device=h.device)
-        is_fp[alive] = True
-        st.top_vals[~is_fp] = NEG_INF
+        swept = torch.zeros(n, dtype=torch.bool, device=h.device)
+        swept[alive] = True
+        is_fp = swept & (st.own > st.best)       # the own logit beats the whole row's best competitor (ties: no)
+        st.top_vals[~swept] = NEG_INF
         winners = torch.where(is_fp, ids, st.best_id).cpu()
         self.wins.index_add_(0, winners[winners >= 0], torch.ones_like(winners[winners >= 0]))
         return HeadRows(is_fp.cpu(), st.own.double().cpu(), st.best.double().cpu(), st.best_id.cpu(),
-                        st.lse.cpu(), st.top_vals.double().cpu(), st.top_ids.cpu())
+                        st.lse.cpu(), st.top_vals.double().cpu(), st.top_ids.cpu(), swept.cpu())
+
+    def _gemm_slack(self, h: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """(R,) a bound on how much the same logits (R,) of rows ``h`` (R, D) can differ between two GEMMs: twice
+        the float32 accumulation's rounding (LMHead.error_bound) plus the rounding of both results and their
+        extras in the screen's dtype."""
+        self._norms()
+        d = h.shape[-1]
+        u = 2.0 ** -53 if h.dtype == torch.float64 else 2.0 ** -24
+        gamma = d * u / (1 - d * u)
+        scale = abs(self.extras.scale) if self.extras.scale is not None else 1.0
+        u_s = float(torch.finfo(h.dtype).eps) / 2
+        return 2 * scale * self._w_norm_max * gamma * h.float().norm(dim=-1) + 8 * u_s * logits.abs()
 
     def _sweep(self, h: torch.Tensor, ids: torch.Tensor, alive: torch.Tensor, st: "_ScreenState") -> torch.Tensor:
-        """Run rows ``alive`` through the whole head in natural order; returns the rows never beaten (FPs).
+        """Run rows ``alive`` through the whole head in natural order; returns the rows never dropped (every
+        competitor within their reach): the FPs and the near misses the judge may re-check.
 
-        Updates ``st`` in place: for FPs the log-sum-exp, runner-up and top competitors of the whole row; for
-        beaten rows the first competitor seen to reach their own logit.
+        Updates ``st`` in place: for rows kept, the log-sum-exp, runner-up and top competitors of the whole row;
+        for dropped rows the running best when they dropped.
 
-        The log-sum-exp is kept as ``rest``, the mass of the other ids relative to the own logit, so that an FP
-        with probability 1 - 1e-9 is stored as such: a float32 log-sum-exp would round it to exactly 1 (most
+        The log-sum-exp is kept as ``rest``, the mass of the other ids relative to the row's reach, so that an
+        FP with probability 1 - 1e-9 is stored as such: a float32 log-sum-exp would round it to exactly 1 (most
         of gemma3-270m's top FPs tied at 1.0 that way).
         """
         k = self.keep_top
         h_alive, ids_alive = h[alive], ids[alive]                                                # (A, D), (A,)
-        own = st.own[alive]
-        ref = own.clone()        # an FP's own logit (up to rounding) is its row's max: exp(l - ref) cannot overflow
+        own, reach = st.own[alive], st.reach[alive]                                             # (A,)
+        ref = reach.clone()      # no logit of a row kept passes its reach: exp(l - ref) cannot overflow
         rest = torch.zeros_like(own)
         run_best = torch.full_like(own, NEG_INF)
         run_id = torch.full_like(ids_alive, -1)
@@ -200,13 +227,13 @@ class LMHead:
             cvals, cids = c.top(k)                                                               # (A, k)
             top_vals, top_ids = merge_topk(top_vals, top_ids, cvals, cids)                       # (A, k)
             run_best, run_id = _running_max(run_best, run_id, cvals[:, 0], cids[:, 0])           # (A,)
-            beaten = run_best >= own
+            beaten = run_best > reach
             if beaten.any():
                 gone = alive[beaten]
                 st.own[gone], st.best[gone], st.best_id[gone] = own[beaten], run_best[beaten], run_id[beaten]
                 keep = ~beaten
-                alive, h_alive, ids_alive, own, ref, rest = (alive[keep], h_alive[keep], ids_alive[keep], own[keep],
-                                                             ref[keep], rest[keep])
+                alive, h_alive, ids_alive, own, reach, ref, rest = (
+                    alive[keep], h_alive[keep], ids_alive[keep], own[keep], reach[keep], ref[keep], rest[keep])
                 run_best, run_id, top_vals, top_ids = run_best[keep], run_id[keep], top_vals[keep], top_ids[keep]
         st.own[alive], st.best[alive], st.best_id[alive] = own, run_best, run_id
         rest_rel = rest.double() * torch.exp(ref.double() - own.double())                        # others / own
@@ -214,23 +241,7 @@ class LMHead:
         st.top_vals[alive], st.top_ids[alive] = top_vals, top_ids
         return alive
 
-    def error_bound(self, h_screen: torch.Tensor, h64: torch.Tensor) -> torch.Tensor:
-        """Per row, a bound on |logit64_j - logit_j| over every j, for logits the screen computed in the dtype
-        of ``h_screen``: (B,) float64, finite and >= 0, or FpprovError when no bound can be given.
-
-        logit_j = fl(h_screen . w_j) and logit64_j = h64 . w_j (each with the head's extras), so the difference is
-        at most ||h64 - h_screen|| ||w_j|| (Cauchy-Schwarz) plus the dot product's rounding. Products of
-        float32, bfloat16 or float16 factors are exact in float32 and the sum is accumulated in float32, whose
-        rounding is at most gamma_D ||h|| ||w_j|| with gamma_D = D u / (1 - D u), u = 2^-24, for any summation
-        order. A bfloat16 or float16 result is then rounded to its format (relative u_s = eps / 2), and so
-        are the bias, scaling and cap applied in it: 4 u_s |logit| covers them, with |logit| at most
-        |scale| (||w|| ||h|| + max |bias|) or the cap. Scaling multiplies the bound by |scale|; soft-capping is
-        1-Lipschitz. A factor 2 covers the bias and float64's own rounding.
-
-        The float32-accumulation premise holds for the float32 GEMMs a float64 re-check relies on; for a
-        low-precision screen it is this machine's kernel's behaviour, so there the bound only floors a measured
-        threshold and never proves a verdict (TokenJudge sends such verdicts through a float32 rung).
-        """
+    def _norms(self) -> None:
         if not hasattr(self, "_w_norm_max"):
             # Row norms in float32, in row blocks (no float64 copy of the head), raised by their rounding: a
             # float32 sum of D squares errs by at most gamma_D relative, its square root by about half that.
@@ -239,21 +250,43 @@ class LMHead:
                                            for block in self.weight.detach().split(self.chunk))
             bias = self.extras.bias
             self._bias_max = 0.0 if bias is None else float(bias.detach().double().abs().max())
+
+    def error_bound(self, h_screen: torch.Tensor, h64: torch.Tensor) -> torch.Tensor:
+        """Per row, a bound on |logit64_j - logit_j| over every j, for logits the screen computed in the dtype
+        of ``h_screen``: (B,) float64, finite and >= 0, or FpprovError when no bound can be given.
+
+        logit_j = fl(h_screen . w_j) and logit64_j = fl64(h64 . w_j), each with the head's extras. By the
+        triangle inequality their difference is at most the sum of:
+          - ||h64 - h_screen|| ||w_j|| (Cauchy-Schwarz);
+          - the screen's dot-product rounding: products of float32, bfloat16 or float16 factors accumulated in
+            float32 err by at most gamma_D ||h|| ||w_j||, gamma_D = D u / (1 - D u), u = 2^-24, for any
+            summation order (the same bound with u = 2^-53 for float64's own dot product);
+          - the rounding of the result and of the bias, scaling and cap applied in the screen's dtype (relative
+            u_s = eps / 2 each, and float64's u the same way): 4 (u_s + 2^-53) |logit| covers them, with |logit|
+            at most |scale| (||w|| ||h|| + max |bias|) or the cap.
+        Scaling multiplies the dot products' terms by |scale|; soft-capping is 1-Lipschitz.
+
+        The float32-accumulation premise holds for the float32 GEMMs a float64 re-check relies on; for a
+        low-precision screen it is this machine's kernel's behaviour, so there the bound only floors a measured
+        threshold and never proves a verdict (TokenJudge sends such verdicts through a float32 rung).
+        """
+        self._norms()
         d = h_screen.shape[-1]
-        u = 2.0 ** -53 if h_screen.dtype == torch.float64 else 2.0 ** -24
+        u = 2.0 ** -53 if h_screen.dtype == torch.float64 else 2.0 ** -24   # the accumulation's unit roundoff
         if d * u >= 0.5:
             raise FpprovError(f"no rounding bound for a hidden size of {d}: float32 accumulation cannot bound it")
-        gamma = d * u / (1 - d * u)
+        gamma, gamma64 = d * u / (1 - d * u), d * 2.0 ** -53 / (1 - d * 2.0 ** -53)
         scale = abs(self.extras.scale) if self.extras.scale is not None else 1.0
         hs = h_screen.double()
         h_norm = hs.norm(dim=-1)                                                           # (B,)
-        bound = 2 * scale * self._w_norm_max * ((h64 - hs).norm(dim=-1) + gamma * h_norm)  # (B,)
-        if h_screen.dtype not in (torch.float32, torch.float64):
-            u_s = float(torch.finfo(h_screen.dtype).eps) / 2
-            largest = scale * (self._w_norm_max * h_norm + self._bias_max)                 # (B,)
-            if self.extras.softcap is not None:
-                largest = largest.clamp(max=self.extras.softcap)
-            bound = bound + 4 * u_s * largest
+        # 1 + 1e-6: the float64 norms' own rounding, far below it
+        apart = (1 + 1e-6) * (h64 - hs).norm(dim=-1)                                      # (B,)
+        dots = scale * self._w_norm_max * (apart + gamma * h_norm + gamma64 * (1 + 1e-6) * h64.norm(dim=-1))
+        largest = scale * (self._w_norm_max * torch.maximum(h_norm, h64.norm(dim=-1)) + self._bias_max)  # (B,)
+        if self.extras.softcap is not None:
+            largest = largest.clamp(max=self.extras.softcap)
+        u_s = float(torch.finfo(h_screen.dtype).eps) / 2
+        bound = dots + 4 * (u_s + 2.0 ** -53) * largest                                   # (B,)
         if not bool(torch.isfinite(bound).all()):
             raise FpprovError("the screen's rounding bound is not finite (overflowing hidden states?): "
                               "scan in float32 or float64")

@@ -171,9 +171,10 @@ class TokenJudge:
         """The verdicts of ``ids`` (N,): screened in the scan dtype, then up the ladder as the module says."""
         if not self.low_precision:
             return self._judge_from(ids, None)
-        h, rows = self._screen(ids, None)
+        threshold = self.calibrated(None).threshold
+        h, rows = self._screen(ids, None, threshold)
         out = self._verdicts(ids, rows)
-        escalate = self._escalate(rows, out.gap, self.calibrated(None).threshold, self.opts.verify == "all")
+        escalate = self._escalate(rows, out.gap, threshold, self.opts.verify == "all")
         idx = torch.nonzero(escalate).squeeze(-1)
         if idx.numel():
             sub = self._judge_from(ids[idx], torch.float32)
@@ -182,10 +183,13 @@ class TokenJudge:
                 getattr(out, name)[idx] = getattr(sub, name)
         return out
 
-    def _screen(self, ids: torch.Tensor, dtype: torch.dtype | None) -> tuple[torch.Tensor, HeadRows]:
+    def _screen(self, ids: torch.Tensor, dtype: torch.dtype | None,
+                threshold: float | None) -> tuple[torch.Tensor, HeadRows]:
+        """The hidden states (N, D) and screened head rows of ``ids`` in ``dtype``; every row within
+        ``threshold`` (or a near tie) of its best competitor is swept whole, for the re-check."""
         dev_ids = ids.to(self.loaded.device)
         h = torch.cat([self.hidden(batch, dtype) for batch in dev_ids.split(self.opts.batch_size)])  # (N, D)
-        return h, self.head.screen(h, dev_ids)
+        return h, self.head.screen(h, dev_ids, threshold, self.opts.tolerance)
 
     def _escalate(self, rows: HeadRows, gap: torch.Tensor, threshold: float | None, every_fp: bool) -> torch.Tensor:
         """(N,) bool: the verdicts a rung does not decide itself: near ties, margins within ``threshold``
@@ -209,19 +213,21 @@ class TokenJudge:
         The re-checks of all N ids run together, layer by layer, so each layer is cast to float64 once per
         call rather than once per batch.
         """
-        h, rows = self._screen(ids, dtype)
+        threshold = self.calibrated(dtype).threshold if self.opts.verify == "calibrated" else None
+        h, rows = self._screen(ids, dtype, threshold)
         out = self._verdicts(ids, rows)
         if dtype is not None:
             out.decided_by.fill_(FLOAT32)
-        threshold = self.calibrated(dtype).threshold if self.opts.verify == "calibrated" else None
         out.recheck = self._escalate(rows, out.gap, threshold, self.opts.verify == "all")
         idx = torch.nonzero(out.recheck).squeeze(-1)
         for part in idx.split(self.opts.recheck_batch) if idx.numel() else ():
             f64 = self._recheck_float64(part, ids, h, rows)
             out.is_fp[part], out.f64_margin[part], out.f64_best_id[part] = f64.is_fp, f64.margin, f64.best_id
         out.decided_by[out.recheck] = FLOAT64
-        flipped_to_fp = out.is_fp & ~rows.is_fp
-        if flipped_to_fp.any():  # a near tie that float64 calls an FP: its screen row lacks lse/runner-up
+        # A verdict float64 turned into an FP has its whole row from the screen (a near miss is swept); one
+        # that was not swept would lack its log-sum-exp and runner-up, so it gets them here.
+        flipped_to_fp = out.is_fp & ~rows.swept
+        if flipped_to_fp.any():
             part = torch.nonzero(flipped_to_fp).squeeze(-1)
             dev_part = ids[part].to(self.loaded.device)
             _, own, best, best_id, lse = self.head.full_rows(h[part.to(h.device)], dev_part, h.dtype)
@@ -255,6 +261,10 @@ class TokenJudge:
         h_s = torch.cat([self.hidden(batch, dtype) for batch in sub.split(self.opts.batch_size)])   # (S, D)
         h64 = torch.cat([self.hidden(part, torch.float64) for part in ids.split(self.opts.recheck_batch)])
         vals, cands, own_gemm = self.head.top_competitors_and_own(h_s, sub, self.CALIBRATION_TOP)  # (S, K), (S,)
+        # The sample's winners seed the screen's likely winners: the first chunk then drops most non-FPs early.
+        winners = torch.where(own_gemm > vals[:, 0], sub, cands[:, 0]).cpu()                    # (S,)
+        winners = winners[winners >= 0]
+        self.head.wins.index_add_(0, winners, torch.ones_like(winners))
         own_dot = self.head.own_logits(h_s, sub).cpu()                                       # (S,)
         diff64 = torch.stack([torch.sub(*self.head.candidate_rows(h64, sub, cands[:, j:j + 1].to(dev))[:2])
                               for j in range(cands.shape[1])], 1)                            # (S, K)
@@ -273,9 +283,9 @@ class TokenJudge:
         """float64 verdicts for rows ``part``: the body always in float64; the head over a proven candidate set.
 
         Every competitor whose float64 logit could reach the runner-up's is within 2 * error_bound of the
-        float32 runner-up. A screen FP's kept list decides when it holds all of those; otherwise (and for
-        screen non-FPs, which have no list) a 64-wide float32 list from the whole row; only when that fails
-        too (e.g. a crowd of exact ties) is the whole row computed in float64.
+        float32 runner-up. A swept row's kept list (an FP's, or a near miss's) decides when it holds all of
+        those; otherwise (and for a row the screen dropped, which has no list) a 64-wide float32 list from the
+        whole row; only when that fails too (e.g. a crowd of exact ties) is the whole row computed in float64.
         """
         dev = self.loaded.device
         sub = ids[part].to(dev)
@@ -285,11 +295,11 @@ class TokenJudge:
                                "its float32 rung first")
         h32 = h_screen[part.to(dev)]                                         # (P, D)
         bound = self.head.error_bound(h32, h64).cpu()                        # (P,)
-        screen_fps = torch.nonzero(rows.is_fp[part]).squeeze(-1)
-        decided, left = self._decide_from_list(screen_fps, rows.top_vals[part][screen_fps],
-                                               rows.top_ids[part][screen_fps], bound, h64, sub)
+        listed = torch.nonzero(rows.swept[part]).squeeze(-1)
+        decided, left = self._decide_from_list(listed, rows.top_vals[part][listed], rows.top_ids[part][listed],
+                                               bound, h64, sub)
         parts = [decided]
-        left = torch.cat([torch.nonzero(~rows.is_fp[part]).squeeze(-1), left])
+        left = torch.cat([torch.nonzero(~rows.swept[part]).squeeze(-1), left])
         if left.numel():
             wide_vals, wide_ids = self.head.top_competitors(h32[left.to(dev)], sub[left.to(dev)], self.WIDE_TOP)
             decided, left = self._decide_from_list(left, wide_vals.double(), wide_ids, bound, h64, sub)
