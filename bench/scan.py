@@ -13,10 +13,13 @@ float64 GEMM rates measured in the same run --
              re-checked in float64).
 
 For each --verify mode it prints tokens/s, the float64 re-checks' share of the scan time and, for the
-calibrated default, the time it saves over --verify all. On a GPU (--device cuda) the GEMM rates, the
-plain forwards and the scans run there and the memory peak is CUDA's.
+calibrated default, the time it saves over --verify all. The plain batched forward and the default scan
+are timed alternately over --rounds rounds and the best of each is compared, so that a noisy neighbour in
+one round does not decide the ratio. On a GPU (--device cuda) the GEMM rates, the plain forwards and the
+scans run there and the memory peak is CUDA's.
 
     python bench/scan.py [--model gemma3-270m] [--device cpu] [--start 4096] [--n 2048] [--n-single 48]
+                         [--rounds 2]
 """
 
 from __future__ import annotations
@@ -104,6 +107,18 @@ def body_rates(model, ids: torch.Tensor, device: torch.device, batch: int = 256)
     return rates[0], rates[1]
 
 
+def plain_batched(model, ids: torch.Tensor, device: torch.device, batch: int = 256) -> float:
+    """Tokens/s of the seed's method: a plain batched forward of the single-token inputs, full logits,
+    argmax."""
+    with torch.no_grad():
+        sync(device)
+        t0 = time.perf_counter()
+        for b in ids.split(batch):
+            model(input_ids=b[:, None]).logits[:, -1].argmax(-1)
+        sync(device)
+        return len(ids) / (time.perf_counter() - t0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="gemma3-270m")
@@ -111,6 +126,8 @@ def main() -> None:
     parser.add_argument("--start", type=int, default=4096)
     parser.add_argument("--n", type=int, default=2048)
     parser.add_argument("--n-single", type=int, default=48)
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="rounds of (plain batched, default scan), timed alternately; the best of each counts")
     parser.add_argument("--body-only", action="store_true",
                         help="only the length-1 shortcut against the model's own forward (body, no head)")
     args = parser.parse_args()
@@ -138,22 +155,21 @@ def main() -> None:
             model(input_ids=t.view(1, 1)).logits[0, -1].argmax()
         sync(device)
         single = args.n_single / (time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        for b in ids.split(256):
-            model(input_ids=b[:, None]).logits[:, -1].argmax(-1)
-        sync(device)
-        batched = args.n / (time.perf_counter() - t0)
     seconds, f64_seconds, results = {}, {}, {}
+    batched = 0.0
     with tempfile.TemporaryDirectory() as tmp:
-        for verify in ("all", "near", "calibrated"):
+        for run, verify in enumerate(("all", "near") + ("calibrated",) * args.rounds):
+            if verify == "calibrated":
+                batched = max(batched, plain_batched(model, ids, device))
             opts = ScanOptions(start=args.start, limit=args.n, verify=verify)
-            seconds[verify], f64_seconds[verify], fps, results[verify], _ = scan_once(
-                loaded, Path(tmp) / f"bench-{verify}.duckdb", opts, device)
+            took, f64_took, fps, result, _ = scan_once(loaded, Path(tmp) / f"bench-{run}.duckdb", opts, device)
+            if verify not in seconds or took < seconds[verify]:
+                seconds[verify], f64_seconds[verify], results[verify] = took, f64_took, result
             if verify != "all":
                 assert fps == fp_all, f"--verify {verify} gave other verdicts than --verify all"
             else:
                 fp_all = fps
-        with open_store(Path(tmp) / "bench-calibrated.duckdb") as store:
+        with open_store(Path(tmp) / "bench-2.duckdb") as store:      # the first calibrated scan's
             cal = store.query_dicts("SELECT calibration_measured, calibration_bound, safety_factor, "
                                     "calibration_threshold FROM scans")[0]
     full, near, calibrated = results["all"], results["near"], results["calibrated"]
@@ -175,7 +191,7 @@ def main() -> None:
           f"{floor_body:.1f} s + FP head rows {floor_head:.1f} s + float64 body of re-checks {floor_f64:.1f} s"
           f" (--verify near: {floor_near / roofline_s:.2f}x)")
     print(f"(a) one forward per token   {single:8.1f} tok/s")
-    print(f"(b) plain batched, B=256    {batched:8.1f} tok/s")
+    print(f"(b) plain batched, B=256    {batched:8.1f} tok/s  (best of {args.rounds}, alternating with (c) calibrated)")
     for verify, what in (("all", "every FP re-checked in float64"), ("near", "near ties only"),
                          ("calibrated", "the default: verdicts within the calibrated threshold")):
         r = results[verify]
@@ -190,7 +206,7 @@ def main() -> None:
     print(f"calibrated vs all: {seconds['all'] / seconds['calibrated']:.2f}x faster, {saved:.1f} s saved on the slice"
           f" ({calibrated.rechecked} re-checks instead of {full.rechecked})")
     print(f"ratios: (c all) / (a) = {args.n / seconds['all'] / single:.0f}x; (c calibrated) / (b) ="
-          f" {args.n / seconds['calibrated'] / batched:.1f}x; (c all) time / exactness floor ="
+          f" {args.n / seconds['calibrated'] / batched:.2f}x; (c all) time / exactness floor ="
           f" {seconds['all'] / floor_s:.2f}x")
     print(f"memory: {peak_gib(device)} (after load: {memory_loaded}; float32 weights {fp32_size:.2f} GiB)")
 
