@@ -171,10 +171,11 @@ class TokenJudge:
         """The verdicts of ``ids`` (N,): screened in the scan dtype, then up the ladder as the module says."""
         if not self.low_precision:
             return self._judge_from(ids, None)
-        threshold = self.calibrated(None).threshold
-        h, rows = self._screen(ids, None, threshold)
+        # No threshold for the screen: a verdict within it climbs to the float32 rung, which sweeps its row
+        # again, so sweeping it here would be wasted (with gemma3-270m's bfloat16 threshold, every row).
+        h, rows = self._screen(ids, None, None)
         out = self._verdicts(ids, rows)
-        escalate = self._escalate(rows, out.gap, threshold, self.opts.verify == "all")
+        escalate = self._escalate(rows, out.gap, self.calibrated(None).threshold, self.opts.verify == "all")
         idx = torch.nonzero(escalate).squeeze(-1)
         if idx.numel():
             sub = self._judge_from(ids[idx], torch.float32)
