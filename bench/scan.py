@@ -19,7 +19,7 @@ one round does not decide the ratio. On a GPU (--device cuda) the GEMM rates, th
 scans run there and the memory peak is CUDA's.
 
     python bench/scan.py [--model gemma3-270m] [--device cpu] [--start 4096] [--n 2048] [--n-single 48]
-                         [--rounds 2]
+                         [--rounds 2] [--float64-reference]
 """
 
 from __future__ import annotations
@@ -119,6 +119,21 @@ def plain_batched(model, ids: torch.Tensor, device: torch.device, batch: int = 2
         return len(ids) / (time.perf_counter() - t0)
 
 
+def float64_reference(model, ids: torch.Tensor, batch: int = 128) -> list[int]:
+    """The FPs among ``ids`` by the model's own forward in float64, whole rows (a tie is not an FP); casts
+    ``model`` to float64 in place, so it runs last."""
+    model.double()
+    fps = []
+    with torch.no_grad():
+        for b in ids.split(batch):
+            logits = model(input_ids=b[:, None]).logits[:, -1]                      # (B, V)
+            rows = torch.arange(len(b), device=b.device)
+            own = logits[rows, b].clone()                                          # (B,)
+            logits[rows, b] = float("-inf")
+            fps += b[own > logits.max(-1).values].tolist()
+    return sorted(fps)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="gemma3-270m")
@@ -128,6 +143,8 @@ def main() -> None:
     parser.add_argument("--n-single", type=int, default=48)
     parser.add_argument("--rounds", type=int, default=2,
                         help="rounds of (plain batched, default scan), timed alternately; the best of each counts")
+    parser.add_argument("--float64-reference", action="store_true",
+                        help="also compare the verdicts with the model's own forward in float64 (whole rows)")
     parser.add_argument("--body-only", action="store_true",
                         help="only the length-1 shortcut against the model's own forward (body, no head)")
     args = parser.parse_args()
@@ -209,6 +226,13 @@ def main() -> None:
           f" {args.n / seconds['calibrated'] / batched:.2f}x; (c all) time / exactness floor ="
           f" {seconds['all'] / floor_s:.2f}x")
     print(f"memory: {peak_gib(device)} (after load: {memory_loaded}; float32 weights {fp32_size:.2f} GiB)")
+    if args.float64_reference:
+        t0 = time.perf_counter()
+        reference = float64_reference(model, ids)
+        differ = sorted(set(reference) ^ set(fp_all))
+        assert not differ, f"the scan's FPs differ from the float64 forward's on ids {differ[:10]}"
+        print(f"float64 reference (the model's own forward in float64, whole rows, {time.perf_counter() - t0:.0f} s): "
+              f"{len(reference)} FPs, the same verdicts as every --verify mode")
 
 
 if __name__ == "__main__":
