@@ -168,7 +168,7 @@ def ladder_check(args, float32_fps: list[int]) -> None:
     loaded = load_model(args.model, dtype="bfloat16", device=args.device)
     worst, rounding = accumulation(torch.bfloat16, loaded.device)
     t0 = time.perf_counter()
-    low, seconds = judge_slice(loaded, args.start, args.n_map, ScanOptions())
+    low, seconds, _ = judge_slice(loaded, args.start, args.n_map, ScanOptions())
     counts = [int((low["decided_by"] == code).sum()) for code in (judge.SCREEN, judge.FLOAT32, judge.FLOAT64)]
     fps = set(low["ids"][low["is_fp"]].tolist())
     print(f"bfloat16 ladder: matmul error {worst:.3g} vs rounding alone {rounding:.3g}; {args.n_map} ids in "

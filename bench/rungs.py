@@ -35,8 +35,9 @@ def accumulation(dtype: torch.dtype, device: torch.device, d: int = 4096) -> tup
     return float(got.max()), float(rounded.max())
 
 
-def judge_slice(loaded, start: int, n: int, opts: ScanOptions) -> tuple[object, float]:
-    """The verdicts of ids [start, start + n) and the seconds they took, calibration included."""
+def judge_slice(loaded, start: int, n: int, opts: ScanOptions) -> tuple[object, float, dict]:
+    """The verdicts of ids [start, start + n), the seconds they took (calibration included) and the
+    calibration of each rung (keyed by the dtype it screens in; None: the scan dtype)."""
     judge = TokenJudge(loaded, opts)
     t0 = time.perf_counter()
     sample = calibration_sample(start, start + n, opts.calibration_sample)
@@ -46,7 +47,7 @@ def judge_slice(loaded, start: int, n: int, opts: ScanOptions) -> tuple[object, 
     parts = [judge.judge(ids) for ids in torch.arange(start, start + n).split(opts.commit_every)]
     seconds = time.perf_counter() - t0
     merged = {name: torch.cat([getattr(p, name) for p in parts]) for name in ("ids", "is_fp", "decided_by")}
-    return merged, seconds
+    return merged, seconds, judge.calibrations
 
 
 def main() -> None:
@@ -64,17 +65,20 @@ def main() -> None:
     print(f"{args.dtype} matmul on {loaded.device}: largest relative error {worst:.3g}, rounding alone {rounding:.3g} "
           f"({'float32 accumulation' if worst <= 1.01 * rounding else 'NOT float32 accumulation'})")
     opts = ScanOptions()
-    low, seconds = judge_slice(loaded, args.start, args.n, opts)
+    low, seconds, calibrations = judge_slice(loaded, args.start, args.n, opts)
     n = len(low["ids"])
     shares = {name: int((low["decided_by"] == code).sum()) for name, code in
               ((args.dtype, SCREEN), ("float32", FLOAT32), ("float64", FLOAT64))}
     print(f"{loaded.name} in {args.dtype}, ids [{args.start}, {args.start + args.n}): {int(low['is_fp'].sum())} FPs, "
           f"{n / seconds:.1f} tok/s ({seconds:.1f} s, calibration included)")
     print("decided by: " + ", ".join(f"{name} {count} ({count / n:.1%})" for name, count in shares.items()))
+    for dtype, cal in calibrations.items():
+        print(f"calibration of the {args.dtype if dtype is None else str(dtype).removeprefix('torch.')} screen: "
+              f"measured error {cal.measured:.3g}, the sample's bound {cal.bound:.3g}, threshold {cal.threshold:.3g}")
     if args.compare:
         del loaded
         reference = load_model(args.model, dtype="float32", device=args.device)
-        f32, seconds32 = judge_slice(reference, args.start, args.n, opts)
+        f32, seconds32, _ = judge_slice(reference, args.start, args.n, opts)
         differ = int((f32["is_fp"] != low["is_fp"]).sum())
         print(f"float32 load: {int(f32['is_fp'].sum())} FPs, {n / seconds32:.1f} tok/s; {differ} of {n} verdicts "
               f"differ from the {args.dtype} load's (the two loads are different models unless the checkpoint is "
