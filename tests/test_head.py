@@ -161,3 +161,13 @@ def test_screen_sweeps_every_row_within_its_reach_whatever_order_the_head_is_rea
         assert torch.equal(getattr(seeded, name)[swept], getattr(cold, name)[swept]), name
     for name in ("own_logit", "best_other", "lse", "top_vals"):
         assert torch.allclose(getattr(seeded, name)[swept], getattr(cold, name)[swept], rtol=1e-6, atol=0), name
+
+
+def test_a_re_check_margin_wider_than_float32s_range_keeps_every_swept_rows_log_sum_exp():
+    # With a threshold of 1,000 logits every row is swept, its competitors up to 1,000 past its own logit:
+    # exp(-1000) is 0 in float32, so the row's mass must be kept relative to its best logit, not its reach.
+    head, h, dense = _head_and_dense(None)
+    ids = torch.arange(h.shape[0])
+    rows = head.screen(h, ids, 1000.0)
+    assert bool(rows.swept.all()) and bool((~rows.is_fp).any())
+    assert torch.allclose(rows.lse, dense.logsumexp(-1), rtol=1e-6, atol=0)

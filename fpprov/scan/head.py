@@ -205,14 +205,16 @@ class LMHead:
         Updates ``st`` in place: for rows kept, the log-sum-exp, runner-up and top competitors of the whole row;
         for dropped rows the running best when they dropped.
 
-        The log-sum-exp is kept as ``rest``, the mass of the other ids relative to the row's reach, so that an
-        FP with probability 1 - 1e-9 is stored as such: a float32 log-sum-exp would round it to exactly 1 (most
-        of gemma3-270m's top FPs tied at 1.0 that way).
+        The log-sum-exp is kept as ``rest``, the mass of the other ids relative to ``ref``, the larger of the
+        own logit and the best competitor so far (rescaled when it rises: a near miss's competitors may pass
+        its own logit, by up to its re-check margin, however wide), so that an FP with probability 1 - 1e-9 is
+        stored as such: a float32 log-sum-exp would round it to exactly 1 (most of gemma3-270m's top FPs tied
+        at 1.0 that way).
         """
         k = self.keep_top
         h_alive, ids_alive = h[alive], ids[alive]                                                # (A, D), (A,)
         own, reach = st.own[alive], st.reach[alive]                                             # (A,)
-        ref = reach.clone()      # no logit of a row kept passes its reach: exp(l - ref) cannot overflow
+        ref = own.clone()        # (A,) never below a competitor seen: exp(l - ref) <= 1 cannot overflow
         rest = torch.zeros_like(own)
         run_best = torch.full_like(own, NEG_INF)
         run_id = torch.full_like(ids_alive, -1)
@@ -223,8 +225,10 @@ class LMHead:
             c = self._chunk(h_alive, ids_alive, cols)
             # From here on the own logit is the GEMM's, like the other logits: prob = 1 / (1 + rest) <= 1.
             own[c.rows] = c.own
-            rest += torch.sub(c.competitors, ref[:, None]).exp_().sum(-1)                       # (A,)
             cvals, cids = c.top(k)                                                               # (A, k)
+            risen = torch.maximum(ref, cvals[:, 0])                                              # (A,)
+            rest = rest * torch.exp(ref - risen) + torch.sub(c.competitors, risen[:, None]).exp_().sum(-1)
+            ref = risen
             top_vals, top_ids = merge_topk(top_vals, top_ids, cvals, cids)                       # (A, k)
             run_best, run_id = _running_max(run_best, run_id, cvals[:, 0], cids[:, 0])           # (A,)
             beaten = run_best > reach
@@ -236,8 +240,11 @@ class LMHead:
                     alive[keep], h_alive[keep], ids_alive[keep], own[keep], reach[keep], ref[keep], rest[keep])
                 run_best, run_id, top_vals, top_ids = run_best[keep], run_id[keep], top_vals[keep], top_ids[keep]
         st.own[alive], st.best[alive], st.best_id[alive] = own, run_best, run_id
-        rest_rel = rest.double() * torch.exp(ref.double() - own.double())                        # others / own
-        st.lse[alive] = own.double() + torch.log1p(rest_rel)
+        own64, ref64, rest64 = own.double(), ref.double(), rest.double()                       # (A,)
+        # own + log1p(others / own) keeps an FP's tiny rest exact; a row whose competitors passed its own
+        # logit (ref > own) takes ref + log(rest + exp(own - ref)), which cannot overflow however far they passed.
+        st.lse[alive] = torch.where(ref64 > own64, ref64 + torch.log(rest64 + torch.exp(own64 - ref64)),
+                                    own64 + torch.log1p(rest64 * torch.exp(ref64 - own64)))
         st.top_vals[alive], st.top_ids[alive] = top_vals, top_ids
         return alive
 
