@@ -5,6 +5,7 @@ soft-capping) are the model's own or the model is refused."""
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -128,6 +129,19 @@ def test_an_undeclared_change_to_the_logits_is_refused(tiny_model_dir):
 
     loaded.model.forward = multiplied
     with pytest.raises(FpprovError, match="does not reproduce"):
+        TokenJudge(loaded, ScanOptions())
+
+
+def test_a_forward_that_bypasses_its_output_layer_is_refused(tiny_model_dir):
+    loaded = load_model(str(tiny_model_dir("llama", False)))
+    model = loaded.model
+
+    def bypassing(input_ids, **kwargs):   # logits from the head's weight, never through the head module
+        hidden = model.model(input_ids=input_ids, use_cache=False).last_hidden_state         # (B, L, D)
+        return SimpleNamespace(logits=hidden @ model.lm_head.weight.T)                       # (B, L, V)
+
+    model.forward = bypassing
+    with pytest.raises(FpprovError, match="output layer"):
         TokenJudge(loaded, ScanOptions())
 
 

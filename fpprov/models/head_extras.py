@@ -97,12 +97,17 @@ class HeadExtras:
         """
         head = model.get_output_embeddings()
         taken: list[torch.Tensor] = []
-        hook = head.register_forward_pre_hook(lambda module, args: taken.append(args[0]))
+        hook = head.register_forward_pre_hook(
+            lambda module, args, kwargs: taken.append(args[0] if args else next(iter(kwargs.values()), None)),
+            with_kwargs=True)
         try:
             # One row: a product with one row takes a matrix-vector kernel, several times faster here than two.
             out = model(input_ids=torch.tensor([[token_id]], device=head.weight.device), use_cache=False)
         finally:
             hook.remove()
+        if not taken or not isinstance(taken[-1], torch.Tensor):
+            raise FpprovError("the model's forward does not pass its hidden states through its output layer: "
+                              "fpprov cannot reproduce its logits")
         hidden = taken[-1][:, -1, :]                                                      # (1, D)
         theirs = out.logits[:, -1, :].double()                                            # (1, V)
         if theirs.shape[-1] != head.weight.shape[0]:
