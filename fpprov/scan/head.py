@@ -82,7 +82,7 @@ class HeadRows:
     own_logit: torch.Tensor       # float64 copy of the scan-dtype value
     best_other: torch.Tensor      # best competitor logit seen (the whole row's runner-up for swept rows)
     best_other_id: torch.Tensor   # int64
-    lse: torch.Tensor             # log-sum-exp of the whole row for swept rows (float64: own + log1p(rest)), else NaN
+    lse: torch.Tensor             # log-sum-exp of the whole row for swept rows (float64, exact near p = 1), else NaN
     top_vals: torch.Tensor        # (B, K) best competitor logits of swept rows, descending (-inf for dropped rows)
     top_ids: torch.Tensor         # (B, K)
     swept: torch.Tensor           # bool: the whole row was computed (FPs and near misses): best_other is its
