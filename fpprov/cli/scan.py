@@ -12,12 +12,12 @@ import typer
 from rich.table import Table
 
 from ..runtime.batch import DONE, SKIPPED, Outcome
+from ..scan.options import ScanOptions   # torch-free: its defaults are the options' defaults below
 from .common import DbOption, cell, console, db_path, err_console, esc, user_errors
 from .many import AllOption, FamilyOption, ManifestOption, ModelsArgument, run_command
 from .progress import ScanProgress, loading, show_estimate, show_warnings
 
 if TYPE_CHECKING:
-    from ..scan.options import ScanOptions
     from ..scan.run import ScanResult
 
 
@@ -42,27 +42,27 @@ def scan(
     ctx: typer.Context,
     models: Optional[list[str]] = ModelsArgument,
     db: Optional[Path] = DbOption,
-    dtype: str = typer.Option("float32", metavar="DTYPE",
+    dtype: str = typer.Option(ScanOptions.dtype, metavar="DTYPE",
                               help="float32 | float64 | bfloat16 | float16: the weights' dtype; the last two "
                               "screen in it and decide in float32 and float64 what it cannot (exact, docs/scan.md)."),
-    device: str = typer.Option("auto", metavar="DEVICE",
+    device: str = typer.Option(ScanOptions.device, metavar="DEVICE",
                                help="auto | cpu | cuda[:N] | mps | xpu (what this torch build can use)."),
     device_map: Optional[str] = typer.Option(None, "--device-map", metavar="STRATEGY", help="Spread the model "
                                              "over every visible GPU with accelerate: auto | balanced | "
                                              "balanced_low_0 | sequential."),
-    bos: bool = typer.Option(False, "--bos/--no-bos", help="Prepend the tokenizer's BOS: input [bos, t]."),
-    start: int = typer.Option(0, metavar="ID", help="First token id to scan."),
+    bos: bool = typer.Option(ScanOptions.bos, "--bos/--no-bos", help="Prepend the tokenizer's BOS: input [bos, t]."),
+    start: int = typer.Option(ScanOptions.start, metavar="ID", help="First token id to scan."),
     limit: Optional[int] = typer.Option(None, metavar="N", help="Scan at most this many ids from --start "
                                         "(default: all)."),
-    batch_size: int = typer.Option(1024, metavar="N", help="Token ids per forward batch."),
-    tolerance: float = typer.Option(1e-4, metavar="X", help="Relative margin under which a verdict is re-checked "
+    batch_size: int = typer.Option(ScanOptions.batch_size, metavar="N", help="Token ids per forward batch."),
+    tolerance: float = typer.Option(ScanOptions.tolerance, metavar="X", help="Relative margin under which a verdict is re-checked "
                                     "in float64."),
     check_length: Optional[int] = typer.Option(None, metavar="L", help="Also check [t]*L -> t for every FP "
                                                "(L >= 2)."),
-    verify: str = typer.Option("calibrated", metavar="MODE", help="float64 re-checks: calibrated (every verdict "
+    verify: str = typer.Option(ScanOptions.verify, metavar="MODE", help="float64 re-checks: calibrated (every verdict "
                                "closer than 10x the float32 error measured on a sample of the ids) | all (also "
                                "every FP) | near (near ties only)."),
-    commit_every: int = typer.Option(4096, metavar="N", help="Ids per committed chunk (the resume granularity)."),
+    commit_every: int = typer.Option(ScanOptions.commit_every, metavar="N", help="Ids per committed chunk (the resume granularity)."),
     force: bool = typer.Option(False, "--force", help="Redo a finished scan with the same settings."),
     all_models: bool = AllOption,
     family: Optional[str] = FamilyOption,
@@ -75,11 +75,9 @@ def scan(
     run_command(scan, ctx, scan_options, scan_model, scan_outcome)
 
 
-def scan_options(**settings: Any) -> "ScanOptions":
+def scan_options(**settings: Any) -> ScanOptions:
     """The command's options as one ScanOptions, which checks itself (before torch's model code or any model
     loads): every option name of `fpprov scan` is a ScanOptions field."""
-    from ..scan.options import ScanOptions
-
     return ScanOptions(**settings)
 
 
@@ -89,7 +87,7 @@ def scan_outcome(result: "ScanResult") -> Outcome:
     return Outcome(result.model, DONE, result.fp_count, reason=f"scan {result.scan_id}")
 
 
-def scan_model(model: str, db: Optional[Path], opts: "ScanOptions") -> "ScanResult":
+def scan_model(model: str, db: Optional[Path], opts: ScanOptions) -> "ScanResult":
     """Scan one model with checked options: its progress bar and summary around the library's scan."""
     # torch and transformers load here, not at CLI start: `fpprov sql` and `--help` stay instant.
     from ..db.store import check_writable, open_store
