@@ -55,14 +55,15 @@ def scan(
     limit: Optional[int] = typer.Option(None, metavar="N", help="Scan at most this many ids from --start "
                                         "(default: all)."),
     batch_size: int = typer.Option(ScanOptions.batch_size, metavar="N", help="Token ids per forward batch."),
-    tolerance: float = typer.Option(ScanOptions.tolerance, metavar="X", help="Relative margin under which a verdict is re-checked "
-                                    "in float64."),
+    tolerance: float = typer.Option(ScanOptions.tolerance, metavar="X", help="Relative margin under which a "
+                                    "verdict is re-checked in float64."),
     check_length: Optional[int] = typer.Option(None, metavar="L", help="Also check [t]*L -> t for every FP "
                                                "(L >= 2)."),
     verify: str = typer.Option(ScanOptions.verify, metavar="MODE", help="float64 re-checks: calibrated (every verdict "
                                "closer than 10x the float32 error measured on a sample of the ids) | all (also "
                                "every FP) | near (near ties only)."),
-    commit_every: int = typer.Option(ScanOptions.commit_every, metavar="N", help="Ids per committed chunk (the resume granularity)."),
+    commit_every: int = typer.Option(ScanOptions.commit_every, metavar="N", help="Ids per committed chunk (the "
+                                     "resume granularity)."),
     force: bool = typer.Option(False, "--force", help="Redo a finished scan with the same settings."),
     all_models: bool = AllOption,
     family: Optional[str] = FamilyOption,

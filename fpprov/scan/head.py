@@ -89,6 +89,15 @@ class HeadRows:
                                   # runner-up and lse, top_vals its own; dropped rows have neither
 
 
+def accumulation_gamma(d: int, dtype: torch.dtype) -> float:
+    """gamma_D = D u / (1 - D u): the relative rounding bound of a length-``d`` dot product accumulated in
+    float64 (``dtype`` float64) or in float32 (float32, bfloat16 and float16 factors), for any summation order."""
+    u = 2.0 ** -53 if dtype == torch.float64 else 2.0 ** -24
+    if d * u >= 0.5:
+        raise FpprovError(f"no rounding bound for a hidden size of {d}: float32 accumulation cannot bound it")
+    return d * u / (1 - d * u)
+
+
 class LMHead:
     """The output layer of one model: weight (V_rows, D) and its extras (bias, scaling, soft-capping).
 
@@ -191,12 +200,12 @@ class LMHead:
         the float32 accumulation's rounding (LMHead.error_bound) plus the rounding of both results and their
         extras in the screen's dtype."""
         self._norms()
-        d = h.shape[-1]
-        u = 2.0 ** -53 if h.dtype == torch.float64 else 2.0 ** -24
-        gamma = d * u / (1 - d * u)
-        scale = abs(self.extras.scale) if self.extras.scale is not None else 1.0
+        gamma = accumulation_gamma(h.shape[-1], h.dtype)
         u_s = float(torch.finfo(h.dtype).eps) / 2
-        return 2 * scale * self._w_norm_max * gamma * h.float().norm(dim=-1) + 8 * u_s * logits.abs()
+        return 2 * self._abs_scale() * self._w_norm_max * gamma * h.float().norm(dim=-1) + 8 * u_s * logits.abs()
+
+    def _abs_scale(self) -> float:
+        return abs(self.extras.scale) if self.extras.scale is not None else 1.0
 
     def _sweep(self, h: torch.Tensor, ids: torch.Tensor, alive: torch.Tensor, st: "_ScreenState") -> torch.Tensor:
         """Run rows ``alive`` through the whole head in natural order; returns the rows never dropped (every
@@ -279,11 +288,8 @@ class LMHead:
         """
         self._norms()
         d = h_screen.shape[-1]
-        u = 2.0 ** -53 if h_screen.dtype == torch.float64 else 2.0 ** -24   # the accumulation's unit roundoff
-        if d * u >= 0.5:
-            raise FpprovError(f"no rounding bound for a hidden size of {d}: float32 accumulation cannot bound it")
-        gamma, gamma64 = d * u / (1 - d * u), d * 2.0 ** -53 / (1 - d * 2.0 ** -53)
-        scale = abs(self.extras.scale) if self.extras.scale is not None else 1.0
+        gamma, gamma64 = accumulation_gamma(d, h_screen.dtype), accumulation_gamma(d, torch.float64)
+        scale = self._abs_scale()
         hs = h_screen.double()
         h_norm = hs.norm(dim=-1)                                                           # (B,)
         # 1 + 1e-6: the float64 norms' own rounding, far below it
